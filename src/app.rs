@@ -1,0 +1,94 @@
+//! Builds the one `AppContext` from the config: the only place that picks adapters.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context as _;
+use rand::RngCore;
+
+use crate::config::Config;
+use crate::db::{DbStore, Pool};
+use crate::domain::auth::AuthService;
+use crate::domain::auth::tokens::TokenIssuer;
+use crate::domain::catalog::CatalogService;
+use crate::domain::clock::Clock;
+use crate::domain::ports::Store;
+use crate::metrics::Metrics;
+
+#[derive(Clone)]
+pub struct AppContext {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub catalog: CatalogService,
+    pub auth: AuthService,
+    pub metrics: Arc<Metrics>,
+    /// Set once the store is migrated and the first-start catalog is in place.
+    pub catalog_ready: Arc<AtomicBool>,
+}
+
+impl AppContext {
+    pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
+        if config.redis_url.is_some() {
+            tracing::warn!("SHOP_REDIS_URL is set, but this version keeps cache and pub/sub in-process");
+        }
+        if config.opensearch_url.is_some() {
+            tracing::warn!("SHOP_OPENSEARCH_URL is set, but this version has no search backend yet");
+        }
+        let metrics = Arc::new(Metrics::default());
+        let query_counter = metrics.store_queries.clone();
+        let pool = Pool::open(
+            &config.store_url(),
+            config.db_pool_size,
+            Arc::new(move || {
+                query_counter.inc();
+            }),
+        )
+        .await
+        .context("opening the store")?;
+        let store: Arc<dyn Store> = Arc::new(DbStore::new(pool));
+        let secret = jwt_secret(&config)?;
+        let tokens = TokenIssuer::new(&secret, config.access_token_ttl, config.guest_token_ttl);
+        let auth = AuthService::new(store.clone(), clock.clone(), tokens, config.refresh_token_ttl);
+        let catalog = CatalogService::new(store.clone(), clock, config.currency.clone());
+        tracing::info!(backend = store.backend_name(), "store ready");
+        Ok(Self {
+            config: Arc::new(config),
+            store,
+            catalog,
+            auth,
+            metrics,
+            catalog_ready: Arc::new(AtomicBool::new(false)),
+        })
+    }
+}
+
+/// The configured secret, or one generated on first start and kept in the data dir so that
+/// tokens survive restarts.
+fn jwt_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
+    if let Some(secret) = &config.jwt_secret {
+        return Ok(secret.as_bytes().to_vec());
+    }
+    let path = config.data_dir.join("jwt-secret");
+    if path.exists() {
+        let secret = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        anyhow::ensure!(secret.len() >= 32, "{} holds fewer than 32 bytes", path.display());
+        return Ok(secret);
+    }
+    let mut secret = vec![0u8; 64];
+    rand::rng().fill_bytes(&mut secret);
+    write_private(&path, &secret)?;
+    Ok(secret)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes).with_context(|| format!("writing {}", path.display()))
+}

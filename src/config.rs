@@ -1,0 +1,280 @@
+//! Configuration: defaults < optional TOML file (`SHOP_CONFIG`) < `SHOP_*` environment variables.
+//! Every key is listed once in `KEYS`; README.md documents the same table and a test keeps them
+//! in step.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use chrono::Duration;
+
+/// A configuration key: its TOML name (the variable is `SHOP_` + upper case), default, meaning.
+pub struct Key {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub meaning: &'static str,
+}
+
+pub const KEYS: &[Key] = &[
+    Key { name: "listen", default: "127.0.0.1:8080", meaning: "address and port of the HTTP server" },
+    Key { name: "data_dir", default: "./data", meaning: "embedded store, search index and generated secrets" },
+    Key {
+        name: "database_url",
+        default: "",
+        meaning: "empty: SQLite file in the data dir; postgres://… selects PostgreSQL",
+    },
+    Key {
+        name: "redis_url",
+        default: "",
+        meaning: "redis://… selects Redis for cache, pub/sub, counters, locks, rate limits",
+    },
+    Key { name: "opensearch_url", default: "", meaning: "selects the OpenSearch search backend" },
+    Key {
+        name: "seed_products",
+        default: "10000",
+        meaning: "products generated on first start with an empty store; 0 disables",
+    },
+    Key {
+        name: "jwt_secret",
+        default: "",
+        meaning: "signing key of access tokens (at least 32 bytes); empty: generated once into the data dir",
+    },
+    Key { name: "admin_email", default: "", meaning: "with admin_password: this admin exists after start" },
+    Key { name: "admin_password", default: "", meaning: "with admin_email: the admin's password" },
+    Key { name: "log", default: "info", meaning: "log filter (tracing EnvFilter syntax)" },
+    Key { name: "log_format", default: "text", meaning: "text or json (one JSON object per line)" },
+    Key { name: "db_pool_size", default: "16", meaning: "connections in the store's pool" },
+    Key { name: "currency", default: "USD", meaning: "currency of products that do not name one" },
+    Key { name: "access_token_ttl_secs", default: "900", meaning: "lifetime of a signed-in user's access token" },
+    Key { name: "refresh_token_ttl_secs", default: "2592000", meaning: "lifetime of a refresh token (30 days)" },
+    Key { name: "guest_token_ttl_secs", default: "604800", meaning: "lifetime of a guest session token (7 days)" },
+    Key { name: "max_query_depth", default: "12", meaning: "deepest GraphQL selection accepted" },
+    Key {
+        name: "max_query_complexity",
+        default: "2000",
+        meaning: "highest GraphQL query complexity accepted (one point per field)",
+    },
+    Key { name: "max_body_bytes", default: "262144", meaning: "largest HTTP request body accepted" },
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub redis_url: Option<String>,
+    pub opensearch_url: Option<String>,
+    pub seed_products: u64,
+    pub jwt_secret: Option<String>,
+    pub admin: Option<(String, String)>,
+    pub log: String,
+    pub log_format: LogFormat,
+    pub db_pool_size: usize,
+    pub currency: String,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub guest_token_ttl: Duration,
+    pub max_query_depth: usize,
+    pub max_query_complexity: usize,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {message}")]
+    File { path: String, message: String },
+    #[error("unknown config key `{0}` (known keys: see README, section Configuration)")]
+    UnknownKey(String),
+    #[error("invalid value for {key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl Config {
+    /// Reads the TOML file named by `SHOP_CONFIG` (if any) and the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_sources(std::env::vars().collect())
+    }
+
+    /// Builds a config from environment-style variables (and the TOML file they may name).
+    pub fn from_sources(env: HashMap<String, String>) -> Result<Self, ConfigError> {
+        let mut values: HashMap<&'static str, (String, String)> =
+            KEYS.iter().map(|k| (k.name, (k.default.to_owned(), format!("default of {}", k.name)))).collect();
+        if let Some(path) = env.get("SHOP_CONFIG").filter(|p| !p.is_empty()) {
+            for (name, value) in read_toml(path)? {
+                let key = KEYS.iter().find(|k| k.name == name).ok_or_else(|| ConfigError::UnknownKey(name.clone()))?;
+                values.insert(key.name, (value, format!("`{name}` in {path}")));
+            }
+        }
+        for key in KEYS {
+            let variable = env_name(key.name);
+            if let Some(value) = env.get(&variable) {
+                values.insert(key.name, (value.clone(), variable));
+            }
+        }
+        let reader = Values(values);
+        let admin = match (reader.optional("admin_email"), reader.optional("admin_password")) {
+            (Some(email), Some(password)) => Some((email, password)),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    key: "SHOP_ADMIN_EMAIL / SHOP_ADMIN_PASSWORD".to_owned(),
+                    message: "set both or neither".to_owned(),
+                });
+            }
+        };
+        let jwt_secret = reader.optional("jwt_secret");
+        if let Some(secret) = &jwt_secret
+            && secret.len() < 32
+        {
+            return Err(reader.invalid("jwt_secret", "must be at least 32 bytes"));
+        }
+        let log_format = match reader.text("log_format").as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            _ => return Err(reader.invalid("log_format", "must be text or json")),
+        };
+        let currency = reader.text("currency");
+        if !(currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase())) {
+            return Err(reader.invalid("currency", "must be an ISO-4217 code such as USD"));
+        }
+        let database_url = reader.optional("database_url");
+        if let Some(url) = &database_url
+            && !crate::db::is_postgres_url(url)
+        {
+            return Err(reader.invalid("database_url", "must start with postgres:// (leave it unset for SQLite)"));
+        }
+        Ok(Config {
+            listen: reader.parsed("listen")?,
+            data_dir: PathBuf::from(reader.text("data_dir")),
+            database_url,
+            redis_url: reader.optional("redis_url"),
+            opensearch_url: reader.optional("opensearch_url"),
+            seed_products: reader.parsed("seed_products")?,
+            jwt_secret,
+            admin,
+            log: reader.text("log"),
+            log_format,
+            db_pool_size: reader.positive("db_pool_size")?,
+            currency,
+            access_token_ttl: reader.seconds("access_token_ttl_secs")?,
+            refresh_token_ttl: reader.seconds("refresh_token_ttl_secs")?,
+            guest_token_ttl: reader.seconds("guest_token_ttl_secs")?,
+            max_query_depth: reader.positive("max_query_depth")?,
+            max_query_complexity: reader.positive("max_query_complexity")?,
+            max_body_bytes: reader.positive("max_body_bytes")?,
+        })
+    }
+
+    /// The store's URL: PostgreSQL when configured, else the SQLite file in the data dir.
+    pub fn store_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| self.data_dir.join("shop.db").to_string_lossy().into_owned())
+    }
+}
+
+pub fn env_name(key: &str) -> String {
+    format!("SHOP_{}", key.to_uppercase())
+}
+
+fn read_toml(path: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let file_error = |message: String| ConfigError::File { path: path.to_owned(), message };
+    let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| file_error(e.to_string()))?;
+    table
+        .into_iter()
+        .map(|(name, value)| match value {
+            toml::Value::String(s) => Ok((name, s)),
+            toml::Value::Integer(i) => Ok((name, i.to_string())),
+            toml::Value::Boolean(b) => Ok((name, b.to_string())),
+            other => Err(file_error(format!("`{name}` must be a string or a number, not {}", other.type_str()))),
+        })
+        .collect()
+}
+
+/// Each value with the place it came from, so that an error names the exact variable or key.
+struct Values(HashMap<&'static str, (String, String)>);
+
+impl Values {
+    fn text(&self, key: &str) -> String {
+        self.0.get(key).map(|(value, _)| value.trim().to_owned()).unwrap_or_default()
+    }
+
+    fn optional(&self, key: &str) -> Option<String> {
+        Some(self.text(key)).filter(|v| !v.is_empty())
+    }
+
+    fn invalid(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        let source = self.0.get(key).map(|(_, source)| source.clone()).unwrap_or_else(|| env_name(key));
+        ConfigError::Invalid { key: source, message: message.into() }
+    }
+
+    fn parsed<T: std::str::FromStr>(&self, key: &str) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        let text = self.text(key);
+        text.parse().map_err(|err| self.invalid(key, format!("`{text}`: {err}")))
+    }
+
+    fn positive(&self, key: &str) -> Result<usize, ConfigError> {
+        let value: usize = self.parsed(key)?;
+        if value == 0 {
+            return Err(self.invalid(key, "must be greater than 0"));
+        }
+        Ok(value)
+    }
+
+    fn seconds(&self, key: &str) -> Result<Duration, ConfigError> {
+        let secs = i64::try_from(self.positive(key)?).map_err(|_| self.invalid(key, "too large"))?;
+        Ok(Duration::seconds(secs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_sources(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let config = config(&[]).expect("defaults are valid");
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.seed_products, 10_000);
+        assert!(config.database_url.is_none());
+        assert!(config.store_url().ends_with("shop.db"));
+    }
+
+    #[test]
+    fn environment_overrides_the_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("shop.toml");
+        std::fs::write(&path, "seed_products = 5\nlisten = \"127.0.0.1:9000\"\n").expect("write");
+        let path = path.to_string_lossy().into_owned();
+        let config = config(&[("SHOP_CONFIG", &path), ("SHOP_LISTEN", "127.0.0.1:9100")]).expect("valid");
+        assert_eq!(config.seed_products, 5);
+        assert_eq!(config.listen.to_string(), "127.0.0.1:9100");
+    }
+
+    #[test]
+    fn errors_name_the_bad_key() {
+        let err = config(&[("SHOP_LISTEN", "nowhere")]).expect_err("invalid");
+        assert!(err.to_string().contains("SHOP_LISTEN"), "{err}");
+        let err = config(&[("SHOP_DB_POOL_SIZE", "0")]).expect_err("invalid");
+        assert!(err.to_string().contains("SHOP_DB_POOL_SIZE"), "{err}");
+        let err = config(&[("SHOP_ADMIN_EMAIL", "a@b.c")]).expect_err("invalid");
+        assert!(err.to_string().contains("SHOP_ADMIN_PASSWORD"), "{err}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "seed_prodcts = 5\n").expect("write");
+        let err = config(&[("SHOP_CONFIG", &path.to_string_lossy())]).expect_err("unknown key");
+        assert!(err.to_string().contains("seed_prodcts"), "{err}");
+    }
+}

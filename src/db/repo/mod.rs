@@ -1,0 +1,7 @@
+//! Query functions. Each takes `&mut Conn` and is written once for both backends.
+
+pub mod catalog;
+pub mod users;
+
+/// Rows per multi-row INSERT: 13 columns x 1,000 stays under SQLite's 32,766 bound parameters.
+pub const INSERT_CHUNK: usize = 1_000;

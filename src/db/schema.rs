@@ -1,0 +1,67 @@
+//! Table definitions shared by both backends (the migrations under `migrations/` are the source;
+//! only column types portable between SQLite and PostgreSQL are used).
+
+diesel::table! {
+    categories (id) {
+        id -> Text,
+        name -> Text,
+        parent_id -> Nullable<Text>,
+        path -> Text,
+        depth -> Integer,
+    }
+}
+
+diesel::table! {
+    products (id) {
+        id -> Text,
+        title -> Text,
+        description -> Text,
+        brand -> Nullable<Text>,
+        category_id -> Nullable<Text>,
+        price_cents -> BigInt,
+        currency_code -> Text,
+        rating -> Nullable<Double>,
+        review_count -> Integer,
+        popularity -> BigInt,
+        attributes -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    inventory (product_id) {
+        product_id -> Text,
+        available -> Integer,
+        reserved -> Integer,
+        version -> BigInt,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        email -> Text,
+        name -> Text,
+        password_hash -> Text,
+        is_admin -> Bool,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (token_hash) {
+        token_hash -> Text,
+        user_id -> Text,
+        family_id -> Text,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(products -> categories (category_id));
+diesel::joinable!(inventory -> products (product_id));
+diesel::joinable!(refresh_tokens -> users (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(categories, products, inventory, users, refresh_tokens);

@@ -1,0 +1,11 @@
+//! Accounts, guest sessions, access and refresh tokens, and who may do what.
+
+pub mod error;
+pub mod model;
+pub mod password;
+pub mod service;
+pub mod tokens;
+
+pub use error::AuthError;
+pub use model::{AuthPayload, User, Viewer};
+pub use service::AuthService;

@@ -1,0 +1,192 @@
+use std::sync::Arc;
+
+use chrono::Duration;
+
+use super::model::{AuthPayload, NewRefreshToken, RefreshTokenUse, User, Viewer};
+use super::tokens::{TokenIssuer, hash_refresh_token, new_refresh_token};
+use super::{AuthError, password};
+use crate::domain::clock::Clock;
+use crate::domain::ports::{Store, StoreError};
+
+pub type AuthResult<T> = Result<T, AuthError>;
+
+const MIN_PASSWORD_LEN: usize = 8;
+const MAX_PASSWORD_LEN: usize = 256;
+const MAX_EMAIL_LEN: usize = 254;
+const MAX_NAME_LEN: usize = 100;
+
+#[derive(Clone)]
+pub struct AuthService {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    tokens: Arc<TokenIssuer>,
+    refresh_ttl: Duration,
+    /// Verified against when the email is unknown, so that a wrong email costs as long as a
+    /// wrong password and sign-in timing does not reveal which accounts exist.
+    decoy_hash: Arc<tokio::sync::OnceCell<String>>,
+}
+
+impl AuthService {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, tokens: TokenIssuer, refresh_ttl: Duration) -> Self {
+        Self { store, clock, tokens: Arc::new(tokens), refresh_ttl, decoy_hash: Arc::default() }
+    }
+
+    pub async fn start_guest_session(&self) -> AuthResult<AuthPayload> {
+        let viewer = Viewer::Guest { session_id: format!("g-{}", uuid::Uuid::new_v4().simple()) };
+        let (token, expires_at) = self.tokens.issue(&viewer, self.clock.now())?;
+        Ok(AuthPayload { token, expires_at, refresh_token: None, user: None })
+    }
+
+    pub async fn sign_up(&self, email: &str, password: &str, name: &str) -> AuthResult<AuthPayload> {
+        let email = normalize_email(email)?;
+        validate_password(password)?;
+        let name = validate_name(name)?;
+        let user = User {
+            id: format!("u-{}", uuid::Uuid::new_v4().simple()),
+            email,
+            name,
+            password_hash: password::hash(password.to_owned()).await?,
+            is_admin: false,
+            created_at: self.clock.now(),
+        };
+        let user = self.store.insert_user(&user).await.map_err(|err| match err {
+            StoreError::Conflict(_) => AuthError::EmailTaken,
+            other => AuthError::Store(other),
+        })?;
+        self.session_for(user).await
+    }
+
+    pub async fn sign_in(&self, email: &str, password: &str) -> AuthResult<AuthPayload> {
+        let email = email.trim().to_lowercase();
+        match self.store.user_by_email(&email).await? {
+            Some(user) if password::verify(password.to_owned(), user.password_hash.clone()).await? => {
+                self.session_for(user).await
+            }
+            Some(_) => Err(AuthError::InvalidCredentials),
+            None => {
+                let decoy = self.decoy_hash.get_or_try_init(|| password::hash("decoy-password".to_owned())).await?;
+                password::verify(password.to_owned(), decoy.clone()).await?;
+                Err(AuthError::InvalidCredentials)
+            }
+        }
+    }
+
+    /// Exchanges a refresh token for a new access token and a new refresh token. Each refresh
+    /// token works once; presenting a used one again revokes every token of that sign-in.
+    pub async fn refresh(&self, refresh_token: &str) -> AuthResult<AuthPayload> {
+        let now = self.clock.now();
+        match self.store.use_refresh_token(&hash_refresh_token(refresh_token), now).await? {
+            RefreshTokenUse::Fresh { user_id, family_id } => {
+                let user = self.store.users_by_ids(&[user_id]).await?.pop().ok_or(AuthError::InvalidToken)?;
+                self.issue_session(user, family_id).await
+            }
+            RefreshTokenUse::Replayed { family_id } => {
+                tracing::warn!(family_id, "refresh token replayed; revoking its family");
+                self.store.revoke_refresh_family(&family_id).await?;
+                Err(AuthError::InvalidToken)
+            }
+            RefreshTokenUse::Unknown => Err(AuthError::InvalidToken),
+        }
+    }
+
+    /// The viewer named by an `Authorization` header value: `None` without a header, an error
+    /// for a malformed, forged or expired token.
+    pub fn viewer_from_authorization(&self, header: Option<&str>) -> AuthResult<Option<Viewer>> {
+        let Some(header) = header.map(str::trim).filter(|h| !h.is_empty()) else {
+            return Ok(None);
+        };
+        let token =
+            header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).ok_or(AuthError::InvalidToken)?;
+        self.tokens.verify(token.trim(), self.clock.now()).map(Some)
+    }
+
+    pub async fn user(&self, user_id: &str) -> AuthResult<Option<User>> {
+        Ok(self.store.users_by_ids(&[user_id.to_owned()]).await?.pop())
+    }
+
+    /// The signed-in user behind a viewer; `None` for guests.
+    pub async fn viewer_user(&self, viewer: Option<&Viewer>) -> AuthResult<Option<User>> {
+        match viewer.and_then(Viewer::user_id) {
+            Some(user_id) => self.user(user_id).await,
+            None => Ok(None),
+        }
+    }
+
+    pub fn require_admin(&self, viewer: Option<&Viewer>) -> AuthResult<()> {
+        match viewer {
+            None => Err(AuthError::Unauthenticated),
+            Some(viewer) if viewer.is_admin() => Ok(()),
+            Some(_) => Err(AuthError::Forbidden),
+        }
+    }
+
+    /// Creates the admin account, or promotes the existing account of that email and sets its
+    /// password.
+    pub async fn ensure_admin(&self, email: &str, password: &str) -> AuthResult<User> {
+        let email = normalize_email(email)?;
+        validate_password(password)?;
+        let name = email.split('@').next().unwrap_or("admin").to_owned();
+        let admin = User {
+            id: format!("u-{}", uuid::Uuid::new_v4().simple()),
+            email,
+            name,
+            password_hash: password::hash(password.to_owned()).await?,
+            is_admin: true,
+            created_at: self.clock.now(),
+        };
+        Ok(self.store.upsert_admin(&admin).await?)
+    }
+
+    async fn session_for(&self, user: User) -> AuthResult<AuthPayload> {
+        let family_id = format!("f-{}", uuid::Uuid::new_v4().simple());
+        self.issue_session(user, family_id).await
+    }
+
+    async fn issue_session(&self, user: User, family_id: String) -> AuthResult<AuthPayload> {
+        let now = self.clock.now();
+        let viewer = Viewer::User { user_id: user.id.clone(), is_admin: user.is_admin };
+        let (token, expires_at) = self.tokens.issue(&viewer, now)?;
+        let (refresh_token, token_hash) = new_refresh_token();
+        self.store
+            .insert_refresh_token(&NewRefreshToken {
+                token_hash,
+                user_id: user.id.clone(),
+                family_id,
+                expires_at: now + self.refresh_ttl,
+                created_at: now,
+            })
+            .await?;
+        Ok(AuthPayload { token, expires_at, refresh_token: Some(refresh_token), user: Some(user) })
+    }
+}
+
+fn normalize_email(email: &str) -> AuthResult<String> {
+    let email = email.trim().to_lowercase();
+    let well_formed = email.len() <= MAX_EMAIL_LEN
+        && !email.chars().any(char::is_whitespace)
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.contains('@')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        });
+    if well_formed { Ok(email) } else { Err(AuthError::invalid("email", "is not a valid email address")) }
+}
+
+fn validate_password(password: &str) -> AuthResult<()> {
+    let len = password.chars().count();
+    if (MIN_PASSWORD_LEN..=MAX_PASSWORD_LEN).contains(&len) {
+        Ok(())
+    } else {
+        Err(AuthError::invalid("password", format!("must be {MIN_PASSWORD_LEN} to {MAX_PASSWORD_LEN} characters")))
+    }
+}
+
+fn validate_name(name: &str) -> AuthResult<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
+        return Err(AuthError::invalid("name", format!("must be 1 to {MAX_NAME_LEN} characters")));
+    }
+    Ok(name.to_owned())
+}

@@ -1,0 +1,7 @@
+//! Business rules. Nothing here knows GraphQL, HTTP, diesel or any other adapter: the adapters
+//! implement the traits in `ports` and the services are built on them in `app.rs`.
+
+pub mod auth;
+pub mod catalog;
+pub mod clock;
+pub mod ports;

@@ -1,0 +1,139 @@
+//! The one place where domain errors become client-facing codes, for GraphQL (`extensions.code`)
+//! and the REST facade alike. Internal failures are logged here with their context and reach
+//! clients only as INTERNAL_SERVER_ERROR.
+
+use async_graphql::{Enum, ErrorExtensions};
+use serde_json::json;
+
+use crate::domain::auth::AuthError;
+use crate::domain::catalog::CatalogError;
+
+/// Stable machine codes in `extensions.code`.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    BadUserInput,
+    Unauthenticated,
+    Forbidden,
+    NotFound,
+    Conflict,
+    OutOfStock,
+    ReservationExpired,
+    PaymentDeclined,
+    PaymentInProgress,
+    SaleNotActive,
+    RateLimited,
+    InternalServerError,
+    /// The operation is part of the contract but not served by this version yet.
+    NotImplemented,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadUserInput => "BAD_USER_INPUT",
+            ErrorCode::Unauthenticated => "UNAUTHENTICATED",
+            ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::Conflict => "CONFLICT",
+            ErrorCode::OutOfStock => "OUT_OF_STOCK",
+            ErrorCode::ReservationExpired => "RESERVATION_EXPIRED",
+            ErrorCode::PaymentDeclined => "PAYMENT_DECLINED",
+            ErrorCode::PaymentInProgress => "PAYMENT_IN_PROGRESS",
+            ErrorCode::SaleNotActive => "SALE_NOT_ACTIVE",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::InternalServerError => "INTERNAL_SERVER_ERROR",
+            ErrorCode::NotImplemented => "NOT_IMPLEMENTED",
+        }
+    }
+
+    /// The HTTP status the REST facade answers with.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadUserInput => 400,
+            ErrorCode::Unauthenticated => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Conflict | ErrorCode::OutOfStock | ErrorCode::SaleNotActive => 409,
+            ErrorCode::ReservationExpired => 410,
+            ErrorCode::PaymentDeclined => 402,
+            ErrorCode::PaymentInProgress => 409,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::InternalServerError => 500,
+            ErrorCode::NotImplemented => 501,
+        }
+    }
+}
+
+/// An error as a client sees it: a code, a message meant for people, optional details
+/// (e.g. the `field` that was wrong).
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub field: Option<&'static str>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), field: None }
+    }
+
+    fn invalid(field: &'static str, message: String) -> Self {
+        Self { code: ErrorCode::BadUserInput, message: format!("{field}: {message}"), field: Some(field) }
+    }
+
+    /// Logs the real cause with its context; the client learns nothing more than the code.
+    pub fn internal(context: &str, cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(context, error = %cause, "internal error");
+        Self::new(ErrorCode::InternalServerError, "internal server error")
+    }
+
+    pub fn not_implemented(operation: &str) -> Self {
+        Self::new(ErrorCode::NotImplemented, format!("{operation} is not available in this version yet"))
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({ "error": { "code": self.code.as_str(), "message": self.message } })
+    }
+}
+
+impl From<ApiError> for async_graphql::Error {
+    fn from(err: ApiError) -> Self {
+        async_graphql::Error::new(err.message).extend_with(|_, ext| {
+            ext.set("code", err.code.as_str());
+            if let Some(field) = err.field {
+                ext.set("field", field);
+            }
+        })
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(err: CatalogError) -> Self {
+        match err {
+            CatalogError::InvalidInput { field, message } => ApiError::invalid(field, message),
+            CatalogError::NotFound(what) => ApiError::new(ErrorCode::NotFound, format!("{what} not found")),
+            CatalogError::Conflict(message) => ApiError::new(ErrorCode::Conflict, message),
+            CatalogError::Store(cause) => ApiError::internal("catalog", &cause),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        let message = err.to_string();
+        match err {
+            AuthError::InvalidInput { field, message } => ApiError::invalid(field, message),
+            AuthError::InvalidCredentials | AuthError::InvalidToken | AuthError::Unauthenticated => {
+                ApiError::new(ErrorCode::Unauthenticated, message)
+            }
+            AuthError::Forbidden => ApiError::new(ErrorCode::Forbidden, message),
+            AuthError::EmailTaken => ApiError::new(ErrorCode::Conflict, message),
+            AuthError::Store(cause) => ApiError::internal("auth", &cause),
+            AuthError::Hashing(cause) => ApiError::internal("auth: password hashing", &cause),
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,294 @@
+//! The HTTP surface: GraphQL over HTTP (a strict handler, see below), websockets, the offline
+//! GraphiQL playground, health, readiness and metrics.
+//!
+//! async-graphql's stock axum handler executes mutations sent as `text/plain` (a CSRF hole, as
+//! browsers send that cross-origin without preflight) and over GET, and ignores `Accept`. This
+//! handler accepts only JSON bodies (415 otherwise), negotiates the response type (406 when
+//! nothing acceptable), runs queries only over GET (405 for mutations) and answers
+//! `application/json` whenever the client accepts it.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use async_graphql::Data;
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, parse_query_string};
+use async_graphql::parser::types::{DocumentOperations, OperationType};
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::body::Bytes;
+use axum::extract::{MatchedPath, Path, RawQuery, Request, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+
+use crate::app::AppContext;
+use crate::domain::auth::Viewer;
+use crate::error::{ApiError, ErrorCode};
+use crate::loaders::Loaders;
+use crate::metrics::{HttpLabels, RouteLabels};
+use crate::playground;
+use crate::resolvers::ShopSchema;
+
+const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
+const APPLICATION_JSON: &str = "application/json";
+
+#[derive(Clone)]
+struct HttpState {
+    app: AppContext,
+    schema: ShopSchema,
+}
+
+pub fn router(app: AppContext, schema: ShopSchema) -> Router {
+    let body_limit = app.config.max_body_bytes;
+    let state = HttpState { app, schema };
+    let cors = CorsLayer::new().allow_origin(Any).allow_methods([Method::GET, Method::POST]).allow_headers([
+        header::AUTHORIZATION,
+        header::CONTENT_TYPE,
+        header::ACCEPT,
+    ]);
+    Router::new()
+        .route("/", get(playground_page))
+        .route("/playground/{asset}", get(playground_asset))
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/graphql/ws", get(graphql_ws))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), track_metrics))
+        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(cors)
+        .with_state(state)
+}
+
+/// A GraphQL-shaped error response for failures before execution.
+fn request_error(status: StatusCode, code: ErrorCode, message: &str) -> Response {
+    let body = json!({ "errors": [{ "message": message, "extensions": { "code": code.as_str() } }] });
+    (status, Json(body)).into_response()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum MediaType {
+    Json,
+    GraphqlResponseJson,
+}
+
+/// `application/json` whenever acceptable (legacy clients and the spec's MUST); otherwise
+/// `application/graphql-response+json`; `None` if neither is acceptable.
+fn negotiate(headers: &HeaderMap) -> Option<MediaType> {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).filter(|a| !a.trim().is_empty())
+    else {
+        return Some(MediaType::Json);
+    };
+    let ranges: Vec<String> = accept
+        .split(',')
+        .map(|range| range.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
+        .collect();
+    if ranges.iter().any(|r| r == APPLICATION_JSON || r == "*/*" || r == "application/*") {
+        Some(MediaType::Json)
+    } else if ranges.iter().any(|r| r == GRAPHQL_RESPONSE_JSON) {
+        Some(MediaType::GraphqlResponseJson)
+    } else {
+        None
+    }
+}
+
+/// The viewer of a request, or the 401 answer for a bad token.
+fn viewer_of(app: &AppContext, headers: &HeaderMap) -> Result<Option<Viewer>, Response> {
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    app.auth.viewer_from_authorization(authorization).map_err(|err| {
+        let err = ApiError::from(err);
+        let mut response = request_error(StatusCode::UNAUTHORIZED, err.code, &err.message);
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        response
+    })
+}
+
+/// Request-scoped data every resolver may rely on.
+fn request_data(app: &AppContext, viewer: Option<Viewer>) -> Data {
+    let mut data = Data::default();
+    data.insert(Loaders::new(&app.catalog));
+    if let Some(viewer) = viewer {
+        data.insert(viewer);
+    }
+    data
+}
+
+async fn execute(
+    state: &HttpState,
+    headers: &HeaderMap,
+    request: async_graphql::Request,
+    media: MediaType,
+) -> Response {
+    let viewer = match viewer_of(&state.app, headers) {
+        Ok(viewer) => viewer,
+        Err(response) => return response,
+    };
+    let mut request = request;
+    request.data = request_data(&state.app, viewer);
+    let response = state.schema.execute(request).await;
+    // Under graphql-response+json a request error (nothing executed) is a 400.
+    let status = if media == MediaType::GraphqlResponseJson
+        && response.data == async_graphql::Value::Null
+        && response.is_err()
+    {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let content_type = match media {
+        MediaType::Json => APPLICATION_JSON,
+        MediaType::GraphqlResponseJson => GRAPHQL_RESPONSE_JSON,
+    };
+    match serde_json::to_vec(&response) {
+        Ok(body) => (status, [(header::CONTENT_TYPE, content_type)], body).into_response(),
+        Err(err) => {
+            let err = ApiError::internal("serializing a GraphQL response", &err);
+            request_error(StatusCode::INTERNAL_SERVER_ERROR, err.code, &err.message)
+        }
+    }
+}
+
+async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(media) = negotiate(&headers) else {
+        return request_error(
+            StatusCode::NOT_ACCEPTABLE,
+            ErrorCode::BadUserInput,
+            "accept application/json or application/graphql-response+json",
+        );
+    };
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    if essence != APPLICATION_JSON {
+        return request_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::BadUserInput,
+            "POST /graphql needs Content-Type: application/json",
+        );
+    }
+    let request: async_graphql::Request = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(err) => {
+            return request_error(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadUserInput,
+                &format!("malformed GraphQL request: {err}"),
+            );
+        }
+    };
+    execute(&state, &headers, request, media).await
+}
+
+async fn graphql_get(State(state): State<HttpState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let Some(media) = negotiate(&headers) else {
+        return request_error(
+            StatusCode::NOT_ACCEPTABLE,
+            ErrorCode::BadUserInput,
+            "accept application/json or application/graphql-response+json",
+        );
+    };
+    let request = match parse_query_string(query.as_deref().unwrap_or_default()) {
+        Ok(request) => request,
+        Err(err) => {
+            return request_error(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadUserInput,
+                &format!("malformed GraphQL request: {err}"),
+            );
+        }
+    };
+    if request.query.is_empty() {
+        return request_error(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, "missing `query` parameter");
+    }
+    if !is_query_operation(&request) {
+        let mut response = request_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::BadUserInput,
+            "only queries may be sent with GET; use POST for mutations",
+        );
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    execute(&state, &headers, request, media).await
+}
+
+/// Whether the operation a request selects is a query. Unparsable documents count as queries:
+/// execution then reports the syntax error.
+fn is_query_operation(request: &async_graphql::Request) -> bool {
+    let Ok(document) = async_graphql::parser::parse_query(&request.query) else { return true };
+    let selected = match (&document.operations, request.operation_name.as_deref()) {
+        (DocumentOperations::Single(operation), _) => Some(operation.node.ty),
+        (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name).map(|op| op.node.ty),
+        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => {
+            operations.values().next().map(|op| op.node.ty)
+        }
+        (DocumentOperations::Multiple(_), None) => None,
+    };
+    selected.is_none_or(|ty| ty == OperationType::Query)
+}
+
+async fn graphql_ws(State(state): State<HttpState>, protocol: GraphQLProtocol, upgrade: WebSocketUpgrade) -> Response {
+    upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| {
+        let app = state.app.clone();
+        GraphQLWebSocket::new(socket, state.schema.clone(), protocol)
+            .on_connection_init(move |payload| async move {
+                let authorization = ["Authorization", "authorization"]
+                    .iter()
+                    .find_map(|key| payload.get(*key).and_then(|v| v.as_str()));
+                let viewer = app
+                    .auth
+                    .viewer_from_authorization(authorization)
+                    .map_err(|err| async_graphql::Error::from(ApiError::from(err)))?;
+                Ok(request_data(&app, viewer))
+            })
+            .serve()
+    })
+}
+
+/// 200 once the store answers and the first-start catalog is in place; 503 before.
+async fn readyz(State(state): State<HttpState>) -> Response {
+    if let Err(err) = state.app.store.ping().await {
+        tracing::warn!(error = %err, "readiness: store unreachable");
+        return (StatusCode::SERVICE_UNAVAILABLE, "store unreachable").into_response();
+    }
+    if !state.app.catalog_ready.load(Ordering::Acquire) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "catalog loading").into_response();
+    }
+    (StatusCode::OK, "ready").into_response()
+}
+
+async fn metrics(State(state): State<HttpState>) -> Response {
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.app.metrics.render())
+        .into_response()
+}
+
+async fn track_metrics(State(state): State<HttpState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    let response = next.run(request).await;
+    let metrics = &state.app.metrics;
+    metrics
+        .http_requests
+        .get_or_create(&HttpLabels { method, route: route.clone(), status: response.status().as_u16() })
+        .inc();
+    metrics.http_duration.get_or_create(&RouteLabels { route }).observe(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn playground_page() -> Html<String> {
+    Html(playground::page())
+}
+
+async fn playground_asset(Path(asset): Path<String>) -> Response {
+    match playground::asset(&asset) {
+        Some((content_type, bytes)) => {
+            ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=86400")], bytes)
+                .into_response()
+        }
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}

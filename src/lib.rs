@@ -1,0 +1,14 @@
+//! The shop API: a headless e-commerce GraphQL server. See README.md for the tour.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod loaders;
+pub mod metrics;
+pub mod playground;
+pub mod resolvers;
+pub mod server;

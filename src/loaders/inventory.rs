@@ -1,0 +1,19 @@
+use std::collections::HashMap;
+
+use async_graphql::dataloader::Loader;
+
+use crate::domain::catalog::{CatalogService, StockLevel};
+use crate::error::ApiError;
+
+/// Stock levels keyed by product id.
+pub struct StockLoader(pub CatalogService);
+
+impl Loader<String> for StockLoader {
+    type Value = StockLevel;
+    type Error = ApiError;
+
+    async fn load(&self, product_ids: &[String]) -> Result<HashMap<String, StockLevel>, ApiError> {
+        let levels = self.0.stock_levels(product_ids).await?;
+        Ok(levels.into_iter().map(|s| (s.product_id.clone(), s)).collect())
+    }
+}

@@ -1,0 +1,23 @@
+use async_graphql::{Context, ID, Object};
+
+use super::types::{Category, Product};
+use super::{app, loaders};
+use crate::domain::catalog::model::validate_id;
+use crate::error::ApiResult;
+
+#[derive(Default)]
+pub struct CatalogQuery;
+
+#[Object]
+impl CatalogQuery {
+    async fn product(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<Product>> {
+        validate_id("id", &id)?;
+        Ok(loaders(ctx).products.load_one(id.0).await?.map(Product))
+    }
+
+    /// Category tree roots.
+    async fn categories(&self, ctx: &Context<'_>) -> ApiResult<Vec<Category>> {
+        let roots = app(ctx).catalog.root_categories().await?;
+        Ok(roots.into_iter().map(Category::from).collect())
+    }
+}

@@ -1,0 +1,64 @@
+//! The GraphQL adapter: each resolver reads its input and the viewer, calls one domain service
+//! and maps the result. One root object per domain, merged here.
+
+mod admin;
+mod auth;
+mod catalog;
+mod error_codes;
+mod pending;
+pub mod types;
+
+use async_graphql::{Context, MergedObject, Schema, SchemaBuilder};
+
+use crate::app::AppContext;
+use crate::domain::auth::Viewer;
+use crate::error::ErrorCode;
+use crate::loaders::Loaders;
+
+#[derive(MergedObject, Default)]
+pub struct QueryRoot(catalog::CatalogQuery, auth::AuthQuery, pending::PendingQuery);
+
+#[derive(MergedObject, Default)]
+pub struct MutationRoot(auth::AuthMutation, admin::AdminMutation, pending::PendingMutation);
+
+pub type SubscriptionRoot = pending::PendingSubscription;
+
+pub type ShopSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
+
+fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
+    // ErrorCode is referenced by no field; registering it puts it in the schema for clients.
+    Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot::default())
+        .register_output_type::<ErrorCode>()
+}
+
+/// The executable schema, with the limits from the config and the application as data.
+pub fn build_schema(app: AppContext) -> ShopSchema {
+    let config = app.config.clone();
+    builder()
+        .limit_depth(config.max_query_depth)
+        .limit_complexity(config.max_query_complexity)
+        .limit_recursive_depth(32)
+        .limit_directives(16)
+        .extension(error_codes::DefaultErrorCode)
+        .data(app)
+        .finish()
+}
+
+/// The schema in SDL, as committed in schema.graphql (sorted, so diffs are stable).
+pub fn sdl() -> String {
+    let options = async_graphql::SDLExportOptions::new().sorted_fields().sorted_arguments().sorted_enum_items();
+    builder().finish().sdl_with_options(options)
+}
+
+pub(crate) fn app<'a>(ctx: &Context<'a>) -> &'a AppContext {
+    ctx.data_unchecked::<AppContext>()
+}
+
+/// Every entry point (HTTP handler, websocket connection) puts request-scoped loaders in.
+pub(crate) fn loaders<'a>(ctx: &Context<'a>) -> &'a Loaders {
+    ctx.data_unchecked::<Loaders>()
+}
+
+pub(crate) fn viewer<'a>(ctx: &Context<'a>) -> Option<&'a Viewer> {
+    ctx.data_opt::<Viewer>()
+}

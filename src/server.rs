@@ -1,0 +1,117 @@
+//! Starting and stopping the HTTP server, and what runs once at start: the admin from the
+//! environment and the first-start demo catalog.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::app::AppContext;
+use crate::config::Config;
+use crate::domain::catalog::generator::CatalogGenerator;
+use crate::domain::clock::{Clock, SystemClock};
+use crate::http;
+use crate::resolvers::build_schema;
+
+/// Seed of the first-start demo catalog, so every fresh install shows the same products.
+pub const DEMO_SEED: u64 = 42;
+
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub app: AppContext,
+    shutdown: oneshot::Sender<()>,
+    serving: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// Stops accepting connections, lets running requests finish, and waits.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(());
+        self.serving.await.context("server task")?.context("serving")
+    }
+}
+
+/// Binds, starts serving, and starts the first-start work; `/readyz` turns 200 when it is done.
+pub async fn start(app: AppContext) -> anyhow::Result<RunningServer> {
+    if let Some((email, password)) = app.config.admin.clone() {
+        app.auth.ensure_admin(&email, &password).await.context("creating the configured admin")?;
+        tracing::info!(email, "admin account ensured");
+    }
+    let listener = tokio::net::TcpListener::bind(app.config.listen)
+        .await
+        .with_context(|| format!("binding {}", app.config.listen))?;
+    let addr = listener.local_addr()?;
+    let router = http::router(app.clone(), build_schema(app.clone()));
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let serving = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    tokio::spawn(prepare_catalog(app.clone()));
+    Ok(RunningServer { addr, app, shutdown, serving })
+}
+
+/// Seeds the demo catalog into an empty store, then marks the catalog ready.
+async fn prepare_catalog(app: AppContext) {
+    let wanted = app.config.seed_products;
+    let outcome = async {
+        if wanted > 0 && app.catalog.product_count().await? == 0 {
+            let started = Instant::now();
+            tracing::info!(products = wanted, "empty store: seeding the demo catalog");
+            let generator = CatalogGenerator::new(DEMO_SEED);
+            let written = app.catalog.import_all((0..wanted).map(|i| generator.product(i)), |_| ()).await?;
+            tracing::info!(products = written, seconds = started.elapsed().as_secs_f64(), "demo catalog seeded");
+        }
+        Ok::<_, crate::domain::catalog::CatalogError>(())
+    }
+    .await;
+    match outcome {
+        Ok(()) => app.catalog_ready.store(true, Ordering::Release),
+        Err(err) => tracing::error!(error = %err, "preparing the catalog failed; /readyz stays unavailable"),
+    }
+}
+
+/// `shop serve`: runs until Ctrl-C or SIGTERM.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let app = AppContext::build(config, clock).await?;
+    let server = start(app).await?;
+    tracing::info!(
+        address = %server.addr,
+        startup_ms = started.elapsed().as_millis() as u64,
+        "serving GraphQL at http://{0}/graphql, playground at http://{0}/",
+        server.addr
+    );
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.stop().await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

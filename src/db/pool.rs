@@ -9,7 +9,7 @@ use deadpool::managed::Manager;
 use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel::{ConnectionResult, SqliteConnection};
 use diesel_async::pooled_connection::deadpool::{Object, Pool as DeadPool};
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, PoolError};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, PoolError, RecyclingMethod};
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -211,6 +211,9 @@ where
     C: AsyncConnection + 'static,
 {
     let mut config = ManagerConfig::default();
+    // The default verifies every checkout with a `SELECT 1`, a round trip per store call;
+    // broken connections are still detected (and replaced) without it.
+    config.recycling_method = RecyclingMethod::Fast;
     config.custom_setup = Box::new(move |url| {
         let observer = observer.clone();
         let url = url.to_owned();

@@ -11,11 +11,11 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use async_graphql::Data;
-use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, parse_query_string};
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::parser::types::{DocumentOperations, OperationType};
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::body::Bytes;
-use axum::extract::{MatchedPath, Path, RawQuery, Request, State, WebSocketUpgrade};
+use axum::extract::{MatchedPath, Path, Query, Request, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -96,15 +96,16 @@ fn negotiate(headers: &HeaderMap) -> Option<MediaType> {
     }
 }
 
-/// The viewer of a request, or the 401 answer for a bad token.
-fn viewer_of(app: &AppContext, headers: &HeaderMap) -> Result<Option<Viewer>, Response> {
+/// The viewer of a request; a present but bad token is an error, never an anonymous call.
+fn viewer_of(app: &AppContext, headers: &HeaderMap) -> Result<Option<Viewer>, ApiError> {
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    app.auth.viewer_from_authorization(authorization).map_err(|err| {
-        let err = ApiError::from(err);
-        let mut response = request_error(StatusCode::UNAUTHORIZED, err.code, &err.message);
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        response
-    })
+    app.auth.viewer_from_authorization(authorization).map_err(ApiError::from)
+}
+
+fn unauthorized(err: &ApiError) -> Response {
+    let mut response = request_error(StatusCode::UNAUTHORIZED, err.code, &err.message);
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
 }
 
 /// Request-scoped data every resolver may rely on.
@@ -125,7 +126,7 @@ async fn execute(
 ) -> Response {
     let viewer = match viewer_of(&state.app, headers) {
         Ok(viewer) => viewer,
-        Err(response) => return response,
+        Err(err) => return unauthorized(&err),
     };
     let mut request = request;
     request.data = request_data(&state.app, viewer);
@@ -182,7 +183,38 @@ async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: 
     execute(&state, &headers, request, media).await
 }
 
-async fn graphql_get(State(state): State<HttpState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+/// GET parameters as the GraphQL-over-HTTP spec names them (async-graphql's own
+/// `parse_query_string` expects `operation_name`, so `operationName` would be ignored).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GetParams {
+    #[serde(default)]
+    query: String,
+    operation_name: Option<String>,
+    variables: Option<String>,
+    extensions: Option<String>,
+}
+
+impl GetParams {
+    fn into_request(self) -> Result<async_graphql::Request, String> {
+        fn parse<T: serde::de::DeserializeOwned + Default>(text: Option<String>, what: &str) -> Result<T, String> {
+            text.filter(|t| !t.is_empty())
+                .map_or(Ok(T::default()), |t| serde_json::from_str(&t).map_err(|e| format!("{what}: {e}")))
+        }
+        let mut request = async_graphql::Request::new(self.query).variables(parse(self.variables, "variables")?);
+        request.extensions = parse(self.extensions, "extensions")?;
+        if let Some(name) = self.operation_name.filter(|n| !n.is_empty()) {
+            request = request.operation_name(name);
+        }
+        Ok(request)
+    }
+}
+
+async fn graphql_get(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    params: Result<Query<GetParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let Some(media) = negotiate(&headers) else {
         return request_error(
             StatusCode::NOT_ACCEPTABLE,
@@ -190,7 +222,7 @@ async fn graphql_get(State(state): State<HttpState>, headers: HeaderMap, RawQuer
             "accept application/json or application/graphql-response+json",
         );
     };
-    let request = match parse_query_string(query.as_deref().unwrap_or_default()) {
+    let request = match params.map_err(|e| e.body_text()).and_then(|Query(params)| params.into_request()) {
         Ok(request) => request,
         Err(err) => {
             return request_error(

@@ -5,7 +5,7 @@ mod categories;
 mod inventory;
 mod products;
 
-use async_graphql::dataloader::DataLoader;
+use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 
 pub use categories::{CategoryChildrenLoader, CategoryLoader};
 pub use inventory::StockLoader;
@@ -17,16 +17,18 @@ use crate::domain::catalog::CatalogService;
 const MAX_BATCH: usize = 500;
 
 pub struct Loaders {
-    pub products: DataLoader<ProductLoader>,
-    pub categories: DataLoader<CategoryLoader>,
-    pub category_children: DataLoader<CategoryChildrenLoader>,
-    pub stock: DataLoader<StockLoader>,
+    pub products: DataLoader<ProductLoader, HashMapCache>,
+    pub categories: DataLoader<CategoryLoader, HashMapCache>,
+    pub category_children: DataLoader<CategoryChildrenLoader, HashMapCache>,
+    pub stock: DataLoader<StockLoader, HashMapCache>,
 }
 
 impl Loaders {
     pub fn new(catalog: &CatalogService) -> Self {
-        fn loader<T: async_graphql::dataloader::Loader<String>>(inner: T) -> DataLoader<T> {
-            DataLoader::new(inner, tokio::spawn).max_batch_size(MAX_BATCH)
+        // Cached for the request only: two fields asking for the same key (inStock and
+        // availableQuantity) cost one lookup, and nothing stale outlives the request.
+        fn loader<T: Loader<String>>(inner: T) -> DataLoader<T, HashMapCache> {
+            DataLoader::with_cache(inner, tokio::spawn, HashMapCache::default()).max_batch_size(MAX_BATCH)
         }
         Self {
             products: loader(ProductLoader(catalog.clone())),

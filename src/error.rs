@@ -137,3 +137,43 @@ impl From<AuthError> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::{EnumType, Name, Pos};
+
+    use super::*;
+
+    /// The JSON a client receives for an error of each code, pinned.
+    #[test]
+    fn every_code_has_its_contract_name_and_json_shape() {
+        for item in ErrorCode::items() {
+            let code = item.value;
+            assert_eq!(Name::new(item.name).as_str(), code.as_str());
+            let error = async_graphql::Error::from(ApiError::new(code, "something happened"));
+            let json = serde_json::to_value(error.into_server_error(Pos::default())).expect("serializable");
+            assert_eq!(
+                json,
+                json!({ "message": "something happened", "locations": [{ "line": 0, "column": 0 }], "extensions": { "code": code.as_str() } })
+            );
+        }
+        let invalid = async_graphql::Error::from(ApiError::from(CatalogError::invalid("title", "too long")));
+        let json = serde_json::to_value(invalid.into_server_error(Pos::default())).expect("serializable");
+        assert_eq!(json["extensions"], json!({ "code": "BAD_USER_INPUT", "field": "title" }));
+        assert_eq!(json["message"], "title: too long");
+    }
+
+    #[test]
+    fn internal_causes_never_reach_the_client() {
+        let store_failure = crate::domain::ports::StoreError::internal(
+            "loading products",
+            std::io::Error::other("connection to 10.0.0.7 refused, password=hunter2"),
+        );
+        let error = ApiError::from(CatalogError::Store(store_failure));
+        assert_eq!((error.code, error.message.as_str()), (ErrorCode::InternalServerError, "internal server error"));
+        assert_eq!(
+            error.to_json(),
+            json!({ "error": { "code": "INTERNAL_SERVER_ERROR", "message": "internal server error" } })
+        );
+    }
+}

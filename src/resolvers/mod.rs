@@ -16,9 +16,11 @@ use crate::error::ErrorCode;
 use crate::loaders::Loaders;
 
 #[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
 pub struct QueryRoot(catalog::CatalogQuery, auth::AuthQuery, pending::PendingQuery);
 
 #[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
 pub struct MutationRoot(auth::AuthMutation, admin::AdminMutation, pending::PendingMutation);
 
 pub type SubscriptionRoot = pending::PendingSubscription;

@@ -27,8 +27,8 @@ impl PendingQuery {
         &self,
         #[graphql(name = "query")] _query: Option<String>,
         #[graphql(name = "filter")] _filter: Option<ProductFilter>,
-        #[graphql(name = "sort", default)] _sort: ProductSort,
-        #[graphql(name = "first", default = 20)] _first: i32,
+        #[graphql(name = "sort", default_with = "Some(ProductSort::Relevance)")] _sort: Option<ProductSort>,
+        #[graphql(name = "first", default_with = "Some(20)")] _first: Option<i32>,
         #[graphql(name = "after")] _after: Option<String>,
     ) -> ApiResult<ProductSearchResult> {
         pending("searchProducts")
@@ -50,7 +50,7 @@ impl PendingQuery {
 
     async fn orders(
         &self,
-        #[graphql(name = "first", default = 20)] _first: i32,
+        #[graphql(name = "first", default_with = "Some(20)")] _first: Option<i32>,
         #[graphql(name = "after")] _after: Option<String>,
     ) -> ApiResult<OrderConnection> {
         pending("orders")
@@ -134,7 +134,7 @@ impl PendingMutation {
 #[derive(Default)]
 pub struct PendingSubscription;
 
-#[Subscription]
+#[Subscription(name = "Subscription")]
 impl PendingSubscription {
     /// Every change to the caller's cart, from any device or session of the same user.
     async fn cart_updated(&self) -> async_graphql::Result<Empty<Cart>> {

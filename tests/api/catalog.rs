@@ -1,0 +1,174 @@
+//! Catalog reads and admin writes over GraphQL, and the batching that keeps lists from N+1.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, ServerOptions, TestServer, error_code};
+use crate::on_both_backends;
+
+const PRODUCT: &str = "query($id: ID!) { product(id: $id) { id title brand description price { centAmount currencyCode } rating reviewCount inStock availableQuantity attributes { name value } category { id name path parent { path } } createdAt } }";
+
+async fn seeded(backend: Backend, products: u64) -> TestServer {
+    TestServer::start_with(backend, ServerOptions { seed_products: products, ..Default::default() }).await
+}
+
+on_both_backends!(a_seeded_product_has_every_contract_field, |backend: Backend| async move {
+    let server = seeded(backend, 120).await;
+    let product = server.data(PRODUCT, json!({ "id": "prod-0000001" }), None).await["product"].clone();
+    assert_eq!(product["id"], "prod-0000001");
+    assert!(product["title"].as_str().is_some_and(|t| t.len() > 10), "{product}");
+    assert!(product["description"].as_str().is_some_and(|d| d.contains('.')));
+    assert!(product["price"]["centAmount"].as_i64().is_some_and(|c| c > 0));
+    assert_eq!(product["price"]["currencyCode"], "USD");
+    assert!(!product["attributes"].as_array().expect("attributes").is_empty());
+    let path = product["category"]["path"].as_str().expect("path");
+    assert_eq!(path.split('/').count(), 3, "leaf categories are three levels deep");
+    assert_eq!(product["category"]["parent"]["path"].as_str(), path.rsplit_once('/').map(|(parent, _)| parent));
+    let available = product["availableQuantity"].as_i64().expect("quantity");
+    assert_eq!(product["inStock"].as_bool(), Some(available > 0));
+    assert!(product["createdAt"].as_str().is_some_and(|t| t.starts_with("202")));
+});
+
+on_both_backends!(unknown_ids_are_null_and_malformed_ids_are_bad_input, |backend: Backend| async move {
+    let server = seeded(backend, 10).await;
+    assert_eq!(server.data(PRODUCT, json!({ "id": "prod-9999999" }), None).await["product"], Value::Null);
+    for malformed in ["", "has space", "x".repeat(65).as_str(), "semi;colon"] {
+        let response = server.gql(PRODUCT, json!({ "id": malformed }), None).await;
+        assert_eq!(error_code(&response), "BAD_USER_INPUT", "{malformed:?}: {response}");
+    }
+});
+
+on_both_backends!(fifty_products_cost_a_constant_number_of_store_queries, |backend: Backend| async move {
+    let server = seeded(backend, 200).await;
+    let query = |count: usize| {
+        let fields: String = (1..=count)
+            .map(|i| format!("p{i}: product(id: \"prod-{i:07}\") {{ id inStock availableQuantity category {{ name parent {{ name }} }} }}\n"))
+            .collect();
+        format!("{{ {fields} }}")
+    };
+    let mut costs = Vec::new();
+    for count in [5, 50] {
+        let before = server.metric("shop_store_queries_total").await;
+        let data = server.data(&query(count), json!({}), None).await;
+        assert!(data["p1"]["category"]["parent"]["name"].is_string());
+        assert_eq!(data.as_object().expect("object").len(), count);
+        costs.push(server.metric("shop_store_queries_total").await - before);
+    }
+    // products, categories, parent categories and stock: a few batched queries whatever the
+    // count (DataLoader may split a batch across timer ticks, so allow a small margin).
+    assert!(costs[1] <= 8.0, "50 products took {} store queries (5 took {})", costs[1], costs[0]);
+});
+
+on_both_backends!(the_category_tree, |backend: Backend| async move {
+    let server = seeded(backend, 300).await;
+    let data = server
+        .data(
+            "{ categories { name path parent { id } children { path children { path parent { name } } } } }",
+            json!({}),
+            None,
+        )
+        .await;
+    let roots = data["categories"].as_array().expect("roots");
+    assert!(roots.len() >= 12, "{} roots", roots.len());
+    let names: Vec<&str> = roots.iter().filter_map(|r| r["name"].as_str()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "roots are in name order");
+    for root in roots {
+        assert!(root["parent"].is_null());
+        for child in root["children"].as_array().expect("children") {
+            assert!(
+                child["path"]
+                    .as_str()
+                    .expect("path")
+                    .starts_with(&format!("{}/", root["path"].as_str().expect("root path")))
+            );
+            for leaf in child["children"].as_array().expect("leaves") {
+                assert_eq!(leaf["path"].as_str().map(|p| p.split('/').count()), Some(3));
+            }
+        }
+    }
+});
+
+on_both_backends!(admins_create_and_update_products, |backend: Backend| async move {
+    let server = seeded(backend, 5).await;
+    let admin = server.admin_token().await;
+    let upsert = "mutation($input: ProductInput!) { adminUpsertProduct(input: $input) { id title brand price { centAmount currencyCode } rating attributes { name value } availableQuantity category { id path parent { path } } } }";
+    let input = json!({
+        "id": "sku-123", "title": "Oakline Green Velvet Loveseat", "description": "Small and soft.",
+        "brand": "Oakline", "categoryPath": " Home / Furniture / Loveseats ", "priceCents": 54900,
+        "currencyCode": "EUR", "attributes": [{ "name": "color", "value": "Green" }]
+    });
+    let created = server.data(upsert, json!({ "input": input }), Some(&admin)).await["adminUpsertProduct"].clone();
+    assert_eq!(created["id"], "sku-123");
+    assert_eq!(created["category"]["path"], "Home/Furniture/Loveseats", "missing levels are created, names trimmed");
+    assert_eq!(created["category"]["parent"]["path"], "Home/Furniture");
+    assert_eq!(created["price"], json!({ "centAmount": 54900, "currencyCode": "EUR" }));
+    assert_eq!(created["availableQuantity"], 0);
+
+    let stocked = server
+        .data(
+            "mutation { adminSetStock(productId: \"sku-123\", quantity: 7) { inStock availableQuantity } }",
+            json!({}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(stocked["adminSetStock"], json!({ "inStock": true, "availableQuantity": 7 }));
+
+    // An update replaces what the admin gave and keeps stock and the learnt fields.
+    let mut update = input.clone();
+    update["title"] = json!("Oakline Green Velvet Loveseat, 2-Seat");
+    update["categoryPath"] = json!("Home/Furniture/Sofas");
+    let updated = server.data(upsert, json!({ "input": update }), Some(&admin)).await["adminUpsertProduct"].clone();
+    assert_eq!(updated["title"], "Oakline Green Velvet Loveseat, 2-Seat");
+    assert_eq!(updated["category"]["path"], "Home/Furniture/Sofas");
+    assert_eq!(updated["availableQuantity"], 7);
+
+    let seeded_one = server.data(PRODUCT, json!({ "id": "prod-0000001" }), None).await["product"].clone();
+    let mut rewrite = json!({ "id": "prod-0000001", "title": "Renamed", "description": "d", "priceCents": 100 });
+    let renamed =
+        server.data(upsert, json!({ "input": rewrite.take() }), Some(&admin)).await["adminUpsertProduct"].clone();
+    assert_eq!(renamed["rating"], seeded_one["rating"], "rating survives an admin update");
+    assert_eq!(renamed["availableQuantity"], seeded_one["availableQuantity"]);
+
+    let generated = server
+        .data(upsert, json!({ "input": { "title": "No id given", "description": "", "priceCents": 1 } }), Some(&admin))
+        .await;
+    assert!(generated["adminUpsertProduct"]["id"].as_str().is_some_and(|id| id.starts_with("p-")));
+});
+
+on_both_backends!(bad_product_input_is_rejected_and_writes_nothing, |backend: Backend| async move {
+    let server = seeded(backend, 3).await;
+    let admin = server.admin_token().await;
+    let upsert = "mutation($input: ProductInput!) { adminUpsertProduct(input: $input) { id } }";
+    let base = json!({ "id": "sku-bad", "title": "Fine title", "description": "d", "priceCents": 100 });
+    for (field, value, expected_field) in [
+        ("title", json!(""), "title"),
+        ("priceCents", json!(-1), "priceCents"),
+        ("currencyCode", json!("dollars"), "currencyCode"),
+        ("categoryPath", json!(" / / "), "categoryPath"),
+        ("id", json!("bad id!"), "id"),
+    ] {
+        let mut input = base.clone();
+        input[field] = value;
+        let response = server.gql(upsert, json!({ "input": input }), Some(&admin)).await;
+        assert_eq!(error_code(&response), "BAD_USER_INPUT", "{field}: {response}");
+        assert_eq!(response["errors"][0]["extensions"]["field"], expected_field);
+    }
+    assert_eq!(server.data(PRODUCT, json!({ "id": "sku-bad" }), None).await["product"], Value::Null);
+
+    let before =
+        server.data(PRODUCT, json!({ "id": "prod-0000001" }), None).await["product"]["availableQuantity"].clone();
+    for quantity in [-1, 1_000_000_001] {
+        let response = server
+            .gql(
+                "mutation($q: Int!) { adminSetStock(productId: \"prod-0000001\", quantity: $q) { id } }",
+                json!({ "q": quantity }),
+                Some(&admin),
+            )
+            .await;
+        assert_eq!(error_code(&response), "BAD_USER_INPUT");
+    }
+    let after =
+        server.data(PRODUCT, json!({ "id": "prod-0000001" }), None).await["product"]["availableQuantity"].clone();
+    assert_eq!(before, after);
+});

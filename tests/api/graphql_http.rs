@@ -1,0 +1,200 @@
+//! GraphQL over HTTP and websockets: content negotiation, method rules, limits, and the
+//! operational endpoints.
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::helpers::{Backend, PASSWORD, ServerOptions, TestServer, error_code};
+use crate::on_both_backends;
+
+const SIGN_UP: &str =
+    r#"mutation { signUp(email: "csrf@example.com", password: "correct horse battery", name: "X") { token } }"#;
+
+on_both_backends!(only_json_bodies_execute, |backend: Backend| async move {
+    let server = TestServer::start(backend).await;
+    let body = json!({ "query": SIGN_UP }).to_string();
+    for content_type in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
+        let response = server
+            .client
+            .post(server.url("/graphql"))
+            .header("content-type", content_type)
+            .body(body.clone())
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(response.status(), 415, "{content_type}");
+        assert_eq!(error_code(&response.json::<Value>().await.expect("json")), "BAD_USER_INPUT");
+    }
+    assert_eq!(
+        error_code(&server.sign_in("csrf@example.com", PASSWORD).await),
+        "UNAUTHENTICATED",
+        "the mutation did not run"
+    );
+
+    let malformed = server
+        .client
+        .post(server.url("/graphql"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(malformed.status(), 400);
+    let charset = server
+        .client
+        .post(server.url("/graphql"))
+        .header("content-type", "application/json; charset=utf-8")
+        .body(json!({ "query": "{ me { id } }" }).to_string())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(charset.status(), 200);
+});
+
+on_both_backends!(get_runs_queries_but_never_mutations, |backend: Backend| async move {
+    let server = TestServer::start(backend).await;
+    let query = server
+        .client
+        .get(server.url("/graphql"))
+        .query(&[("query", "{ categories { id } }")])
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(query.status(), 200);
+    assert!(query.json::<Value>().await.expect("json")["data"]["categories"].is_array());
+
+    let mutation = server.client.get(server.url("/graphql")).query(&[("query", SIGN_UP)]).send().await.expect("get");
+    assert_eq!(mutation.status(), 405);
+    assert_eq!(mutation.headers()["allow"], "POST");
+    let named = server
+        .client
+        .get(server.url("/graphql"))
+        .query(&[("query", "query A { me { id } } mutation B { startGuestSession { token } }"), ("operationName", "B")])
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(named.status(), 405);
+    assert_eq!(error_code(&server.sign_in("csrf@example.com", PASSWORD).await), "UNAUTHENTICATED");
+
+    let with_variables = server
+        .client
+        .get(server.url("/graphql"))
+        .query(&[("query", "query($id: ID!) { product(id: $id) { id } }"), ("variables", r#"{"id":"nope"}"#)])
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(with_variables.json::<Value>().await.expect("json")["data"]["product"], Value::Null);
+});
+
+on_both_backends!(responses_follow_the_accept_header, |backend: Backend| async move {
+    let server = TestServer::start(backend).await;
+    let post = |accept: Option<&'static str>, query: &'static str| {
+        let mut request = server.client.post(server.url("/graphql")).json(&json!({ "query": query }));
+        if let Some(accept) = accept {
+            request = request.header("accept", accept);
+        }
+        request.send()
+    };
+    for accept in
+        [None, Some("application/json"), Some("application/graphql-response+json, application/json;q=0.9"), Some("*/*")]
+    {
+        let response = post(accept, "{ me { id } }").await.expect("post");
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "application/json", "{accept:?}");
+    }
+    let modern = post(Some("application/graphql-response+json"), "{ me { id } }").await.expect("post");
+    assert_eq!(modern.headers()["content-type"], "application/graphql-response+json");
+    let invalid = post(Some("application/graphql-response+json"), "{ nope }").await.expect("post");
+    assert_eq!(invalid.status(), 400, "a request error is a 400 under graphql-response+json");
+    let legacy_invalid = post(Some("application/json"), "{ nope }").await.expect("post");
+    assert_eq!(legacy_invalid.status(), 200);
+    assert_eq!(error_code(&legacy_invalid.json::<Value>().await.expect("json")), "BAD_USER_INPUT");
+    assert_eq!(post(Some("text/html"), "{ me { id } }").await.expect("post").status(), 406);
+});
+
+fn tiny_limits(config: &mut shop::config::Config) {
+    config.max_query_depth = 4;
+    config.max_query_complexity = 30;
+    config.max_body_bytes = 4096;
+}
+
+on_both_backends!(oversized_and_overdeep_queries_are_refused, |backend: Backend| async move {
+    let server = TestServer::start_with(backend, ServerOptions { tweak: tiny_limits, ..Default::default() }).await;
+    let deep =
+        server.gql("{ categories { children { children { children { children { id } } } } } }", json!({}), None).await;
+    assert_eq!(error_code(&deep), "BAD_USER_INPUT");
+    assert!(deep["errors"][0]["message"].as_str().is_some_and(|m| m.contains("nested too deep")), "{deep}");
+    let wide: String = (0..40).map(|i| format!("a{i}: me {{ id }} ")).collect();
+    let complex = server.gql(&format!("{{ {wide} }}"), json!({}), None).await;
+    assert_eq!(error_code(&complex), "BAD_USER_INPUT");
+    assert!(complex["errors"][0]["message"].as_str().is_some_and(|m| m.contains("too complex")), "{complex}");
+    let huge = json!({ "query": format!("{{ me {{ id }} }} # {}", "x".repeat(10_000)) });
+    let response = server.client.post(server.url("/graphql")).json(&huge).send().await.expect("post");
+    assert_eq!(response.status(), 413);
+    let syntax = server.gql("{ me { ", json!({}), None).await;
+    assert_eq!(error_code(&syntax), "BAD_USER_INPUT");
+});
+
+on_both_backends!(pending_operations_say_so, |backend: Backend| async move {
+    let server = TestServer::start(backend).await;
+    let response = server.gql("{ cart { id } }", json!({}), None).await;
+    assert_eq!(response["errors"][0]["extensions"], json!({ "code": "NOT_IMPLEMENTED" }));
+    assert_eq!(response["errors"][0]["message"], "cart is not available in this version yet");
+});
+
+on_both_backends!(health_readiness_and_metrics, |backend: Backend| async move {
+    let server = TestServer::start(backend).await;
+    let get = |path: &'static str| server.client.get(server.url(path)).send();
+    assert_eq!(get("/healthz").await.expect("healthz").status(), 200);
+    assert_eq!(get("/readyz").await.expect("readyz").status(), 200);
+    server.gql("{ me { id } }", json!({}), None).await;
+    let metrics = get("/metrics").await.expect("metrics").text().await.expect("text");
+    assert!(metrics.contains(r#"shop_http_requests_total{method="POST",route="/graphql",status="200"}"#), "{metrics}");
+    assert!(metrics.contains("shop_http_request_duration_seconds_bucket"));
+    assert!(metrics.contains("shop_store_queries_total"));
+});
+
+on_both_backends!(websockets_need_a_subprotocol_and_a_valid_token, |backend: Backend| async move {
+    let server = TestServer::start(backend).await;
+    let connect = |protocol: Option<&'static str>| {
+        let mut request = server.ws_url().into_client_request().expect("request");
+        if let Some(protocol) = protocol {
+            request.headers_mut().insert("sec-websocket-protocol", protocol.parse().expect("header"));
+        }
+        tokio_tungstenite::connect_async(request)
+    };
+    assert!(connect(None).await.is_err(), "no subprotocol: refused with 400");
+
+    let token = server.guest_token().await;
+    for protocol in ["graphql-transport-ws", "graphql-ws"] {
+        let (mut socket, _) = connect(Some(protocol)).await.expect("connect");
+        let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } });
+        socket.send(Message::text(init.to_string())).await.expect("send");
+        let ack = next_json(&mut socket).await;
+        assert_eq!(ack["type"], "connection_ack", "{protocol}");
+    }
+
+    let (mut socket, _) = connect(Some("graphql-transport-ws")).await.expect("connect");
+    let init = json!({ "type": "connection_init", "payload": { "Authorization": "Bearer forged" } });
+    socket.send(Message::text(init.to_string())).await.expect("send");
+    let refused = socket.next().await;
+    assert!(
+        matches!(refused, Some(Ok(Message::Close(Some(ref frame)))) if frame.reason.contains("invalid or expired")),
+        "a bad token is refused at connection_init: {refused:?}"
+    );
+});
+
+async fn next_json<S>(socket: &mut S) -> Value
+where
+    S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), socket.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => return serde_json::from_str(&text).expect("json"),
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            other => panic!("expected a text message, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! Test harness: a real server on a loopback port over a fresh store (a temp SQLite file, or a
+//! PostgreSQL schema of its own that is dropped afterwards), and a small GraphQL client.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use shop::app::AppContext;
+use shop::config::Config;
+use shop::db::{DbStore, Pool};
+use shop::domain::clock::{Clock, ManualClock, SystemClock};
+use shop::server::{self, RunningServer};
+
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const PASSWORD: &str = "correct horse battery";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs an async test body once per backend. PostgreSQL runs unless SHOP_TEST_POSTGRES=off,
+/// which CI refuses: there it must fail, never skip, when PostgreSQL is unreachable.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                ($body)($crate::helpers::Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if $crate::helpers::postgres_enabled() {
+                    ($body)($crate::helpers::Backend::Postgres).await;
+                }
+            }
+        }
+    };
+}
+
+pub fn postgres_enabled() -> bool {
+    let off = std::env::var("SHOP_TEST_POSTGRES").is_ok_and(|v| v == "off");
+    let in_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+    assert!(!(off && in_ci), "SHOP_TEST_POSTGRES=off is not allowed in CI: the PostgreSQL suite must run");
+    if off {
+        eprintln!("PostgreSQL tests skipped (SHOP_TEST_POSTGRES=off)");
+    }
+    !off
+}
+
+fn postgres_base_url() -> String {
+    std::env::var("SHOP_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A fresh, empty store location that cleans up after itself.
+pub struct TestDatabase {
+    pub url: Option<String>,
+    pub data_dir: tempfile::TempDir,
+    schema: Option<String>,
+}
+
+impl TestDatabase {
+    pub async fn new(backend: Backend) -> Self {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        match backend {
+            Backend::Sqlite => Self { url: None, data_dir, schema: None },
+            Backend::Postgres => {
+                let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+                run_postgres(&format!("CREATE SCHEMA {schema}")).await;
+                let base = postgres_base_url();
+                let separator = if base.contains('?') { '&' } else { '?' };
+                let url = format!("{base}{separator}options=-csearch_path%3D{schema}");
+                Self { url: Some(url), data_dir, schema: Some(schema) }
+            }
+        }
+    }
+
+    pub fn config(&self) -> Config {
+        let mut vars: HashMap<String, String> = HashMap::from([
+            ("SHOP_LISTEN".into(), "127.0.0.1:0".into()),
+            ("SHOP_DATA_DIR".into(), self.data_dir.path().to_string_lossy().into_owned()),
+            ("SHOP_SEED_PRODUCTS".into(), "0".into()),
+            ("SHOP_DB_POOL_SIZE".into(), "8".into()),
+        ]);
+        if let Some(url) = &self.url {
+            vars.insert("SHOP_DATABASE_URL".into(), url.clone());
+        }
+        Config::from_sources(vars).expect("test config")
+    }
+
+    /// Environment for running the `shop` binary against this store.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut env = vec![("SHOP_DATA_DIR".to_owned(), self.data_dir.path().to_string_lossy().into_owned())];
+        if let Some(url) = &self.url {
+            env.push(("SHOP_DATABASE_URL".to_owned(), url.clone()));
+        }
+        env
+    }
+
+    /// The Store adapter itself, for repository tests.
+    pub async fn store(&self) -> DbStore {
+        let config = self.config();
+        DbStore::new(Pool::open(&config.store_url(), 4, Arc::new(|| ())).await.expect("open store"))
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some(schema) = self.schema.take() {
+            // Drop runs inside the test's runtime; the cleanup gets a runtime of its own.
+            let _ = std::thread::spawn(move || {
+                if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    runtime.block_on(run_postgres(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")));
+                }
+            })
+            .join();
+        }
+    }
+}
+
+async fn run_postgres(sql: &str) {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+    let url = postgres_base_url();
+    let mut conn = AsyncPgConnection::establish(&url)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {url} is needed for this test (SHOP_TEST_POSTGRES=off skips): {e}"));
+    conn.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+pub struct ServerOptions {
+    pub seed_products: u64,
+    pub clock: Option<ManualClock>,
+    pub admin: bool,
+    pub tweak: fn(&mut Config),
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self { seed_products: 0, clock: None, admin: true, tweak: |_| () }
+    }
+}
+
+pub struct TestServer {
+    pub base: String,
+    pub client: reqwest::Client,
+    /// Held for the test's duration: the server task and the store it owns.
+    _server: RunningServer,
+    _db: TestDatabase,
+}
+
+impl TestServer {
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, ServerOptions::default()).await
+    }
+
+    pub async fn start_with(backend: Backend, options: ServerOptions) -> Self {
+        let db = TestDatabase::new(backend).await;
+        let mut config = db.config();
+        config.seed_products = options.seed_products;
+        if options.admin {
+            config.admin = Some((ADMIN_EMAIL.to_owned(), PASSWORD.to_owned()));
+        }
+        (options.tweak)(&mut config);
+        let clock: Arc<dyn Clock> = match options.clock {
+            Some(clock) => Arc::new(clock),
+            None => Arc::new(SystemClock),
+        };
+        let app = AppContext::build(config, clock).await.expect("build app");
+        let server = server::start(app).await.expect("start server");
+        let test_server =
+            Self { base: format!("http://{}", server.addr), client: reqwest::Client::new(), _server: server, _db: db };
+        test_server.wait_ready().await;
+        test_server
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..600 {
+            if let Ok(response) = self.client.get(self.url("/readyz")).send().await
+                && response.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("server never became ready");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("{}/graphql/ws", self.base.replace("http://", "ws://"))
+    }
+
+    /// POSTs a GraphQL request and returns the whole JSON response.
+    pub async fn gql(&self, query: &str, variables: Value, token: Option<&str>) -> Value {
+        let mut request =
+            self.client.post(self.url("/graphql")).json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("request").json().await.expect("JSON body")
+    }
+
+    /// `data` of a response that must have no errors.
+    pub async fn data(&self, query: &str, variables: Value, token: Option<&str>) -> Value {
+        let response = self.gql(query, variables, token).await;
+        assert!(response.get("errors").is_none(), "unexpected errors: {response:#}");
+        response["data"].clone()
+    }
+
+    pub async fn guest_token(&self) -> String {
+        let data = self.data("mutation { startGuestSession { token } }", json!({}), None).await;
+        data["startGuestSession"]["token"].as_str().expect("token").to_owned()
+    }
+
+    /// Signs up a new user; returns (access token, refresh token).
+    pub async fn sign_up(&self, email: &str) -> (String, String) {
+        let data = self
+            .data(
+                "mutation($e: String!, $p: String!) { signUp(email: $e, password: $p, name: \"Test Shopper\") { token refreshToken } }",
+                json!({ "e": email, "p": PASSWORD }),
+                None,
+            )
+            .await;
+        let payload = &data["signUp"];
+        (
+            payload["token"].as_str().expect("token").to_owned(),
+            payload["refreshToken"].as_str().expect("refresh").to_owned(),
+        )
+    }
+
+    pub async fn user_token(&self) -> String {
+        self.sign_up(&format!("shopper-{}@example.com", uuid::Uuid::new_v4().simple())).await.0
+    }
+
+    pub async fn sign_in(&self, email: &str, password: &str) -> Value {
+        self.gql(
+            "mutation($e: String!, $p: String!) { signIn(email: $e, password: $p) { token refreshToken user { email isAdmin } } }",
+            json!({ "e": email, "p": password }),
+            None,
+        )
+        .await
+    }
+
+    pub async fn admin_token(&self) -> String {
+        let response = self.sign_in(ADMIN_EMAIL, PASSWORD).await;
+        response["data"]["signIn"]["token"].as_str().unwrap_or_else(|| panic!("admin sign-in: {response}")).to_owned()
+    }
+
+    /// The current value of a counter in /metrics.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.client.get(self.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+        text.lines()
+            .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("metric {name} missing in:\n{text}"))
+    }
+}
+
+/// The `extensions.code` of the first error.
+pub fn error_code(response: &Value) -> &str {
+    response["errors"][0]["extensions"]["code"].as_str().unwrap_or_else(|| panic!("no error code in {response:#}"))
+}

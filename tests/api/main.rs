@@ -1,0 +1,12 @@
+//! One integration binary; one module per capability. Every server test runs on SQLite and on
+//! PostgreSQL (see `helpers::on_both_backends`).
+
+mod helpers;
+
+mod auth;
+mod catalog;
+mod cli;
+mod graphql_http;
+mod playground;
+mod schema;
+mod store;

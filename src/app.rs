@@ -11,10 +11,16 @@ use crate::config::Config;
 use crate::db::{DbStore, Pool};
 use crate::domain::auth::AuthService;
 use crate::domain::auth::tokens::TokenIssuer;
+use crate::domain::cart::{CartLimits, CartService};
 use crate::domain::catalog::CatalogService;
 use crate::domain::clock::Clock;
-use crate::domain::ports::Store;
+use crate::domain::events::{EventBus, OutboxDispatcher};
+use crate::domain::ports::{Cache, Store};
+use crate::kv::{LocalBus, LocalCache, connect_redis};
 use crate::metrics::Metrics;
+
+/// Entries of the in-process cache (embedded mode).
+const LOCAL_CACHE_ENTRIES: usize = 100_000;
 
 #[derive(Clone)]
 pub struct AppContext {
@@ -22,6 +28,11 @@ pub struct AppContext {
     pub store: Arc<dyn Store>,
     pub catalog: CatalogService,
     pub auth: AuthService,
+    pub carts: CartService,
+    pub bus: Arc<dyn EventBus>,
+    pub clock: Arc<dyn Clock>,
+    /// Woken after each change, so the outbox dispatcher publishes at once.
+    pub outbox_ready: Arc<tokio::sync::Notify>,
     pub metrics: Arc<Metrics>,
     /// Set once the store is migrated and the first-start catalog is in place.
     pub catalog_ready: Arc<AtomicBool>,
@@ -31,9 +42,6 @@ impl AppContext {
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
-        if config.redis_url.is_some() {
-            tracing::warn!("SHOP_REDIS_URL is set, but this version keeps cache and pub/sub in-process");
-        }
         if config.opensearch_url.is_some() {
             tracing::warn!("SHOP_OPENSEARCH_URL is set, but this version has no search backend yet");
         }
@@ -49,19 +57,49 @@ impl AppContext {
         .await
         .context("opening the store")?;
         let store: Arc<dyn Store> = Arc::new(DbStore::new(pool));
+        let (bus, cache): (Arc<dyn EventBus>, Arc<dyn Cache>) = match &config.redis_url {
+            Some(url) => {
+                let redis = connect_redis(url, &config.redis_namespace).await.context("connecting to Redis")?;
+                (redis.bus(), redis.cache())
+            }
+            None => (Arc::new(LocalBus::default()), Arc::new(LocalCache::new(LOCAL_CACHE_ENTRIES))),
+        };
+        let outbox_ready = Arc::new(tokio::sync::Notify::new());
+        let limits = CartLimits {
+            max_lines: config.cart_max_lines,
+            max_line_quantity: config.cart_max_line_quantity,
+            guest_ttl: config.guest_cart_ttl,
+            retention: config.cart_retention,
+        };
+        let carts = CartService::new(store.clone(), cache, bus.clone(), clock.clone(), limits, outbox_ready.clone());
         let secret = jwt_secret(&config)?;
         let tokens = TokenIssuer::new(&secret, config.access_token_ttl, config.guest_token_ttl);
-        let auth = AuthService::new(store.clone(), clock.clone(), tokens, config.refresh_token_ttl);
-        let catalog = CatalogService::new(store.clone(), clock, config.currency.clone());
-        tracing::info!(backend = store.backend_name(), "store ready");
+        let auth = AuthService::new(store.clone(), clock.clone(), tokens, config.refresh_token_ttl, carts.clone());
+        let catalog = CatalogService::new(store.clone(), clock.clone(), config.currency.clone());
+        tracing::info!(backend = store.backend_name(), redis = config.redis_url.is_some(), "store ready");
         Ok(Self {
             config: Arc::new(config),
             store,
             catalog,
             auth,
+            carts,
+            bus,
+            clock,
+            outbox_ready,
             metrics,
             catalog_ready: Arc::new(AtomicBool::new(false)),
         })
+    }
+}
+
+impl AppContext {
+    pub fn outbox_dispatcher(&self) -> OutboxDispatcher {
+        OutboxDispatcher {
+            store: self.store.clone(),
+            bus: self.bus.clone(),
+            clock: self.clock.clone(),
+            wake: self.outbox_ready.clone(),
+        }
     }
 }
 

@@ -55,6 +55,24 @@ pub const KEYS: &[Key] = &[
         meaning: "highest GraphQL query complexity accepted (one point per field)",
     },
     Key { name: "max_body_bytes", default: "262144", meaning: "largest HTTP request body accepted" },
+    Key {
+        name: "redis_namespace",
+        default: "shop",
+        meaning: "prefix of Redis keys and channels; instances that share one set it alike",
+    },
+    Key { name: "cart_max_lines", default: "100", meaning: "lines a cart may hold" },
+    Key { name: "cart_max_line_quantity", default: "99", meaning: "units one cart line may hold" },
+    Key {
+        name: "guest_cart_ttl_secs",
+        default: "86400",
+        meaning: "a guest cart is deleted this long after its last change",
+    },
+    Key { name: "cart_retention_days", default: "90", meaning: "any cart untouched this long is deleted" },
+    Key {
+        name: "sweep_interval_secs",
+        default: "60",
+        meaning: "how often expired carts and published events are cleaned up",
+    },
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +101,12 @@ pub struct Config {
     pub max_query_depth: usize,
     pub max_query_complexity: usize,
     pub max_body_bytes: usize,
+    pub redis_namespace: String,
+    pub cart_max_lines: usize,
+    pub cart_max_line_quantity: i32,
+    pub guest_cart_ttl: Duration,
+    pub cart_retention: Duration,
+    pub sweep_interval: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -168,6 +192,13 @@ impl Config {
             max_query_depth: reader.positive("max_query_depth")?,
             max_query_complexity: reader.positive("max_query_complexity")?,
             max_body_bytes: reader.positive("max_body_bytes")?,
+            redis_namespace: reader.text("redis_namespace"),
+            cart_max_lines: reader.positive("cart_max_lines")?,
+            cart_max_line_quantity: i32::try_from(reader.positive("cart_max_line_quantity")?)
+                .map_err(|_| reader.invalid("cart_max_line_quantity", "too large"))?,
+            guest_cart_ttl: reader.seconds("guest_cart_ttl_secs")?,
+            cart_retention: Duration::days(i64::try_from(reader.positive("cart_retention_days")?).unwrap_or(90)),
+            sweep_interval: reader.seconds("sweep_interval_secs")?,
         })
     }
 

@@ -6,6 +6,7 @@ use async_graphql::{Enum, ErrorExtensions};
 use serde_json::json;
 
 use crate::domain::auth::AuthError;
+use crate::domain::cart::CartError;
 use crate::domain::catalog::CatalogError;
 
 /// Stable machine codes in `extensions.code`.
@@ -72,15 +73,17 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub field: Option<&'static str>,
+    /// OUT_OF_STOCK: `[{productId, requested, available}]`.
+    pub lines: Option<serde_json::Value>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), field: None }
+        Self { code, message: message.into(), field: None, lines: None }
     }
 
     fn invalid(field: &'static str, message: String) -> Self {
-        Self { code: ErrorCode::BadUserInput, message: format!("{field}: {message}"), field: Some(field) }
+        Self { field: Some(field), ..Self::new(ErrorCode::BadUserInput, format!("{field}: {message}")) }
     }
 
     /// Logs the real cause with its context; the client learns nothing more than the code.
@@ -93,8 +96,13 @@ impl ApiError {
         Self::new(ErrorCode::NotImplemented, format!("{operation} is not available in this version yet"))
     }
 
+    /// The REST facade's error body.
     pub fn to_json(&self) -> serde_json::Value {
-        json!({ "error": { "code": self.code.as_str(), "message": self.message } })
+        let mut error = json!({ "code": self.code.as_str(), "message": self.message });
+        if let Some(lines) = &self.lines {
+            error["lines"] = lines.clone();
+        }
+        json!({ "error": error })
     }
 }
 
@@ -104,6 +112,9 @@ impl From<ApiError> for async_graphql::Error {
             ext.set("code", err.code.as_str());
             if let Some(field) = err.field {
                 ext.set("field", field);
+            }
+            if let Some(lines) = err.lines.clone().and_then(|l| async_graphql::Value::from_json(l).ok()) {
+                ext.set("lines", lines);
             }
         })
     }
@@ -132,6 +143,30 @@ impl From<AuthError> for ApiError {
             AuthError::EmailTaken => ApiError::new(ErrorCode::Conflict, message),
             AuthError::Store(cause) => ApiError::internal("auth", &cause),
             AuthError::Hashing(cause) => ApiError::internal("auth: password hashing", &cause),
+            AuthError::Cart(cause) => ApiError::from(cause),
+        }
+    }
+}
+
+impl From<CartError> for ApiError {
+    fn from(err: CartError) -> Self {
+        let message = err.to_string();
+        match err {
+            CartError::InvalidInput { field, message } => ApiError::invalid(field, message),
+            CartError::ProductNotFound(_) => ApiError::new(ErrorCode::NotFound, message),
+            CartError::OutOfStock(shortages) => {
+                let detail = shortages
+                    .iter()
+                    .map(|s| format!("{} has {} of the {} asked for", s.product_id, s.available, s.requested))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                ApiError {
+                    lines: serde_json::to_value(&shortages).ok(),
+                    ..ApiError::new(ErrorCode::OutOfStock, format!("not enough stock: {detail}"))
+                }
+            }
+            CartError::Unauthenticated => ApiError::new(ErrorCode::Unauthenticated, message),
+            CartError::Store(cause) => ApiError::internal("cart", &cause),
         }
     }
 }

@@ -32,14 +32,15 @@ use crate::loaders::Loaders;
 use crate::metrics::{HttpLabels, RouteLabels};
 use crate::playground;
 use crate::resolvers::ShopSchema;
+use crate::rest;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 const APPLICATION_JSON: &str = "application/json";
 
 #[derive(Clone)]
-struct HttpState {
-    app: AppContext,
-    schema: ShopSchema,
+pub(crate) struct HttpState {
+    pub(crate) app: AppContext,
+    pub(crate) schema: ShopSchema,
 }
 
 pub fn router(app: AppContext, schema: ShopSchema) -> Router {
@@ -58,6 +59,7 @@ pub fn router(app: AppContext, schema: ShopSchema) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(rest::routes())
         .layer(middleware::from_fn_with_state(state.clone(), track_metrics))
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(cors)
@@ -97,7 +99,7 @@ fn negotiate(headers: &HeaderMap) -> Option<MediaType> {
 }
 
 /// The viewer of a request; a present but bad token is an error, never an anonymous call.
-fn viewer_of(app: &AppContext, headers: &HeaderMap) -> Result<Option<Viewer>, ApiError> {
+pub(crate) fn viewer_of(app: &AppContext, headers: &HeaderMap) -> Result<Option<Viewer>, ApiError> {
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     app.auth.viewer_from_authorization(authorization).map_err(ApiError::from)
 }
@@ -109,9 +111,9 @@ fn unauthorized(err: &ApiError) -> Response {
 }
 
 /// Request-scoped data every resolver may rely on.
-fn request_data(app: &AppContext, viewer: Option<Viewer>) -> Data {
+pub(crate) fn request_data(viewer: Option<Viewer>, loaders: Loaders) -> Data {
     let mut data = Data::default();
-    data.insert(Loaders::new(&app.catalog));
+    data.insert(loaders);
     if let Some(viewer) = viewer {
         data.insert(viewer);
     }
@@ -129,7 +131,7 @@ async fn execute(
         Err(err) => return unauthorized(&err),
     };
     let mut request = request;
-    request.data = request_data(&state.app, viewer);
+    request.data = request_data(viewer, Loaders::new(&state.app.catalog));
     let response = state.schema.execute(request).await;
     // Under graphql-response+json a request error (nothing executed) is a 400.
     let status = if media == MediaType::GraphqlResponseJson
@@ -274,7 +276,7 @@ async fn graphql_ws(State(state): State<HttpState>, protocol: GraphQLProtocol, u
                     .auth
                     .viewer_from_authorization(authorization)
                     .map_err(|err| async_graphql::Error::from(ApiError::from(err)))?;
-                Ok(request_data(&app, viewer))
+                Ok(request_data(viewer, Loaders::uncached(&app.catalog)))
             })
             .serve()
     })

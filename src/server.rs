@@ -25,13 +25,35 @@ pub struct RunningServer {
     pub app: AppContext,
     shutdown: oneshot::Sender<()>,
     serving: JoinHandle<std::io::Result<()>>,
+    background: Vec<JoinHandle<()>>,
 }
 
 impl RunningServer {
     /// Stops accepting connections, lets running requests finish, and waits.
     pub async fn stop(self) -> anyhow::Result<()> {
+        for task in &self.background {
+            task.abort();
+        }
         let _ = self.shutdown.send(());
         self.serving.await.context("server task")?.context("serving")
+    }
+}
+
+/// Deletes expired carts and old published events, every `sweep_interval`.
+async fn sweep(app: AppContext) {
+    let mut ticks =
+        tokio::time::interval(app.config.sweep_interval.to_std().unwrap_or(std::time::Duration::from_secs(60)));
+    loop {
+        ticks.tick().await;
+        match app.carts.sweep_expired().await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "expired carts deleted"),
+            Err(err) => tracing::warn!(error = %err, "sweeping carts failed"),
+        }
+        let published_before = app.clock.now() - chrono::Duration::hours(1);
+        if let Err(err) = app.store.delete_published_events(published_before).await {
+            tracing::warn!(error = %err, "cleaning the outbox failed");
+        }
     }
 }
 
@@ -54,8 +76,12 @@ pub async fn start(app: AppContext) -> anyhow::Result<RunningServer> {
             })
             .await
     });
-    tokio::spawn(prepare_catalog(app.clone()));
-    Ok(RunningServer { addr, app, shutdown, serving })
+    let background = vec![
+        tokio::spawn(prepare_catalog(app.clone())),
+        tokio::spawn(app.outbox_dispatcher().run()),
+        tokio::spawn(sweep(app.clone())),
+    ];
+    Ok(RunningServer { addr, app, shutdown, serving, background })
 }
 
 /// Seeds the demo catalog into an empty store, then marks the catalog ready.

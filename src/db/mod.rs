@@ -32,3 +32,9 @@ impl From<diesel::result::Error> for StoreError {
         store_error("running a transaction")(err)
     }
 }
+
+impl From<diesel::result::Error> for crate::domain::cart::CartError {
+    fn from(err: diesel::result::Error) -> Self {
+        crate::domain::cart::CartError::Store(err.into())
+    }
+}

@@ -4,8 +4,9 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{categories, inventory, products, refresh_tokens, users};
+use super::schema::{cart_items, carts, categories, inventory, outbox, products, refresh_tokens, users};
 use crate::domain::auth::model::{NewRefreshToken, User};
+use crate::domain::cart::{Cart, CartLine, CartOwner};
 use crate::domain::catalog::model::{Attribute, Category, Money, Product, StockLevel};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -180,4 +181,74 @@ impl From<&NewRefreshToken> for RefreshTokenRow {
             created_at: t.created_at.naive_utc(),
         }
     }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+// NULL rather than DEFAULT for None, which SQLite needs for multi-row upserts.
+#[diesel(treat_none_as_default_value = false)]
+#[diesel(table_name = carts)]
+pub struct CartRow {
+    pub id: String,
+    pub owner: String,
+    pub version: i64,
+    pub updated_at: NaiveDateTime,
+    pub expires_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(treat_none_as_default_value = false)]
+#[diesel(table_name = cart_items)]
+pub struct CartItemRow {
+    pub cart_id: String,
+    pub product_id: String,
+    pub quantity: i32,
+    pub unit_price_cents: i64,
+    pub currency_code: String,
+    pub added_at: NaiveDateTime,
+}
+
+impl CartItemRow {
+    pub fn new(cart_id: &str, line: &CartLine) -> Self {
+        CartItemRow {
+            cart_id: cart_id.to_owned(),
+            product_id: line.product_id.clone(),
+            quantity: line.quantity,
+            unit_price_cents: line.unit_price.cents,
+            currency_code: line.unit_price.currency.clone(),
+            added_at: line.added_at.naive_utc(),
+        }
+    }
+}
+
+impl From<CartItemRow> for CartLine {
+    fn from(row: CartItemRow) -> Self {
+        CartLine {
+            product_id: row.product_id,
+            quantity: row.quantity,
+            unit_price: Money { cents: row.unit_price_cents, currency: row.currency_code },
+            added_at: row.added_at.and_utc(),
+        }
+    }
+}
+
+impl CartRow {
+    pub fn into_cart(self, lines: Vec<CartLine>) -> Cart {
+        Cart {
+            id: self.id,
+            owner: CartOwner(self.owner),
+            version: self.version,
+            updated_at: self.updated_at.and_utc(),
+            expires_at: self.expires_at.map(|at| at.and_utc()),
+            lines,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(treat_none_as_default_value = false)]
+#[diesel(table_name = outbox)]
+pub struct NewOutboxRow {
+    pub topic: String,
+    pub payload: String,
+    pub created_at: NaiveDateTime,
 }

@@ -156,13 +156,14 @@ impl Pool {
         }
     }
 
-    /// Runs `f` in one transaction: committed when it returns Ok, rolled back on Err.
-    pub async fn transaction<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// Runs `f` in one transaction: committed when it returns Ok, rolled back on Err (a store
+    /// error, or a domain error that refuses the change).
+    pub async fn transaction<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        for<'r, 's> F: AsyncFnOnce(&'r mut Conn<'s>) -> Result<T, StoreError>
-            + AsyncFunc<&'r mut Conn<'s>, Result<T, StoreError>, Fut: Send>
-            + Send,
+        for<'r, 's> F:
+            AsyncFnOnce(&'r mut Conn<'s>) -> Result<T, E> + AsyncFunc<&'r mut Conn<'s>, Result<T, E>, Fut: Send> + Send,
         T: Send,
+        E: From<StoreError> + From<diesel::result::Error> + Send,
     {
         match self {
             Pool::Postgres(pool) => {

@@ -60,8 +60,49 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    carts (id) {
+        id -> Text,
+        owner -> Text,
+        version -> BigInt,
+        updated_at -> Timestamp,
+        expires_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    cart_items (cart_id, product_id) {
+        cart_id -> Text,
+        product_id -> Text,
+        quantity -> Integer,
+        unit_price_cents -> BigInt,
+        currency_code -> Text,
+        added_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    outbox (id) {
+        id -> BigInt,
+        topic -> Text,
+        payload -> Text,
+        created_at -> Timestamp,
+        published_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(products -> categories (category_id));
+diesel::joinable!(cart_items -> carts (cart_id));
 diesel::joinable!(inventory -> products (product_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(categories, products, inventory, users, refresh_tokens);
+diesel::allow_tables_to_appear_in_same_query!(
+    categories,
+    products,
+    inventory,
+    users,
+    refresh_tokens,
+    carts,
+    cart_items,
+    outbox
+);

@@ -1,12 +1,23 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::models::{CategoryRow, InventoryRow, ProductRow, RefreshTokenRow, UserRow};
+use std::collections::HashMap;
+
+use super::models::{
+    CartItemRow, CartRow, CategoryRow, InventoryRow, NewOutboxRow, ProductRow, RefreshTokenRow, UserRow,
+};
+use super::pool::Conn;
 use super::pool::Pool;
-use super::repo::{catalog, users};
+use super::repo::{carts, catalog, outbox, users};
 use crate::domain::auth::model::{NewRefreshToken, RefreshTokenUse, User};
+use crate::domain::cart::{Cart, CartError, CartLine, CartOwner};
+use crate::domain::catalog::Money;
 use crate::domain::catalog::model::{Category, Product, ProductRecord, StockLevel};
-use crate::domain::ports::{CatalogStore, Store, StoreResult, UserStore};
+use crate::domain::events::{Event, EventBus, cart_topic};
+use crate::domain::ports::{
+    CartDecision, CartKey, CartStore, CartView, CatalogStore, OutboxStore, ProductOffer, Store, StoreError,
+    StoreResult, UserStore,
+};
 
 /// The Store port over diesel-async; the pool decides the backend.
 #[derive(Clone)]
@@ -136,6 +147,159 @@ impl UserStore for DbStore {
 
     async fn revoke_refresh_family(&self, family_id: &str) -> StoreResult<()> {
         self.pool.with_conn(async |c| users::delete_refresh_family(c, family_id).await).await
+    }
+}
+
+/// The carts with these ids (in the given order) and their lines.
+async fn load_carts(c: &mut Conn<'_>, ids: &[String]) -> StoreResult<Vec<Cart>> {
+    let rows = carts::carts_by_ids(c, ids).await?;
+    let mut lines: HashMap<String, Vec<CartLine>> = HashMap::new();
+    for item in carts::items_of(c, ids).await? {
+        lines.entry(item.cart_id.clone()).or_default().push(item.into());
+    }
+    let mut by_id: HashMap<String, CartRow> = rows.into_iter().map(|r| (r.id.clone(), r)).collect();
+    Ok(ids
+        .iter()
+        .filter_map(|id| by_id.remove(id))
+        .map(|row| {
+            let cart_lines = lines.remove(&row.id).unwrap_or_default();
+            row.into_cart(cart_lines)
+        })
+        .collect())
+}
+
+async fn load_offers(c: &mut Conn<'_>, product_ids: &[String]) -> StoreResult<HashMap<String, ProductOffer>> {
+    Ok(carts::offers(c, product_ids)
+        .await?
+        .into_iter()
+        .map(|(id, cents, currency, available)| (id, ProductOffer { price: Money { cents, currency }, available }))
+        .collect())
+}
+
+/// Writes the difference between a cart's lines and its new lines, bumps its version and
+/// queues its event.
+async fn write_cart(
+    c: &mut Conn<'_>,
+    before: &Cart,
+    lines: Vec<CartLine>,
+    key: &CartKey,
+    now: chrono::NaiveDateTime,
+) -> Result<Cart, CartError> {
+    let removed: Vec<String> = before
+        .lines
+        .iter()
+        .filter(|old| !lines.iter().any(|l| l.product_id == old.product_id))
+        .map(|l| l.product_id.clone())
+        .collect();
+    if !removed.is_empty() {
+        carts::delete_items(c, &before.id, &removed).await?;
+    }
+    let changed: Vec<CartItemRow> = lines
+        .iter()
+        .filter(|line| before.line(&line.product_id) != Some(line))
+        .map(|line| CartItemRow::new(&before.id, line))
+        .collect();
+    if !changed.is_empty() {
+        carts::upsert_items(c, &changed).await?;
+    }
+    let row = carts::bump_version(c, &before.id, now, key.expires_at.map(|at| at.naive_utc())).await?;
+    let cart = row.into_cart(lines);
+    let payload = serde_json::to_string(&cart).map_err(|err| StoreError::internal("serializing a cart event", err))?;
+    outbox::insert(c, &[NewOutboxRow { topic: cart_topic(&cart.owner.0), payload, created_at: now }]).await?;
+    Ok(cart)
+}
+
+#[async_trait]
+impl CartStore for DbStore {
+    async fn cart(&self, owner: &CartOwner) -> StoreResult<Option<Cart>> {
+        self.pool
+            .with_conn(async |c| match carts::cart_by_owner(c, &owner.0).await? {
+                Some(row) => Ok(load_carts(c, &[row.id]).await?.pop()),
+                None => Ok(None),
+            })
+            .await
+    }
+
+    async fn change_carts(
+        &self,
+        keys: &[CartKey],
+        offer_ids: &[String],
+        now: DateTime<Utc>,
+        decide: CartDecision,
+    ) -> Result<Vec<Cart>, CartError> {
+        let now = now.naive_utc();
+        let ids: Vec<String> = keys.iter().map(|k| k.owner.cart_id()).collect();
+        let new_rows: Vec<CartRow> = keys
+            .iter()
+            .map(|k| CartRow {
+                id: k.owner.cart_id(),
+                owner: k.owner.0.clone(),
+                version: 0,
+                updated_at: now,
+                expires_at: k.expires_at.map(|at| at.naive_utc()),
+            })
+            .collect();
+        self.pool
+            .transaction(async |c| {
+                carts::insert_missing_carts(c, &new_rows).await?;
+                // A fixed lock order keeps two merges of the same carts from deadlocking.
+                let mut lock_order = ids.clone();
+                lock_order.sort();
+                for id in &lock_order {
+                    carts::lock_cart(c, id).await?;
+                }
+                let current = load_carts(c, &ids).await?;
+                let mut product_ids: Vec<String> = offer_ids.to_vec();
+                product_ids.extend(current.iter().flat_map(|cart| cart.lines.iter().map(|l| l.product_id.clone())));
+                product_ids.sort();
+                product_ids.dedup();
+                let view = CartView { carts: current, offers: load_offers(c, &product_ids).await? };
+                let edits = decide(&view)?;
+                let mut result = Vec::with_capacity(view.carts.len());
+                for ((before, edit), key) in
+                    view.carts.into_iter().zip(edits.into_iter().chain(std::iter::repeat(None))).zip(keys)
+                {
+                    result.push(match edit {
+                        Some(lines) => write_cart(c, &before, lines, key, now).await?,
+                        None => before,
+                    });
+                }
+                Ok(result)
+            })
+            .await
+    }
+
+    async fn delete_expired_carts(&self, now: DateTime<Utc>, untouched_since: DateTime<Utc>) -> StoreResult<u64> {
+        let (now, cutoff) = (now.naive_utc(), untouched_since.naive_utc());
+        let deleted = self.pool.with_conn(async |c| carts::delete_expired(c, now, cutoff).await).await?;
+        Ok(deleted as u64)
+    }
+}
+
+#[async_trait]
+impl OutboxStore for DbStore {
+    async fn dispatch_outbox(&self, limit: usize, now: DateTime<Utc>, bus: &dyn EventBus) -> StoreResult<usize> {
+        let now = now.naive_utc();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.pool
+            .transaction(async |c| {
+                let mut claimed = outbox::claim(c, limit, now).await?;
+                if claimed.is_empty() {
+                    return Ok(0);
+                }
+                claimed.sort_by_key(|(id, _, _)| *id);
+                let events: Vec<Event> =
+                    claimed.into_iter().map(|(_, topic, payload)| Event { topic, payload }).collect();
+                bus.publish(&events).await.map_err(|err| StoreError::internal("publishing events", err))?;
+                Ok(events.len())
+            })
+            .await
+    }
+
+    async fn delete_published_events(&self, published_before: DateTime<Utc>) -> StoreResult<u64> {
+        let before = published_before.naive_utc();
+        let deleted = self.pool.with_conn(async |c| outbox::delete_published(c, before).await).await?;
+        Ok(deleted as u64)
     }
 }
 

@@ -2,6 +2,8 @@
 //! implement the traits in `ports` and the services are built on them in `app.rs`.
 
 pub mod auth;
+pub mod cart;
 pub mod catalog;
 pub mod clock;
+pub mod events;
 pub mod ports;

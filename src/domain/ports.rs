@@ -1,10 +1,16 @@
 //! The traits the domain needs from the outside world. `app.rs` picks their adapters once.
 
+use std::collections::HashMap;
+use std::time::Duration;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::auth::model::{NewRefreshToken, RefreshTokenUse, User};
+use crate::domain::cart::{Cart, CartError, CartLine, CartOwner};
+use crate::domain::catalog::Money;
 use crate::domain::catalog::model::{Category, Product, ProductRecord, StockLevel};
+use crate::domain::events::EventBus;
 
 /// A store failure. `Conflict` is a uniqueness or constraint violation the domain can explain;
 /// everything else is internal and carries the operation it happened in.
@@ -59,8 +65,71 @@ pub trait UserStore: Send + Sync {
     async fn revoke_refresh_family(&self, family_id: &str) -> StoreResult<()>;
 }
 
+/// A product as a cart sees it: today's price and the units available.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProductOffer {
+    pub price: Money,
+    pub available: i32,
+}
+
+/// A cart to lock and maybe change, with the expiry it gets if it changes.
+#[derive(Debug, Clone)]
+pub struct CartKey {
+    pub owner: CartOwner,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// What a cart decision sees, inside the transaction: the locked carts (in the order asked,
+/// empty if new) and the offers of every product in them or asked about.
+#[derive(Debug, Clone)]
+pub struct CartView {
+    pub carts: Vec<Cart>,
+    pub offers: HashMap<String, ProductOffer>,
+}
+
+/// Decides the new lines of each cart (`None`: unchanged), or refuses the change.
+pub type CartDecision = Box<dyn FnOnce(&CartView) -> Result<Vec<Option<Vec<CartLine>>>, CartError> + Send>;
+
 #[async_trait]
-pub trait Store: CatalogStore + UserStore {
+pub trait CartStore: Send + Sync {
+    async fn cart(&self, owner: &CartOwner) -> StoreResult<Option<Cart>>;
+    /// In one transaction: locks the carts (creating missing ones), runs `decide` on them, and
+    /// writes each changed cart with its version bumped by one and a `cart.<owner>` event in the
+    /// outbox. Concurrent changes to one cart are serialized; none is lost.
+    async fn change_carts(
+        &self,
+        keys: &[CartKey],
+        offer_ids: &[String],
+        now: DateTime<Utc>,
+        decide: CartDecision,
+    ) -> Result<Vec<Cart>, CartError>;
+    /// Deletes guest carts past their expiry and carts untouched since `untouched_since`.
+    async fn delete_expired_carts(&self, now: DateTime<Utc>, untouched_since: DateTime<Utc>) -> StoreResult<u64>;
+}
+
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Claims up to `limit` unpublished events, oldest first, and publishes them through `bus`
+    /// in one transaction: events whose publishing fails stay in the outbox for the next try.
+    async fn dispatch_outbox(&self, limit: usize, now: DateTime<Utc>, bus: &dyn EventBus) -> StoreResult<usize>;
+    async fn delete_published_events(&self, published_before: DateTime<Utc>) -> StoreResult<u64>;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cache: {0}")]
+pub struct CacheError(pub String);
+
+/// A shared cache of versioned JSON documents (in-process, or Redis across instances).
+#[async_trait]
+pub trait Cache: Send + Sync {
+    async fn get(&self, key: &str) -> Result<Option<String>, CacheError>;
+    /// Stores `value` unless the entry holds a higher version, so a slow writer never replaces
+    /// a newer document with an older one.
+    async fn put_versioned(&self, key: &str, version: i64, value: &str, ttl: Duration) -> Result<(), CacheError>;
+}
+
+#[async_trait]
+pub trait Store: CatalogStore + UserStore + CartStore + OutboxStore {
     /// `postgres` or `sqlite`, for logs and readiness.
     fn backend_name(&self) -> &'static str;
     async fn ping(&self) -> StoreResult<()>;

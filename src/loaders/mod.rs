@@ -24,6 +24,7 @@ pub struct Loaders {
 }
 
 impl Loaders {
+    /// For one HTTP request.
     pub fn new(catalog: &CatalogService) -> Self {
         // Cached for the request only: two fields asking for the same key (inStock and
         // availableQuantity) cost one lookup, and nothing stale outlives the request.
@@ -36,5 +37,16 @@ impl Loaders {
             category_children: loader(CategoryChildrenLoader(catalog.clone())),
             stock: loader(StockLoader(catalog.clone())),
         }
+    }
+
+    /// For a websocket connection, which may live for hours: batching without caching, so
+    /// every pushed update shows today's prices and stock.
+    pub fn uncached(catalog: &CatalogService) -> Self {
+        let loaders = Self::new(catalog);
+        loaders.products.enable_all_cache(false);
+        loaders.categories.enable_all_cache(false);
+        loaders.category_children.enable_all_cache(false);
+        loaders.stock.enable_all_cache(false);
+        loaders
     }
 }

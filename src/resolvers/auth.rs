@@ -32,12 +32,12 @@ impl AuthMutation {
         password: String,
         name: String,
     ) -> ApiResult<AuthPayload> {
-        Ok(app(ctx).auth.sign_up(&email, &password, &name).await?.into())
+        Ok(app(ctx).auth.sign_up(viewer(ctx), &email, &password, &name).await?.into())
     }
 
     /// Signs in; the calling guest session's cart (if any) is merged into the user's cart.
     async fn sign_in(&self, ctx: &Context<'_>, email: String, password: String) -> ApiResult<AuthPayload> {
-        Ok(app(ctx).auth.sign_in(&email, &password).await?.into())
+        Ok(app(ctx).auth.sign_in(viewer(ctx), &email, &password).await?.into())
     }
 
     async fn refresh_session(&self, ctx: &Context<'_>, refresh_token: String) -> ApiResult<AuthPayload> {

@@ -3,12 +3,13 @@
 
 mod admin;
 mod auth;
+mod cart;
 mod catalog;
 mod error_codes;
 mod pending;
 pub mod types;
 
-use async_graphql::{Context, MergedObject, Schema, SchemaBuilder};
+use async_graphql::{Context, MergedObject, MergedSubscription, Schema, SchemaBuilder};
 
 use crate::app::AppContext;
 use crate::domain::auth::Viewer;
@@ -17,13 +18,15 @@ use crate::loaders::Loaders;
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(catalog::CatalogQuery, auth::AuthQuery, pending::PendingQuery);
+pub struct QueryRoot(catalog::CatalogQuery, auth::AuthQuery, cart::CartQuery, pending::PendingQuery);
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(auth::AuthMutation, admin::AdminMutation, pending::PendingMutation);
+pub struct MutationRoot(auth::AuthMutation, cart::CartMutation, admin::AdminMutation, pending::PendingMutation);
 
-pub type SubscriptionRoot = pending::PendingSubscription;
+#[derive(MergedSubscription, Default)]
+#[graphql(name = "Subscription")]
+pub struct SubscriptionRoot(cart::CartSubscription, pending::PendingSubscription);
 
 pub type ShopSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 

@@ -6,7 +6,7 @@ use async_graphql::{Context, ID, Object, Subscription};
 use futures::stream::Empty;
 
 use super::types::{
-    Cart, CheckoutSession, FlashSale, FlashSaleEntry, FlashSaleInput, Order, OrderConnection, OrderEvent, OrderStatus,
+    CheckoutSession, FlashSale, FlashSaleEntry, FlashSaleInput, Order, OrderConnection, OrderEvent, OrderStatus,
     PlaceOrderInput, ProductFilter, ProductSearchResult, ProductSort,
 };
 use super::{app, viewer};
@@ -32,11 +32,6 @@ impl PendingQuery {
         #[graphql(name = "after")] _after: Option<String>,
     ) -> ApiResult<ProductSearchResult> {
         pending("searchProducts")
-    }
-
-    /// The caller's cart (guest session or signed-in user); empty cart if none yet.
-    async fn cart(&self) -> ApiResult<Cart> {
-        pending("cart")
     }
 
     async fn checkout_session(&self, #[graphql(name = "id")] _id: ID) -> ApiResult<Option<CheckoutSession>> {
@@ -66,28 +61,6 @@ pub struct PendingMutation;
 
 #[Object]
 impl PendingMutation {
-    /// Adds quantity to the line (creating it). Fails with OUT_OF_STOCK beyond available stock.
-    async fn add_cart_item(
-        &self,
-        #[graphql(name = "productId")] _product_id: ID,
-        #[graphql(name = "quantity")] _quantity: i32,
-    ) -> ApiResult<Cart> {
-        pending("addCartItem")
-    }
-
-    /// Sets the line's quantity; 0 removes it.
-    async fn update_cart_item(
-        &self,
-        #[graphql(name = "productId")] _product_id: ID,
-        #[graphql(name = "quantity")] _quantity: i32,
-    ) -> ApiResult<Cart> {
-        pending("updateCartItem")
-    }
-
-    async fn remove_cart_item(&self, #[graphql(name = "productId")] _product_id: ID) -> ApiResult<Cart> {
-        pending("removeCartItem")
-    }
-
     /// Reserves every cart line (all or nothing) for 10 minutes and prices the order.
     async fn initiate_checkout(&self) -> ApiResult<CheckoutSession> {
         pending("initiateCheckout")
@@ -134,13 +107,8 @@ impl PendingMutation {
 #[derive(Default)]
 pub struct PendingSubscription;
 
-#[Subscription(name = "Subscription")]
+#[Subscription]
 impl PendingSubscription {
-    /// Every change to the caller's cart, from any device or session of the same user.
-    async fn cart_updated(&self) -> async_graphql::Result<Empty<Cart>> {
-        Ok(pending("cartUpdated")?)
-    }
-
     /// Status changes of the caller's orders (one order if orderId is given).
     async fn order_updated(
         &self,

@@ -1,6 +1,8 @@
 //! Query functions. Each takes `&mut Conn` and is written once for both backends.
 
+pub mod carts;
 pub mod catalog;
+pub mod outbox;
 pub mod users;
 
 /// Rows per multi-row INSERT: 13 columns x 1,000 stays under SQLite's 32,766 bound parameters.

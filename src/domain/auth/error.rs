@@ -18,6 +18,8 @@ pub enum AuthError {
     Store(#[from] StoreError),
     #[error("password hashing failed: {0}")]
     Hashing(String),
+    #[error(transparent)]
+    Cart(#[from] crate::domain::cart::CartError),
 }
 
 impl AuthError {

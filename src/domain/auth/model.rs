@@ -37,6 +37,8 @@ pub struct AuthPayload {
     pub expires_at: DateTime<Utc>,
     pub refresh_token: Option<String>,
     pub user: Option<User>,
+    /// Guest-cart lines the sign-in merge could not keep whole.
+    pub capped_cart_lines: Vec<crate::domain::cart::CappedLine>,
 }
 
 #[derive(Debug, Clone)]

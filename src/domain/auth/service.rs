@@ -5,6 +5,7 @@ use chrono::Duration;
 use super::model::{AuthPayload, NewRefreshToken, RefreshTokenUse, User, Viewer};
 use super::tokens::{TokenIssuer, hash_refresh_token, new_refresh_token};
 use super::{AuthError, password};
+use crate::domain::cart::CartService;
 use crate::domain::clock::Clock;
 use crate::domain::ports::{Store, StoreError};
 
@@ -21,23 +22,38 @@ pub struct AuthService {
     clock: Arc<dyn Clock>,
     tokens: Arc<TokenIssuer>,
     refresh_ttl: Duration,
+    carts: CartService,
     /// Verified against when the email is unknown, so that a wrong email costs as long as a
     /// wrong password and sign-in timing does not reveal which accounts exist.
     decoy_hash: Arc<tokio::sync::OnceCell<String>>,
 }
 
 impl AuthService {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, tokens: TokenIssuer, refresh_ttl: Duration) -> Self {
-        Self { store, clock, tokens: Arc::new(tokens), refresh_ttl, decoy_hash: Arc::default() }
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        tokens: TokenIssuer,
+        refresh_ttl: Duration,
+        carts: CartService,
+    ) -> Self {
+        Self { store, clock, tokens: Arc::new(tokens), refresh_ttl, carts, decoy_hash: Arc::default() }
     }
 
     pub async fn start_guest_session(&self) -> AuthResult<AuthPayload> {
         let viewer = Viewer::Guest { session_id: format!("g-{}", uuid::Uuid::new_v4().simple()) };
         let (token, expires_at) = self.tokens.issue(&viewer, self.clock.now())?;
-        Ok(AuthPayload { token, expires_at, refresh_token: None, user: None })
+        Ok(AuthPayload { token, expires_at, refresh_token: None, user: None, capped_cart_lines: Vec::new() })
     }
 
-    pub async fn sign_up(&self, email: &str, password: &str, name: &str) -> AuthResult<AuthPayload> {
+    /// Creates an account and signs it in; called during a guest session, the guest's cart
+    /// becomes the new user's cart.
+    pub async fn sign_up(
+        &self,
+        current: Option<&Viewer>,
+        email: &str,
+        password: &str,
+        name: &str,
+    ) -> AuthResult<AuthPayload> {
         let email = normalize_email(email)?;
         validate_password(password)?;
         let name = validate_name(name)?;
@@ -53,14 +69,15 @@ impl AuthService {
             StoreError::Conflict(_) => AuthError::EmailTaken,
             other => AuthError::Store(other),
         })?;
-        self.session_for(user).await
+        self.session_for(user, current).await
     }
 
-    pub async fn sign_in(&self, email: &str, password: &str) -> AuthResult<AuthPayload> {
+    /// Signs in; the calling guest session's cart (if any) merges into the user's cart.
+    pub async fn sign_in(&self, current: Option<&Viewer>, email: &str, password: &str) -> AuthResult<AuthPayload> {
         let email = email.trim().to_lowercase();
         match self.store.user_by_email(&email).await? {
             Some(user) if password::verify(password.to_owned(), user.password_hash.clone()).await? => {
-                self.session_for(user).await
+                self.session_for(user, current).await
             }
             Some(_) => Err(AuthError::InvalidCredentials),
             None => {
@@ -137,9 +154,14 @@ impl AuthService {
         Ok(self.store.upsert_admin(&admin).await?)
     }
 
-    async fn session_for(&self, user: User) -> AuthResult<AuthPayload> {
+    async fn session_for(&self, user: User, current: Option<&Viewer>) -> AuthResult<AuthPayload> {
         let family_id = format!("f-{}", uuid::Uuid::new_v4().simple());
-        self.issue_session(user, family_id).await
+        let mut payload = self.issue_session(user.clone(), family_id).await?;
+        if let Some(guest @ Viewer::Guest { .. }) = current {
+            let signed_in = Viewer::User { user_id: user.id, is_admin: user.is_admin };
+            payload.capped_cart_lines = self.carts.merge_guest_cart(guest, &signed_in).await?;
+        }
+        Ok(payload)
     }
 
     async fn issue_session(&self, user: User, family_id: String) -> AuthResult<AuthPayload> {
@@ -156,7 +178,13 @@ impl AuthService {
                 created_at: now,
             })
             .await?;
-        Ok(AuthPayload { token, expires_at, refresh_token: Some(refresh_token), user: Some(user) })
+        Ok(AuthPayload {
+            token,
+            expires_at,
+            refresh_token: Some(refresh_token),
+            user: Some(user),
+            capped_cart_lines: Vec::new(),
+        })
     }
 }
 

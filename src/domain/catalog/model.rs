@@ -12,7 +12,7 @@ pub const MAX_CATEGORY_DEPTH: usize = 8;
 pub const MAX_STOCK: i32 = 1_000_000_000;
 
 /// Integer minor units plus an ISO-4217 code; never floats.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Money {
     pub cents: i64,
     pub currency: String,

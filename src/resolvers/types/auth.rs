@@ -26,6 +26,18 @@ pub struct AuthPayload {
     pub expires_at: DateTime<Utc>,
     /// The signed-in user; null for a guest session.
     pub user: Option<User>,
+    /// Lines of the guest cart that merging into the user's cart could not keep whole
+    /// (stock or cart limits); empty when everything fitted or nothing was merged.
+    pub capped_cart_lines: Vec<CappedCartLine>,
+}
+
+#[derive(SimpleObject, Clone, Debug)]
+pub struct CappedCartLine {
+    pub product_id: ID,
+    /// Units the merged line would have held.
+    pub requested: i32,
+    /// Units it holds.
+    pub kept: i32,
 }
 
 impl From<domain::AuthPayload> for AuthPayload {
@@ -35,6 +47,11 @@ impl From<domain::AuthPayload> for AuthPayload {
             refresh_token: p.refresh_token,
             expires_at: p.expires_at,
             user: p.user.map(User::from),
+            capped_cart_lines: p
+                .capped_cart_lines
+                .into_iter()
+                .map(|c| CappedCartLine { product_id: ID(c.product_id), requested: c.requested, kept: c.kept })
+                .collect(),
         }
     }
 }

@@ -1,11 +1,11 @@
-//! Contract types of capabilities that are not served yet (search, cart, checkout, orders, flash
+//! Contract types of capabilities that are not served yet (search, checkout, orders, flash
 //! sales). They are declared so that the schema carries the whole public contract; the
 //! operations returning them answer NOT_IMPLEMENTED until their issue lands.
 
 use async_graphql::{Enum, ID, InputObject, SimpleObject};
 use chrono::{DateTime, Utc};
 
-use super::{Money, Product};
+use super::{CartItem, Money, Product};
 
 #[derive(InputObject, Debug)]
 pub struct ProductFilter {
@@ -64,25 +64,6 @@ pub struct FacetValue {
 pub struct PageInfo {
     pub has_next_page: bool,
     pub end_cursor: Option<String>,
-}
-
-#[derive(SimpleObject)]
-pub struct Cart {
-    pub id: ID,
-    pub items: Vec<CartItem>,
-    pub total_quantity: i32,
-    pub subtotal: Money,
-    /// Increments on every change; clients use it to order pushed updates.
-    pub version: i32,
-    pub updated_at: DateTime<Utc>,
-}
-
-#[derive(SimpleObject)]
-pub struct CartItem {
-    pub product: Product,
-    pub quantity: i32,
-    pub unit_price: Money,
-    pub line_total: Money,
 }
 
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]

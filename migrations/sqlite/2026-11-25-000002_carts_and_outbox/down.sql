@@ -1,0 +1,3 @@
+DROP TABLE outbox;
+DROP TABLE cart_items;
+DROP TABLE carts;

@@ -1,0 +1,97 @@
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::domain::auth::Viewer;
+use crate::domain::catalog::Money;
+
+/// Whose cart: `user:<id>` (shared by every session of the user) or `guest:<session id>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CartOwner(pub String);
+
+impl CartOwner {
+    pub fn of(viewer: &Viewer) -> Self {
+        match viewer {
+            Viewer::User { user_id, .. } => CartOwner(format!("user:{user_id}")),
+            Viewer::Guest { session_id } => CartOwner(format!("guest:{session_id}")),
+        }
+    }
+
+    pub fn is_guest(&self) -> bool {
+        self.0.starts_with("guest:")
+    }
+
+    /// Carts are created on first change; deriving the id from the owner lets an empty cart
+    /// show the id it will keep, and two racing first changes agree on it.
+    pub fn cart_id(&self) -> String {
+        let digest = Sha256::digest(self.0.as_bytes());
+        let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+        format!("cart-{hex}")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CartLine {
+    pub product_id: String,
+    pub quantity: i32,
+    /// The price when the line was added; the cart shows when the current price differs.
+    pub unit_price: Money,
+    pub added_at: DateTime<Utc>,
+}
+
+impl CartLine {
+    pub fn total(&self) -> Money {
+        Money { cents: self.unit_price.cents * i64::from(self.quantity), currency: self.unit_price.currency.clone() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cart {
+    pub id: String,
+    pub owner: CartOwner,
+    /// Increments on every change; subscribers use it to order and de-duplicate updates.
+    pub version: i64,
+    pub updated_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// In the order they were first added.
+    pub lines: Vec<CartLine>,
+}
+
+impl Cart {
+    pub fn empty(owner: &CartOwner, now: DateTime<Utc>) -> Self {
+        Cart {
+            id: owner.cart_id(),
+            owner: owner.clone(),
+            version: 0,
+            updated_at: now,
+            expires_at: None,
+            lines: Vec::new(),
+        }
+    }
+
+    pub fn line(&self, product_id: &str) -> Option<&CartLine> {
+        self.lines.iter().find(|l| l.product_id == product_id)
+    }
+
+    pub fn total_quantity(&self) -> i32 {
+        self.lines.iter().map(|l| l.quantity).sum()
+    }
+
+    /// Lines share one currency (adding enforces it); an empty cart is in `default_currency`.
+    pub fn subtotal(&self, default_currency: &str) -> Money {
+        let currency = self.lines.first().map_or(default_currency, |l| l.unit_price.currency.as_str()).to_owned();
+        Money { cents: self.lines.iter().map(|l| l.total().cents).sum(), currency }
+    }
+
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+/// A line a merge could not keep whole (stock or size limits).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CappedLine {
+    pub product_id: String,
+    pub requested: i32,
+    pub kept: i32,
+}

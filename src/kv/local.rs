@@ -1,0 +1,141 @@
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use tokio::sync::broadcast;
+
+use crate::domain::events::{BusError, Delivery, Event, EventBus};
+use crate::domain::ports::{Cache, CacheError};
+
+/// Events a slow subscriber may fall behind by before it is told it lagged.
+const TOPIC_BUFFER: usize = 64;
+/// Forgotten topics (every subscriber gone) are pruned once per this many subscriptions.
+const PRUNE_EVERY: u64 = 1024;
+
+/// In-process pub/sub with one broadcast channel per topic, so an event costs only its own
+/// topic's subscribers, however many other subscriptions are open.
+#[derive(Default)]
+pub struct LocalBus {
+    topics: Mutex<HashMap<String, broadcast::Sender<Arc<Event>>>>,
+    subscriptions: AtomicU64,
+}
+
+impl LocalBus {
+    /// Hands events to this instance's subscribers.
+    pub fn deliver(&self, events: &[Event]) {
+        let mut topics = self.topics.lock().unwrap_or_else(PoisonError::into_inner);
+        for event in events {
+            if let Some(sender) = topics.get(&event.topic)
+                && sender.send(Arc::new(event.clone())).is_err()
+            {
+                topics.remove(&event.topic);
+            }
+        }
+    }
+
+    fn receiver(&self, topic: &str) -> broadcast::Receiver<Arc<Event>> {
+        let mut topics = self.topics.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.subscriptions.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            topics.retain(|_, sender| sender.receiver_count() > 0);
+        }
+        topics.entry(topic.to_owned()).or_insert_with(|| broadcast::channel(TOPIC_BUFFER).0).subscribe()
+    }
+}
+
+#[async_trait]
+impl EventBus for LocalBus {
+    async fn publish(&self, events: &[Event]) -> Result<(), BusError> {
+        self.deliver(events);
+        Ok(())
+    }
+
+    fn subscribe(&self, topic: &str) -> BoxStream<'static, Delivery> {
+        futures::stream::unfold(self.receiver(topic), |mut receiver| async move {
+            match receiver.recv().await {
+                Ok(event) => Some((Delivery::Event(event.as_ref().clone()), receiver)),
+                Err(broadcast::error::RecvError::Lagged(_)) => Some((Delivery::Lagged, receiver)),
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        })
+        .boxed()
+    }
+}
+
+struct Entry {
+    version: i64,
+    value: String,
+    expires: Instant,
+}
+
+/// A bounded in-process cache; when full it drops expired entries, then arbitrary ones.
+pub struct LocalCache {
+    entries: Mutex<HashMap<String, Entry>>,
+    capacity: usize,
+}
+
+impl LocalCache {
+    pub fn new(capacity: usize) -> Self {
+        Self { entries: Mutex::new(HashMap::new()), capacity }
+    }
+}
+
+#[async_trait]
+impl Cache for LocalCache {
+    async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(entries.get(key).filter(|e| e.expires > Instant::now()).map(|e| e.value.clone()))
+    }
+
+    async fn put_versioned(&self, key: &str, version: i64, value: &str, ttl: Duration) -> Result<(), CacheError> {
+        let now = Instant::now();
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.get(key).is_some_and(|e| e.version > version && e.expires > now) {
+            return Ok(());
+        }
+        if entries.len() >= self.capacity && !entries.contains_key(key) {
+            entries.retain(|_, e| e.expires > now);
+            if entries.len() >= self.capacity
+                && let Some(victim) = entries.keys().next().cloned()
+            {
+                entries.remove(&victim);
+            }
+        }
+        entries.insert(key.to_owned(), Entry { version, value: value.to_owned(), expires: now + ttl });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_older_version_never_replaces_a_newer_one() {
+        let cache = LocalCache::new(2);
+        let ttl = Duration::from_secs(60);
+        cache.put_versioned("k", 2, "two", ttl).await.expect("put");
+        cache.put_versioned("k", 1, "one", ttl).await.expect("put");
+        assert_eq!(cache.get("k").await.expect("get").as_deref(), Some("two"));
+        cache.put_versioned("a", 1, "a", ttl).await.expect("put");
+        cache.put_versioned("b", 1, "b", ttl).await.expect("put");
+        let held = ["k", "a", "b"];
+        let mut present = 0;
+        for key in held {
+            present += usize::from(cache.get(key).await.expect("get").is_some());
+        }
+        assert_eq!(present, 2, "bounded to its capacity");
+    }
+
+    #[tokio::test]
+    async fn subscribers_get_their_topic_only() {
+        let bus = LocalBus::default();
+        let mut mine = bus.subscribe("cart.a");
+        let event = |topic: &str| Event { topic: topic.to_owned(), payload: "{}".to_owned() };
+        bus.publish(&[event("cart.b"), event("cart.a")]).await.expect("publish");
+        assert_eq!(mine.next().await, Some(Delivery::Event(event("cart.a"))));
+    }
+}

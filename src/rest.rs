@@ -1,0 +1,82 @@
+//! The REST facade of the original design: JSON in and out, shaped like the GraphQL types. Each
+//! endpoint runs one GraphQL operation, so both APIs share every rule, resolver and error.
+
+use async_graphql::{EnumType, Variables};
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, ErrorCode};
+use crate::http::{HttpState, request_data, viewer_of};
+use crate::loaders::Loaders;
+
+const CART_FIELDS: &str = "fragment CartFields on Cart { id version updatedAt totalQuantity \
+    subtotal { centAmount currencyCode } \
+    items { quantity unitPrice { centAmount currencyCode } lineTotal { centAmount currencyCode } priceChanged \
+    product { id title price { centAmount currencyCode } inStock availableQuantity } } }";
+
+pub(crate) fn routes() -> Router<HttpState> {
+    Router::new().route("/cart", get(get_cart)).route("/cart/items", post(add_cart_item))
+}
+
+fn error_response(err: &ApiError) -> Response {
+    let status = StatusCode::from_u16(err.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, Json(err.to_json())).into_response()
+}
+
+/// Runs `operation` as the caller and answers `data[field]`, or the first error in REST form.
+async fn run(state: &HttpState, headers: &HeaderMap, operation: &str, variables: Value, field: &str) -> Response {
+    let viewer = match viewer_of(&state.app, headers) {
+        Ok(viewer) => viewer,
+        Err(err) => return error_response(&err),
+    };
+    let mut request =
+        async_graphql::Request::new(format!("{operation} {CART_FIELDS}")).variables(Variables::from_json(variables));
+    request.data = request_data(viewer, Loaders::new(&state.app.catalog));
+    let mut response = state.schema.execute(request).await;
+    if let Some(error) = response.errors.first() {
+        let code = error
+            .extensions
+            .as_ref()
+            .and_then(|ext| ext.get("code"))
+            .and_then(|code| ErrorCode::items().iter().find(|item| async_graphql::Value::from(item.name) == *code))
+            .map_or(ErrorCode::InternalServerError, |item| item.value);
+        let mut api_error = ApiError::new(code, error.message.clone());
+        api_error.lines =
+            error.extensions.as_ref().and_then(|ext| ext.get("lines")).and_then(|l| l.clone().into_json().ok());
+        return error_response(&api_error);
+    }
+    let data = std::mem::take(&mut response.data).into_json().unwrap_or_default();
+    Json(data[field].clone()).into_response()
+}
+
+async fn get_cart(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    run(&state, &headers, "query { cart { ...CartFields } }", json!({}), "cart").await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AddCartItem {
+    product_id: String,
+    quantity: i32,
+}
+
+async fn add_cart_item(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    body: Result<Json<AddCartItem>, JsonRejection>,
+) -> Response {
+    let Json(item) = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            return error_response(&ApiError::new(ErrorCode::BadUserInput, format!("body: {}", rejection.body_text())));
+        }
+    };
+    let operation = "mutation($productId: ID!, $quantity: Int!) { addCartItem(productId: $productId, quantity: $quantity) { ...CartFields } }";
+    run(&state, &headers, operation, json!({ "productId": item.product_id, "quantity": item.quantity }), "addCartItem")
+        .await
+}

@@ -137,13 +137,23 @@ pub struct ServerOptions {
     pub seed_products: u64,
     pub clock: Option<ManualClock>,
     pub admin: bool,
+    /// Cache and pub/sub in Redis (under a namespace of the test's own) instead of in-process.
+    pub redis: bool,
     pub tweak: fn(&mut Config),
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        Self { seed_products: 0, clock: None, admin: true, tweak: |_| () }
+        Self { seed_products: 0, clock: None, admin: true, redis: false, tweak: |_| () }
     }
+}
+
+pub fn redis_url() -> String {
+    std::env::var("SHOP_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+pub fn unique_namespace() -> String {
+    format!("test-{}", uuid::Uuid::new_v4().simple())
 }
 
 pub struct TestServer {
@@ -165,6 +175,10 @@ impl TestServer {
         config.seed_products = options.seed_products;
         if options.admin {
             config.admin = Some((ADMIN_EMAIL.to_owned(), PASSWORD.to_owned()));
+        }
+        if options.redis {
+            config.redis_url = Some(redis_url());
+            config.redis_namespace = unique_namespace();
         }
         (options.tweak)(&mut config);
         let clock: Arc<dyn Clock> = match options.clock {
@@ -189,6 +203,10 @@ impl TestServer {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("server never became ready");
+    }
+
+    pub fn app(&self) -> &AppContext {
+        &self._server.app
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -267,4 +285,60 @@ impl TestServer {
 /// The `extensions.code` of the first error.
 pub fn error_code(response: &Value) -> &str {
     response["errors"][0]["extensions"]["code"].as_str().unwrap_or_else(|| panic!("no error code in {response:#}"))
+}
+
+/// A graphql-transport-ws client running one subscription.
+pub struct Subscription {
+    socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+impl Subscription {
+    pub async fn start(ws_url: &str, token: &str, query: &str) -> Self {
+        Self::connect(ws_url, json!({ "Authorization": format!("Bearer {token}") }), query).await
+    }
+
+    pub async fn start_anonymous(ws_url: &str, query: &str) -> Self {
+        Self::connect(ws_url, json!({}), query).await
+    }
+
+    async fn connect(ws_url: &str, init_payload: Value, query: &str) -> Self {
+        use futures::SinkExt;
+        use tokio_tungstenite::tungstenite::Message;
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = ws_url.into_client_request().expect("request");
+        request.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse().expect("header"));
+        let (socket, _) = tokio_tungstenite::connect_async(request).await.expect("connect");
+        let mut subscription = Self { socket };
+        let init = json!({ "type": "connection_init", "payload": init_payload });
+        subscription.socket.send(Message::text(init.to_string())).await.expect("init");
+        assert_eq!(subscription.message().await["type"], "connection_ack");
+        let subscribe = json!({ "id": "1", "type": "subscribe", "payload": { "query": query } });
+        subscription.socket.send(Message::text(subscribe.to_string())).await.expect("subscribe");
+        subscription
+    }
+
+    async fn message(&mut self) -> Value {
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), self.socket.next()).await {
+                Ok(Some(Ok(Message::Text(text)))) => return serde_json::from_str(&text).expect("json"),
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                other => panic!("expected a message, got {other:?}"),
+            }
+        }
+    }
+
+    /// The `data` of the next pushed result; panics on errors or after 10 s of silence.
+    pub async fn next(&mut self) -> Value {
+        let message = self.message().await;
+        assert_eq!(message["type"], "next", "{message}");
+        assert!(message["payload"].get("errors").is_none(), "{message}");
+        message["payload"]["data"].clone()
+    }
+
+    /// The next message, whatever it is (for errors).
+    pub async fn next_message(&mut self) -> Value {
+        self.message().await
+    }
 }

@@ -4,8 +4,10 @@
 mod helpers;
 
 mod auth;
+mod cart;
 mod catalog;
 mod cli;
+mod cluster;
 mod graphql_http;
 mod playground;
 mod schema;

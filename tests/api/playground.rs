@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, PASSWORD, ServerOptions, TestServer};
+use crate::helpers::{Backend, PASSWORD, ServerOptions, Subscription, TestServer};
 use crate::on_both_backends;
 
 on_both_backends!(every_playground_operation_runs, |backend: Backend| async move {
@@ -24,13 +24,16 @@ on_both_backends!(every_playground_operation_runs, |backend: Backend| async move
         };
         let variables: Value = serde_json::from_str(operation.variables())
             .unwrap_or_else(|e| panic!("{}: variables: {e}", operation.name));
-        let response = server.gql(operation.text, variables, token.as_deref()).await;
-        assert!(response.get("errors").is_none(), "{}: {response:#}", operation.name);
-        assert!(
-            response["data"].as_object().is_some_and(|d| d.values().all(|v| !v.is_null())),
-            "{}: {response}",
-            operation.name
-        );
+        let data = if operation.text.contains("\nsubscription ") {
+            // Subscriptions run over the websocket; their first result is the current state.
+            let token = token.as_deref().unwrap_or_else(|| panic!("{}: subscriptions need a viewer", operation.name));
+            Subscription::start(&server.ws_url(), token, operation.text).await.next().await
+        } else {
+            let response = server.gql(operation.text, variables, token.as_deref()).await;
+            assert!(response.get("errors").is_none(), "{}: {response:#}", operation.name);
+            response["data"].clone()
+        };
+        assert!(data.as_object().is_some_and(|d| d.values().all(|v| !v.is_null())), "{}: {data}", operation.name);
         assert!(
             operation.text.trim_start().starts_with('#'),
             "{} starts with a comment saying what it does",
@@ -38,7 +41,7 @@ on_both_backends!(every_playground_operation_runs, |backend: Backend| async move
         );
         ran += 1;
     }
-    assert!(ran >= 8, "only {ran} playground operations");
+    assert!(ran >= 12, "only {ran} playground operations");
 });
 
 on_both_backends!(the_playground_page_offers_them_offline, |backend: Backend| async move {

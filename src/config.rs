@@ -69,6 +69,11 @@ pub const KEYS: &[Key] = &[
     },
     Key { name: "cart_retention_days", default: "90", meaning: "any cart untouched this long is deleted" },
     Key {
+        name: "ws_init_timeout_secs",
+        default: "10",
+        meaning: "a websocket that sends no connection_init this long is closed (4408)",
+    },
+    Key {
         name: "sweep_interval_secs",
         default: "60",
         meaning: "how often expired carts and published events are cleaned up",
@@ -107,6 +112,7 @@ pub struct Config {
     pub guest_cart_ttl: Duration,
     pub cart_retention: Duration,
     pub sweep_interval: Duration,
+    pub ws_init_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -199,6 +205,7 @@ impl Config {
             guest_cart_ttl: reader.seconds("guest_cart_ttl_secs")?,
             cart_retention: Duration::days(i64::try_from(reader.positive("cart_retention_days")?).unwrap_or(90)),
             sweep_interval: reader.seconds("sweep_interval_secs")?,
+            ws_init_timeout: reader.seconds("ws_init_timeout_secs")?,
         })
     }
 

@@ -15,12 +15,14 @@ use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::parser::types::{DocumentOperations, OperationType};
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::body::Bytes;
+use axum::extract::ws::{CloseFrame, Message};
 use axum::extract::{MatchedPath, Path, Query, Request, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use futures::{SinkExt, StreamExt};
 use serde_json::json;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -265,9 +267,23 @@ fn is_query_operation(request: &async_graphql::Request) -> bool {
 }
 
 async fn graphql_ws(State(state): State<HttpState>, protocol: GraphQLProtocol, upgrade: WebSocketUpgrade) -> Response {
-    upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| {
+    upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| async move {
+        let (mut sink, mut incoming) = socket.split();
+        // async-graphql waits forever for connection_init; a client that never sends it is
+        // closed with graphql-transport-ws's 4408 instead of holding the connection.
+        let init_timeout = state.app.config.ws_init_timeout.to_std().unwrap_or(std::time::Duration::from_secs(10));
+        let first = match tokio::time::timeout(init_timeout, incoming.next()).await {
+            Ok(Some(Ok(message))) => message,
+            Ok(_) => return,
+            Err(_) => {
+                let close = CloseFrame { code: 4408, reason: "Connection initialisation timeout".into() };
+                let _ = sink.send(Message::Close(Some(close))).await;
+                return;
+            }
+        };
+        let incoming = futures::stream::once(async move { Ok(first) }).chain(incoming);
         let app = state.app.clone();
-        GraphQLWebSocket::new(socket, state.schema.clone(), protocol)
+        GraphQLWebSocket::new_with_pair(sink, incoming, state.schema.clone(), protocol)
             .on_connection_init(move |payload| async move {
                 let authorization = ["Authorization", "authorization"]
                     .iter()
@@ -279,6 +295,7 @@ async fn graphql_ws(State(state): State<HttpState>, protocol: GraphQLProtocol, u
                 Ok(request_data(viewer, Loaders::uncached(&app.catalog)))
             })
             .serve()
+            .await
     })
 }
 

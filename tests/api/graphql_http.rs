@@ -198,3 +198,20 @@ where
         }
     }
 }
+
+fn quick_init_timeout(config: &mut shop::config::Config) {
+    config.ws_init_timeout = chrono::Duration::seconds(1);
+}
+
+on_both_backends!(a_websocket_that_never_initialises_is_closed, |backend: Backend| async move {
+    let server =
+        TestServer::start_with(backend, ServerOptions { tweak: quick_init_timeout, ..Default::default() }).await;
+    let mut request = server.ws_url().into_client_request().expect("request");
+    request.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse().expect("header"));
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("connect");
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), socket.next()).await.expect("closed in time");
+    assert!(
+        matches!(closed, Some(Ok(Message::Close(Some(ref frame)))) if u16::from(frame.code) == 4408),
+        "expected 4408, got {closed:?}"
+    );
+});

@@ -36,6 +36,7 @@ use crate::playground;
 use crate::resolvers::ShopSchema;
 use crate::rest;
 
+const WS_BUFFER_BYTES: usize = 4096;
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 const APPLICATION_JSON: &str = "application/json";
 
@@ -267,36 +268,45 @@ fn is_query_operation(request: &async_graphql::Request) -> bool {
 }
 
 async fn graphql_ws(State(state): State<HttpState>, protocol: GraphQLProtocol, upgrade: WebSocketUpgrade) -> Response {
-    upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| async move {
-        let (mut sink, mut incoming) = socket.split();
-        // async-graphql waits forever for connection_init; a client that never sends it is
-        // closed with graphql-transport-ws's 4408 instead of holding the connection.
-        let init_timeout = state.app.config.ws_init_timeout.to_std().unwrap_or(std::time::Duration::from_secs(10));
-        let first = match tokio::time::timeout(init_timeout, incoming.next()).await {
-            Ok(Some(Ok(message))) => message,
-            Ok(_) => return,
-            Err(_) => {
-                let close = CloseFrame { code: 4408, reason: "Connection initialisation timeout".into() };
-                let _ = sink.send(Message::Close(Some(close))).await;
-                return;
-            }
-        };
-        let incoming = futures::stream::once(async move { Ok(first) }).chain(incoming);
-        let app = state.app.clone();
-        GraphQLWebSocket::new_with_pair(sink, incoming, state.schema.clone(), protocol)
-            .on_connection_init(move |payload| async move {
-                let authorization = ["Authorization", "authorization"]
-                    .iter()
-                    .find_map(|key| payload.get(*key).and_then(|v| v.as_str()));
-                let viewer = app
-                    .auth
-                    .viewer_from_authorization(authorization)
-                    .map_err(|err| async_graphql::Error::from(ApiError::from(err)))?;
-                Ok(request_data(viewer, Loaders::uncached(&app.catalog)))
-            })
-            .serve()
-            .await
-    })
+    let max_message = state.app.config.max_body_bytes;
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        // tungstenite's defaults (128 KiB buffers, 64 MiB messages) cost ~145 KiB per idle
+        // subscription and accept huge frames; GraphQL messages are small.
+        .read_buffer_size(WS_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
+        .on_upgrade(move |socket| async move {
+            let (mut sink, mut incoming) = socket.split();
+            // async-graphql waits forever for connection_init; a client that never sends it is
+            // closed with graphql-transport-ws's 4408 instead of holding the connection.
+            let init_timeout = state.app.config.ws_init_timeout.to_std().unwrap_or(std::time::Duration::from_secs(10));
+            let first = match tokio::time::timeout(init_timeout, incoming.next()).await {
+                Ok(Some(Ok(message))) => message,
+                Ok(_) => return,
+                Err(_) => {
+                    let close = CloseFrame { code: 4408, reason: "Connection initialisation timeout".into() };
+                    let _ = sink.send(Message::Close(Some(close))).await;
+                    return;
+                }
+            };
+            let incoming = futures::stream::once(async move { Ok(first) }).chain(incoming);
+            let app = state.app.clone();
+            GraphQLWebSocket::new_with_pair(sink, incoming, state.schema.clone(), protocol)
+                .on_connection_init(move |payload| async move {
+                    let authorization = ["Authorization", "authorization"]
+                        .iter()
+                        .find_map(|key| payload.get(*key).and_then(|v| v.as_str()));
+                    let viewer = app
+                        .auth
+                        .viewer_from_authorization(authorization)
+                        .map_err(|err| async_graphql::Error::from(ApiError::from(err)))?;
+                    Ok(request_data(viewer, Loaders::uncached(&app.catalog)))
+                })
+                .serve()
+                .await
+        })
 }
 
 /// 200 once the store answers and the first-start catalog is in place; 503 before.

@@ -26,24 +26,18 @@ async fn set_stock(server: &TestServer, product: &str, quantity: i32) {
         .await;
 }
 
+/// Runs `addCartItem` or `updateCartItem`; returns the whole response.
+async fn change(server: &TestServer, token: &str, mutation: &str, product: &str, quantity: i32) -> Value {
+    let query = format!("mutation($p: ID!, $q: Int!) {{ {mutation}(productId: $p, quantity: $q) {{ {FIELDS} }} }}");
+    server.gql(&query, json!({ "p": product, "q": quantity }), Some(token)).await
+}
+
 async fn add(server: &TestServer, token: &str, product: &str, quantity: i32) -> Value {
-    server
-        .gql(
-            &format!("mutation($p: ID!, $q: Int!) {{ addCartItem(productId: $p, quantity: $q) {{ {FIELDS} }} }}"),
-            json!({ "p": product, "q": quantity }),
-            Some(token),
-        )
-        .await
+    change(server, token, "addCartItem", product, quantity).await
 }
 
 async fn update(server: &TestServer, token: &str, product: &str, quantity: i32) -> Value {
-    server
-        .gql(
-            &format!("mutation($p: ID!, $q: Int!) {{ updateCartItem(productId: $p, quantity: $q) {{ {FIELDS} }} }}"),
-            json!({ "p": product, "q": quantity }),
-            Some(token),
-        )
-        .await
+    change(server, token, "updateCartItem", product, quantity).await
 }
 
 async fn cart(server: &TestServer, token: &str) -> Value {

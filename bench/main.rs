@@ -1,0 +1,518 @@
+//! Load scenarios against a real release server: `cargo bench --bench load -- <scenario> [options]`.
+//!
+//! Each run starts the `shop` binary on a fresh data dir (SQLite, or a fresh PostgreSQL
+//! database with `--backend postgres`; `--redis` adds Redis), seeds a catalog, drives it over
+//! loopback HTTP and websockets from this separate process, and prints a table plus one JSON
+//! line (requests/s, p50/p95/p99, errors, server peak memory). Latencies go through HdrHistogram.
+//!
+//! Scenarios:
+//! - `cart`: guest sessions add, update and read their carts (64 connections by default; with
+//!   `--rate R` each connection paces itself so that all together offer R requests/s, and a
+//!   request's latency counts from when it was due, so queueing is not hidden).
+//! - `sync`: devices of one user subscribe to `cartUpdated`; another device changes the cart;
+//!   measures mutation-to-event latency on the subscribers.
+//! - `idle`: opens many idle `cartUpdated` subscriptions and reports server memory per subscription.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const ADMIN_EMAIL: &str = "bench-admin@example.com";
+const PASSWORD: &str = "correct horse battery";
+/// Products whose stock the cart scenario raises, so that adds measure the cart, not refusals.
+const HOT_PRODUCTS: usize = 200;
+
+struct Options {
+    scenario: String,
+    backend: String,
+    redis: bool,
+    products: u64,
+    connections: usize,
+    duration: Duration,
+    devices: usize,
+    changes: usize,
+    idle: usize,
+    /// Offered load in requests/s over all connections (open loop); unset: as fast as possible.
+    rate: Option<f64>,
+}
+
+impl Options {
+    fn parse() -> anyhow::Result<Self> {
+        let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
+        let scenario = args.next().ok_or_else(|| anyhow::anyhow!("usage: bench <cart|sync|idle> [options]"))?;
+        let mut options = Options {
+            scenario,
+            backend: "sqlite".to_owned(),
+            redis: false,
+            products: 10_000,
+            connections: 64,
+            duration: Duration::from_secs(20),
+            devices: 8,
+            changes: 300,
+            idle: 10_000,
+            rate: None,
+        };
+        while let Some(flag) = args.next() {
+            let mut value = || args.next().ok_or_else(|| anyhow::anyhow!("{flag} needs a value"));
+            match flag.as_str() {
+                "--backend" => options.backend = value()?,
+                "--redis" => options.redis = true,
+                "--products" => options.products = value()?.parse()?,
+                "--connections" => options.connections = value()?.parse()?,
+                "--duration" => options.duration = Duration::from_secs(value()?.parse()?),
+                "--devices" => options.devices = value()?.parse()?,
+                "--changes" => options.changes = value()?.parse()?,
+                "--idle" => options.idle = value()?.parse()?,
+                "--rate" => options.rate = Some(value()?.parse()?),
+                other => anyhow::bail!("unknown option {other}"),
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// The server under test, stopped (and its database dropped) on drop.
+struct Server {
+    child: Child,
+    base: String,
+    _data_dir: tempfile::TempDir,
+    postgres_db: Option<String>,
+}
+
+const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+async fn postgres(sql: &str) -> anyhow::Result<()> {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+    let mut conn = AsyncPgConnection::establish(POSTGRES_ADMIN_URL).await?;
+    conn.batch_execute(sql).await?;
+    Ok(())
+}
+
+impl Server {
+    async fn start(options: &Options) -> anyhow::Result<Self> {
+        let data_dir = tempfile::tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_shop"));
+        command
+            .arg("serve")
+            .env("SHOP_DATA_DIR", data_dir.path())
+            .env("SHOP_LISTEN", format!("127.0.0.1:{port}"))
+            .env("SHOP_SEED_PRODUCTS", options.products.to_string())
+            .env("SHOP_ADMIN_EMAIL", ADMIN_EMAIL)
+            .env("SHOP_ADMIN_PASSWORD", PASSWORD)
+            .env("SHOP_LOG", "warn")
+            .stdout(Stdio::null());
+        let postgres_db = (options.backend == "postgres").then(|| format!("shop_bench_{}", std::process::id()));
+        if let Some(db) = &postgres_db {
+            postgres(&format!("DROP DATABASE IF EXISTS {db}")).await?;
+            postgres(&format!("CREATE DATABASE {db}")).await?;
+            command.env("SHOP_DATABASE_URL", format!("postgres://postgres@127.0.0.1:5432/{db}"));
+        }
+        if options.redis {
+            command
+                .env("SHOP_REDIS_URL", "redis://127.0.0.1:6379")
+                .env("SHOP_REDIS_NAMESPACE", format!("bench-{port}"));
+        }
+        let started = Instant::now();
+        let server = Server {
+            child: command.spawn()?,
+            base: format!("http://127.0.0.1:{port}"),
+            _data_dir: data_dir,
+            postgres_db,
+        };
+        let client = reqwest::Client::new();
+        while !client.get(format!("{}/readyz", server.base)).send().await.is_ok_and(|r| r.status() == 200) {
+            anyhow::ensure!(started.elapsed() < Duration::from_secs(600), "server never became ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        eprintln!("server ready in {:.1} s with {} products", started.elapsed().as_secs_f64(), options.products);
+        Ok(server)
+    }
+
+    /// Peak and current resident memory of the server process, in MiB.
+    fn memory_mib(&self) -> (f64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|kb| kb.parse::<f64>().ok())
+                .map_or(0.0, |kb| kb / 1024.0)
+        };
+        (field("VmHWM:"), field("VmRSS:"))
+    }
+
+    fn ws_url(&self) -> String {
+        format!("{}/graphql/ws", self.base.replace("http://", "ws://"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(db) = self.postgres_db.take() {
+            let _ = std::thread::spawn(move || {
+                if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    let _ = runtime.block_on(postgres(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")));
+                }
+            })
+            .join();
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    async fn gql(&self, query: &str, variables: Value, token: Option<&str>) -> anyhow::Result<Value> {
+        let mut request =
+            self.http.post(format!("{}/graphql", self.base)).json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response: Value = request.send().await?.json().await?;
+        anyhow::ensure!(response.get("errors").is_none(), "{response}");
+        Ok(response["data"].clone())
+    }
+
+    async fn guest(&self) -> anyhow::Result<String> {
+        let data = self.gql("mutation { startGuestSession { token } }", json!({}), None).await?;
+        Ok(data["startGuestSession"]["token"].as_str().unwrap_or_default().to_owned())
+    }
+
+    async fn sign_in(&self, email: &str) -> anyhow::Result<String> {
+        let query = "mutation($e: String!, $p: String!) { signIn(email: $e, password: $p) { token } }";
+        let data = self.gql(query, json!({ "e": email, "p": PASSWORD }), None).await?;
+        Ok(data["signIn"]["token"].as_str().unwrap_or_default().to_owned())
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3)
+        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
+}
+
+fn ms(micros: u64) -> f64 {
+    micros as f64 / 1000.0
+}
+
+/// One row of the report: an operation's throughput and latency.
+fn row(name: &str, histogram: &Histogram<u64>, errors: u64, seconds: f64) -> Value {
+    json!({
+        "operation": name,
+        "requests": histogram.len(),
+        "requests_per_s": (histogram.len() as f64 / seconds).round(),
+        "p50_ms": ms(histogram.value_at_quantile(0.50)),
+        "p95_ms": ms(histogram.value_at_quantile(0.95)),
+        "p99_ms": ms(histogram.value_at_quantile(0.99)),
+        "max_ms": ms(histogram.max()),
+        "errors": errors,
+    })
+}
+
+fn report(options: &Options, server: &Server, rows: Vec<Value>, extra: Value) {
+    let (peak, current) = server.memory_mib();
+    println!();
+    println!(
+        "scenario {} | backend {}{} | {} products",
+        options.scenario,
+        options.backend,
+        if options.redis { " + redis" } else { "" },
+        options.products
+    );
+    println!(
+        "{:<22} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7}",
+        "operation", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors"
+    );
+    for r in &rows {
+        println!(
+            "{:<22} {:>9} {:>10} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>7}",
+            r["operation"].as_str().unwrap_or_default(),
+            r["requests"],
+            r["requests_per_s"],
+            r["p50_ms"].as_f64().unwrap_or_default(),
+            r["p95_ms"].as_f64().unwrap_or_default(),
+            r["p99_ms"].as_f64().unwrap_or_default(),
+            r["max_ms"].as_f64().unwrap_or_default(),
+            r["errors"],
+        );
+    }
+    println!("server memory: peak {peak:.1} MiB, now {current:.1} MiB");
+    if extra.as_object().is_some_and(|o| !o.is_empty()) {
+        println!("{}", serde_json::to_string_pretty(&extra).unwrap_or_default());
+    }
+    let summary = json!({
+        "scenario": options.scenario,
+        "backend": options.backend,
+        "redis": options.redis,
+        "products": options.products,
+        "rows": rows,
+        "server_peak_mib": peak,
+        "server_rss_mib": current,
+        "extra": extra,
+    });
+    println!("JSON {summary}");
+}
+
+/// Raises the stock of the first products so the cart scenario is not refused for stock.
+async fn stock_hot_products(client: &Client) -> anyhow::Result<Vec<String>> {
+    let admin = client.sign_in(ADMIN_EMAIL).await?;
+    let ids: Vec<String> = (1..=HOT_PRODUCTS).map(|i| format!("prod-{i:07}")).collect();
+    for id in &ids {
+        let query = "mutation($p: ID!) { adminSetStock(productId: $p, quantity: 100000000) { id } }";
+        client.gql(query, json!({ "p": id }), Some(&admin)).await?;
+    }
+    Ok(ids)
+}
+
+async fn cart_scenario(options: &Options, server: &Server) -> anyhow::Result<()> {
+    let client = Client { http: reqwest::Client::new(), base: server.base.clone() };
+    let products = Arc::new(stock_hot_products(&client).await?);
+    let deadline = Instant::now() + options.duration;
+    let started = Instant::now();
+    let results = Arc::new(Mutex::new(HashMap::<&'static str, (Histogram<u64>, u64)>::new()));
+    let mut workers = Vec::new();
+    for worker in 0..options.connections {
+        let (client, products, results) = (client.clone(), products.clone(), results.clone());
+        let token = client.guest().await?;
+        let pace = options.rate.map(|rate| Duration::from_secs_f64(options.connections as f64 / rate));
+        workers.push(tokio::spawn(async move {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(worker as u64);
+            let mut due = Instant::now() + pace.map_or(Duration::ZERO, |p| p.mul_f64(rng.random_range(0.0..1.0)));
+            let mut lines: Vec<String> = Vec::new();
+            let mut local: HashMap<&'static str, (Histogram<u64>, u64)> = HashMap::new();
+            while Instant::now() < deadline {
+                let roll = rng.random_range(0..10);
+                let (name, query, variables) = if roll < 4 || lines.is_empty() {
+                    let product = products[rng.random_range(0..products.len())].clone();
+                    if lines.len() >= 90 {
+                        ("removeCartItem", "mutation($p: ID!) { removeCartItem(productId: $p) { version } }", json!({ "p": lines.swap_remove(0) }))
+                    } else {
+                        if !lines.contains(&product) {
+                            lines.push(product.clone());
+                        }
+                        ("addCartItem", "mutation($p: ID!) { addCartItem(productId: $p, quantity: 1) { version totalQuantity } }", json!({ "p": product }))
+                    }
+                } else if roll < 7 {
+                    let product = lines[rng.random_range(0..lines.len())].clone();
+                    ("updateCartItem", "mutation($p: ID!, $q: Int!) { updateCartItem(productId: $p, quantity: $q) { version } }", json!({ "p": product, "q": rng.random_range(1..=5) }))
+                } else {
+                    ("cart", "{ cart { version totalQuantity subtotal { centAmount } items { quantity product { title price { centAmount } } } } }", json!({}))
+                };
+                // Open loop: latency counts from when the request was due, not when it went out.
+                let sent = match pace {
+                    Some(pace) => {
+                        let scheduled = due;
+                        tokio::time::sleep_until(scheduled.into()).await;
+                        due += pace;
+                        scheduled
+                    }
+                    None => Instant::now(),
+                };
+                let outcome = client.gql(query, variables, Some(&token)).await;
+                let entry = local.entry(name).or_insert_with(|| (histogram(), 0));
+                match outcome {
+                    Ok(_) => {
+                        let _ = entry.0.record(sent.elapsed().as_micros() as u64);
+                    }
+                    Err(_) => entry.1 += 1,
+                }
+            }
+            let mut results = results.lock().await;
+            for (name, (histogram, errors)) in local {
+                let entry = results.entry(name).or_insert_with(|| (self::histogram(), 0));
+                let _ = entry.0.add(&histogram);
+                entry.1 += errors;
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let results = results.lock().await;
+    let mut all = histogram();
+    let mut all_errors = 0;
+    let mut rows = Vec::new();
+    for name in ["addCartItem", "updateCartItem", "removeCartItem", "cart"] {
+        if let Some((histogram, errors)) = results.get(name) {
+            rows.push(row(name, histogram, *errors, seconds));
+            let _ = all.add(histogram);
+            all_errors += errors;
+        }
+    }
+    rows.push(row("all", &all, all_errors, seconds));
+    report(
+        options,
+        server,
+        rows,
+        json!({ "connections": options.connections, "offered_rate": options.rate, "seconds": seconds }),
+    );
+    Ok(())
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn subscribe(url: &str, token: &str) -> anyhow::Result<Socket> {
+    let mut request = url.into_client_request()?;
+    request.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse()?);
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
+    let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } });
+    socket.send(Message::text(init.to_string())).await?;
+    let subscribe =
+        json!({ "id": "1", "type": "subscribe", "payload": { "query": "subscription { cartUpdated { version } }" } });
+    socket.send(Message::text(subscribe.to_string())).await?;
+    // The ack, then the current cart: the subscription is live.
+    let mut seen = 0;
+    while seen < 2 {
+        match socket.next().await {
+            Some(Ok(Message::Text(_))) => seen += 1,
+            Some(Ok(_)) => {}
+            other => anyhow::bail!("subscription failed: {other:?}"),
+        }
+    }
+    Ok(socket)
+}
+
+async fn sync_scenario(options: &Options, server: &Server) -> anyhow::Result<()> {
+    let client = Client { http: reqwest::Client::new(), base: server.base.clone() };
+    let products = stock_hot_products(&client).await?;
+    let email = "bench-shopper@example.com";
+    client
+        .gql(
+            "mutation($e: String!, $p: String!) { signUp(email: $e, password: $p, name: \"Bench\") { token } }",
+            json!({ "e": email, "p": PASSWORD }),
+            None,
+        )
+        .await?;
+    let sent_at = Arc::new(Mutex::new(HashMap::<i64, Instant>::new()));
+    let received = Arc::new(AtomicU64::new(0));
+    let latencies = Arc::new(Mutex::new(histogram()));
+    let mut listeners = Vec::new();
+    for _ in 0..options.devices {
+        let token = client.sign_in(email).await?;
+        let mut socket = subscribe(&server.ws_url(), &token).await?;
+        let (sent_at, received, latencies, changes) =
+            (sent_at.clone(), received.clone(), latencies.clone(), options.changes as i64);
+        listeners.push(tokio::spawn(async move {
+            while let Some(Ok(message)) = socket.next().await {
+                let Message::Text(text) = message else { continue };
+                let Ok(value) = serde_json::from_str::<Value>(&text) else { continue };
+                let Some(version) = value["payload"]["data"]["cartUpdated"]["version"].as_i64() else { continue };
+                let arrived = Instant::now();
+                if let Some(sent) = sent_at.lock().await.get(&version) {
+                    let _ = latencies.lock().await.record(arrived.duration_since(*sent).as_micros() as u64);
+                    received.fetch_add(1, Ordering::Relaxed);
+                }
+                if version >= changes {
+                    return;
+                }
+            }
+        }));
+    }
+    let mutator = client.sign_in(email).await?;
+    let mut mutation_latency = histogram();
+    let started = Instant::now();
+    for change in 1..=options.changes as i64 {
+        // One line whose quantity moves every time: each change is a new version.
+        let query = "mutation($p: ID!, $q: Int!) { updateCartItem(productId: $p, quantity: $q) { version } }";
+        let sent = Instant::now();
+        sent_at.lock().await.insert(change, sent);
+        let quantity = 1 + change % 2;
+        let data = client.gql(query, json!({ "p": products[0], "q": quantity }), Some(&mutator)).await?;
+        let _ = mutation_latency.record(sent.elapsed().as_micros() as u64);
+        anyhow::ensure!(data["updateCartItem"]["version"] == change, "unexpected version {data}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    for listener in listeners {
+        let _ = tokio::time::timeout(Duration::from_secs(10), listener).await;
+    }
+    let expected = (options.changes * options.devices) as u64;
+    let delivered = received.load(Ordering::Relaxed);
+    let latencies = latencies.lock().await;
+    let rows = vec![
+        row("updateCartItem (mutator)", &mutation_latency, 0, seconds),
+        row("event on other device", &latencies, expected - delivered.min(expected), seconds),
+    ];
+    report(
+        options,
+        server,
+        rows,
+        json!({ "devices": options.devices, "changes": options.changes, "events_expected": expected, "events_delivered": delivered }),
+    );
+    Ok(())
+}
+
+async fn idle_scenario(options: &Options, server: &Server) -> anyhow::Result<()> {
+    let client = Client { http: reqwest::Client::new(), base: server.base.clone() };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, before) = server.memory_mib();
+    let mut sockets = Vec::with_capacity(options.idle);
+    let started = Instant::now();
+    let tokens: Vec<String> = futures::stream::iter(0..options.idle)
+        .map(|_| client.guest())
+        .buffer_unordered(32)
+        .filter_map(|t| async { t.ok() })
+        .collect()
+        .await;
+    let url = server.ws_url();
+    let mut opened = futures::stream::iter(tokens.iter()).map(|token| subscribe(&url, token)).buffer_unordered(64);
+    let mut failures = 0u64;
+    while let Some(socket) = opened.next().await {
+        match socket {
+            Ok(socket) => sockets.push(socket),
+            Err(_) => failures += 1,
+        }
+    }
+    let opening = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (peak, after) = server.memory_mib();
+    let per_subscription_kib = (after - before) * 1024.0 / sockets.len().max(1) as f64;
+    let per_gib = if per_subscription_kib > 0.0 { (1024.0 * 1024.0 / per_subscription_kib).round() } else { 0.0 };
+    report(
+        options,
+        server,
+        vec![],
+        json!({
+            "idle_subscriptions": sockets.len(),
+            "failed": failures,
+            "seconds_to_open": opening,
+            "server_rss_before_mib": before,
+            "server_rss_after_mib": after,
+            "server_peak_mib": peak,
+            "kib_per_subscription": per_subscription_kib,
+            "subscriptions_per_gib": per_gib,
+        }),
+    );
+    drop(sockets);
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let options = Options::parse()?;
+    let server = Server::start(&options).await?;
+    match options.scenario.as_str() {
+        "cart" => cart_scenario(&options, &server).await,
+        "sync" => sync_scenario(&options, &server).await,
+        "idle" => idle_scenario(&options, &server).await,
+        other => anyhow::bail!("unknown scenario {other}: cart, sync or idle"),
+    }
+}

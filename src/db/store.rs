@@ -229,31 +229,29 @@ impl CartStore for DbStore {
     ) -> Result<Vec<Cart>, CartError> {
         let now = now.naive_utc();
         let ids: Vec<String> = keys.iter().map(|k| k.owner.cart_id()).collect();
-        let new_rows: Vec<CartRow> = keys
-            .iter()
-            .map(|k| CartRow {
-                id: k.owner.cart_id(),
-                owner: k.owner.0.clone(),
-                version: 0,
-                updated_at: now,
-                expires_at: k.expires_at.map(|at| at.naive_utc()),
-            })
-            .collect();
+        let mut lock_order: Vec<&CartKey> = keys.iter().collect();
+        // A fixed lock order keeps two merges of the same carts from deadlocking.
+        lock_order.sort_by_key(|k| k.owner.cart_id());
         self.pool
             .transaction(async |c| {
-                carts::insert_missing_carts(c, &new_rows).await?;
-                // A fixed lock order keeps two merges of the same carts from deadlocking.
-                let mut lock_order = ids.clone();
-                lock_order.sort();
-                for id in &lock_order {
-                    carts::lock_cart(c, id).await?;
+                for key in lock_order {
+                    let id = key.owner.cart_id();
+                    if !carts::lock_cart(c, &id).await? {
+                        // New carts are created on their first change; a racing first change
+                        // inserts nothing here and then waits on the other one's lock.
+                        let row = CartRow {
+                            id: id.clone(),
+                            owner: key.owner.0.clone(),
+                            version: 0,
+                            updated_at: now,
+                            expires_at: key.expires_at.map(|at| at.naive_utc()),
+                        };
+                        carts::insert_missing_carts(c, &[row]).await?;
+                        carts::lock_cart(c, &id).await?;
+                    }
                 }
                 let current = load_carts(c, &ids).await?;
-                let mut product_ids: Vec<String> = offer_ids.to_vec();
-                product_ids.extend(current.iter().flat_map(|cart| cart.lines.iter().map(|l| l.product_id.clone())));
-                product_ids.sort();
-                product_ids.dedup();
-                let view = CartView { carts: current, offers: load_offers(c, &product_ids).await? };
+                let view = CartView { carts: current, offers: load_offers(c, offer_ids).await? };
                 let edits = decide(&view)?;
                 let mut result = Vec::with_capacity(view.carts.len());
                 for ((before, edit), key) in

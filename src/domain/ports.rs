@@ -80,7 +80,7 @@ pub struct CartKey {
 }
 
 /// What a cart decision sees, inside the transaction: the locked carts (in the order asked,
-/// empty if new) and the offers of every product in them or asked about.
+/// empty if new) and the offers of the products asked about.
 #[derive(Debug, Clone)]
 pub struct CartView {
     pub carts: Vec<Cart>,

@@ -46,13 +46,13 @@ pub async fn insert_missing_carts(conn: &mut Conn<'_>, rows: &[CartRow]) -> Stor
 }
 
 /// Takes the cart's row lock (PostgreSQL; SQLite already has the single writer), so that
-/// concurrent changes to one cart run one after another.
-pub async fn lock_cart(conn: &mut Conn<'_>, cart_id: &str) -> StoreResult<()> {
+/// concurrent changes to one cart run one after another. False when the cart does not exist.
+pub async fn lock_cart(conn: &mut Conn<'_>, cart_id: &str) -> StoreResult<bool> {
     on_conn!(conn, c => diesel::update(carts::table.find(cart_id))
         .set(carts::version.eq(carts::version))
         .execute(c)
         .await)
-    .map(drop)
+    .map(|rows| rows > 0)
     .map_err(store_error("locking a cart"))
 }
 

@@ -110,9 +110,12 @@ impl CartService {
     /// capped. An empty or absent guest cart changes nothing.
     pub async fn merge_guest_cart(&self, guest: &Viewer, user: &Viewer) -> CartResult<Vec<CappedLine>> {
         let (guest, user) = (CartOwner::of(guest), CartOwner::of(user));
-        if !guest.is_guest() || self.store.cart(&guest).await?.is_none_or(|cart| cart.lines.is_empty()) {
-            return Ok(Vec::new());
-        }
+        let guest_products: Vec<String> = match self.store.cart(&guest).await? {
+            Some(cart) if guest.is_guest() && !cart.lines.is_empty() => {
+                cart.lines.into_iter().map(|l| l.product_id).collect()
+            }
+            _ => return Ok(Vec::new()),
+        };
         let capped = Arc::new(Mutex::new(Vec::new()));
         let report = capped.clone();
         let (limits, now) = (self.limits.clone(), self.clock.now());
@@ -126,7 +129,7 @@ impl CartService {
             *report.lock().unwrap_or_else(PoisonError::into_inner) = capped_lines;
             Ok(vec![Some(Vec::new()), Some(lines)])
         });
-        let carts = self.store.change_carts(&keys, &[], now, decide).await?;
+        let carts = self.store.change_carts(&keys, &guest_products, now, decide).await?;
         self.after_change(&carts).await;
         let capped = capped.lock().unwrap_or_else(PoisonError::into_inner).clone();
         Ok(capped)

@@ -48,7 +48,11 @@ pub const KEYS: &[Key] = &[
     Key { name: "access_token_ttl_secs", default: "900", meaning: "lifetime of a signed-in user's access token" },
     Key { name: "refresh_token_ttl_secs", default: "2592000", meaning: "lifetime of a refresh token (30 days)" },
     Key { name: "guest_token_ttl_secs", default: "604800", meaning: "lifetime of a guest session token (7 days)" },
-    Key { name: "max_query_depth", default: "12", meaning: "deepest GraphQL selection accepted" },
+    Key {
+        name: "max_query_depth",
+        default: "20",
+        meaning: "deepest GraphQL selection accepted (introspection, as GraphiQL sends it, needs 14)",
+    },
     Key {
         name: "max_query_complexity",
         default: "2000",

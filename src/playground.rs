@@ -30,8 +30,15 @@ impl PlaygroundOperation {
     }
 }
 
+/// The order a newcomer meets the API in; other folders follow alphabetically.
+const TAB_ORDER: [&str; 4] = ["catalog/", "auth/", "cart/", "admin/"];
+
 pub fn operations() -> impl Iterator<Item = PlaygroundOperation> {
-    PLAYGROUND_FILES.iter().map(|(name, text)| PlaygroundOperation { name, text })
+    let mut files: Vec<&(&str, &str)> = PLAYGROUND_FILES.iter().collect();
+    files.sort_by_key(|(name, _)| {
+        (TAB_ORDER.iter().position(|folder| name.starts_with(folder)).unwrap_or(TAB_ORDER.len()), *name)
+    });
+    files.into_iter().map(|(name, text)| PlaygroundOperation { name, text })
 }
 
 pub fn page() -> String {

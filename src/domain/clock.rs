@@ -1,8 +1,9 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 
-/// Injected time, so that expiries can be tested without sleeping.
+/// Injected time, so that expiries can be tested without sleeping. Times have microsecond
+/// precision, which both backends store exactly, so what is written reads back equal.
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
 }
@@ -11,7 +12,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
-        Utc::now()
+        Utc::now().trunc_subsecs(6)
     }
 }
 
@@ -21,7 +22,7 @@ pub struct ManualClock(Arc<Mutex<DateTime<Utc>>>);
 
 impl ManualClock {
     pub fn new(start: DateTime<Utc>) -> Self {
-        Self(Arc::new(Mutex::new(start)))
+        Self(Arc::new(Mutex::new(start.trunc_subsecs(6))))
     }
 
     pub fn advance(&self, by: Duration) {

@@ -6,6 +6,7 @@ mod auth;
 mod cart;
 mod catalog;
 mod error_codes;
+mod meta;
 mod pending;
 pub mod types;
 
@@ -13,12 +14,11 @@ use async_graphql::{Context, MergedObject, MergedSubscription, Schema, SchemaBui
 
 use crate::app::AppContext;
 use crate::domain::auth::Viewer;
-use crate::error::ErrorCode;
 use crate::loaders::Loaders;
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(catalog::CatalogQuery, auth::AuthQuery, cart::CartQuery, pending::PendingQuery);
+pub struct QueryRoot(catalog::CatalogQuery, auth::AuthQuery, cart::CartQuery, meta::MetaQuery, pending::PendingQuery);
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
@@ -31,9 +31,7 @@ pub struct SubscriptionRoot(cart::CartSubscription, pending::PendingSubscription
 pub type ShopSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
-    // ErrorCode is referenced by no field; registering it puts it in the schema for clients.
     Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot::default())
-        .register_output_type::<ErrorCode>()
 }
 
 /// The executable schema, with the limits from the config and the application as data.

@@ -201,6 +201,8 @@ on_both_backends!(signing_in_merges_the_guest_cart, |backend: Backend| async mov
     set_stock(&server, P2, 2).await;
     let (earlier_session, _) = server.sign_up("dave@example.com").await;
     add(&server, &earlier_session, P1, 1).await;
+    let mut other_device = Subscription::start(&server.ws_url(), &earlier_session, SUBSCRIBE).await;
+    assert_eq!(other_device.next().await["cartUpdated"]["version"], 1);
 
     let guest = server.guest_token().await;
     add(&server, &guest, P1, 2).await;
@@ -214,6 +216,12 @@ on_both_backends!(signing_in_merges_the_guest_cart, |backend: Backend| async mov
     let merged = cart(&server, user).await;
     assert_eq!(quantities(&merged), vec![(P1.to_owned(), 3), (P2.to_owned(), 1)]);
     assert_eq!(cart(&server, &guest).await["totalQuantity"], 0, "the guest token still works, its cart is empty");
+    let pushed = other_device.next().await["cartUpdated"].clone();
+    assert_eq!(
+        (pushed["version"].as_i64(), pushed["totalQuantity"].as_i64()),
+        (Some(2), Some(4)),
+        "the merge is pushed too"
+    );
 
     // Again with the same (now empty) guest cart, and without a guest token: nothing changes.
     let again = server.gql(sign_in, json!({ "e": "dave@example.com", "p": PASSWORD }), Some(&guest)).await;

@@ -215,3 +215,17 @@ on_both_backends!(a_websocket_that_never_initialises_is_closed, |backend: Backen
         "expected 4408, got {closed:?}"
     );
 });
+
+/// graphql-js's introspection query as GraphiQL sends it (TypeRef nests ofType nine deep).
+const INTROSPECTION: &str = "query IntrospectionQuery { __schema { queryType { name } mutationType { name } subscriptionType { name } types { ...FullType } directives { name description locations args { ...InputValue } } } }
+fragment FullType on __Type { kind name description fields(includeDeprecated: true) { name description args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason } inputFields { ...InputValue } interfaces { ...TypeRef } enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason } possibleTypes { ...TypeRef } }
+fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
+fragment TypeRef on __Type { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } } } }";
+
+on_both_backends!(graphiql_can_introspect_the_schema_under_the_default_limits, |backend: Backend| async move {
+    let server = TestServer::start(backend).await;
+    let data = server.data(INTROSPECTION, json!({}), None).await;
+    let types = data["__schema"]["types"].as_array().expect("types");
+    assert!(types.iter().any(|t| t["name"] == "ErrorCode"), "ErrorCode is registered for clients");
+    assert_eq!(data["__schema"]["subscriptionType"]["name"], "Subscription");
+});

@@ -172,3 +172,170 @@ on_both_backends!(refresh_tokens_work_once_and_replay_is_detected, |backend: Bac
     );
     store.ping().await.expect("ping");
 });
+
+mod carts_and_outbox {
+    use std::sync::{Arc, Mutex};
+
+    use shop::domain::clock::{Clock, SystemClock};
+
+    use async_trait::async_trait;
+    use futures::stream::BoxStream;
+    use shop::domain::cart::{CartError, CartLine, CartOwner};
+    use shop::domain::events::{BusError, Delivery, Event, EventBus};
+    use shop::domain::ports::{CartDecision, CartKey, CartStore, OutboxStore};
+
+    use super::*;
+
+    /// Records what it publishes; can be told to fail.
+    #[derive(Default)]
+    struct RecordingBus {
+        published: Mutex<Vec<Event>>,
+        failing: Mutex<bool>,
+    }
+
+    #[async_trait]
+    impl EventBus for RecordingBus {
+        async fn publish(&self, events: &[Event]) -> Result<(), BusError> {
+            if *self.failing.lock().expect("lock") {
+                return Err(BusError("down".to_owned()));
+            }
+            self.published.lock().expect("lock").extend_from_slice(events);
+            Ok(())
+        }
+
+        fn subscribe(&self, _topic: &str) -> BoxStream<'static, Delivery> {
+            Box::pin(futures::stream::empty())
+        }
+    }
+
+    fn key(owner: &str) -> CartKey {
+        CartKey { owner: CartOwner(owner.to_owned()), expires_at: None }
+    }
+
+    fn set_quantity(product: &'static str, quantity: i32) -> CartDecision {
+        Box::new(move |view| {
+            let offer = view.offers.get(product).expect("offer loaded");
+            let line = CartLine {
+                product_id: product.to_owned(),
+                quantity,
+                unit_price: offer.price.clone(),
+                added_at: SystemClock.now(),
+            };
+            Ok(vec![Some(vec![line])])
+        })
+    }
+
+    on_both_backends!(cart_changes_are_atomic_versioned_and_evented, |backend: Backend| async move {
+        let db = TestDatabase::new(backend).await;
+        let store = db.store().await;
+        store.upsert_catalog(&[], &[record("p1", None, Some(5))]).await.expect("catalog");
+        let owner = CartOwner("user:u1".to_owned());
+        assert!(store.cart(&owner).await.expect("read").is_none());
+
+        let now = SystemClock.now();
+        let carts =
+            store.change_carts(&[key("user:u1")], &["p1".into()], now, set_quantity("p1", 2)).await.expect("change");
+        assert_eq!((carts[0].version, carts[0].lines[0].quantity), (1, 2));
+        assert_eq!(store.cart(&owner).await.expect("read"), Some(carts[0].clone()));
+
+        // A refused decision rolls everything back: no version, no line, no event.
+        let refuse: CartDecision = Box::new(|_| Err(CartError::invalid("quantity", "no")));
+        assert!(store.change_carts(&[key("user:u1")], &[], now, refuse).await.is_err());
+        let unchanged: CartDecision = Box::new(|_| Ok(vec![None]));
+        let same = store.change_carts(&[key("user:u1")], &[], now, unchanged).await.expect("no-op");
+        assert_eq!(same[0].version, 1);
+
+        let bus = RecordingBus::default();
+        assert_eq!(store.dispatch_outbox(10, now, &bus).await.expect("dispatch"), 1, "one event: the one change");
+        assert_eq!(store.dispatch_outbox(10, now, &bus).await.expect("dispatch"), 0, "claimed once");
+        let published = bus.published.lock().expect("lock").clone();
+        assert_eq!(published[0].topic, "cart.user:u1");
+        assert!(published[0].payload.contains("\"version\":1"));
+    });
+
+    on_both_backends!(unpublished_events_survive_a_failing_bus, |backend: Backend| async move {
+        let db = TestDatabase::new(backend).await;
+        let store = db.store().await;
+        store.upsert_catalog(&[], &[record("p1", None, Some(5))]).await.expect("catalog");
+        let now = Utc::now();
+        for quantity in 1..=3 {
+            store
+                .change_carts(&[key("guest:g1")], &["p1".into()], now, set_quantity("p1", quantity))
+                .await
+                .expect("change");
+        }
+        let bus = RecordingBus::default();
+        *bus.failing.lock().expect("lock") = true;
+        assert!(store.dispatch_outbox(10, now, &bus).await.is_err());
+        *bus.failing.lock().expect("lock") = false;
+        assert_eq!(store.dispatch_outbox(2, now, &bus).await.expect("dispatch"), 2, "limited batch");
+        assert_eq!(store.dispatch_outbox(10, now, &bus).await.expect("dispatch"), 1);
+        let versions: Vec<bool> = bus
+            .published
+            .lock()
+            .expect("lock")
+            .iter()
+            .enumerate()
+            .map(|(i, e)| e.payload.contains(&format!("\"version\":{}", i + 1)))
+            .collect();
+        assert_eq!(versions, [true, true, true], "oldest first");
+        assert_eq!(store.delete_published_events(now - chrono::Duration::seconds(1)).await.expect("clean"), 0);
+        assert_eq!(store.delete_published_events(now + chrono::Duration::seconds(1)).await.expect("clean"), 3);
+    });
+
+    on_both_backends!(concurrent_first_changes_create_one_cart, |backend: Backend| async move {
+        let db = TestDatabase::new(backend).await;
+        let store = Arc::new(db.store().await);
+        store.upsert_catalog(&[], &[record("p1", None, Some(50))]).await.expect("catalog");
+        let changes: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let add_one: CartDecision = Box::new(|view| {
+                        let cart = &view.carts[0];
+                        let offer = &view.offers["p1"];
+                        let quantity = cart.line("p1").map_or(0, |l| l.quantity) + 1;
+                        let line = CartLine {
+                            product_id: "p1".into(),
+                            quantity,
+                            unit_price: offer.price.clone(),
+                            added_at: Utc::now(),
+                        };
+                        Ok(vec![Some(vec![line])])
+                    });
+                    store.change_carts(&[key("guest:race")], &["p1".into()], Utc::now(), add_one).await
+                })
+            })
+            .collect();
+        for change in changes {
+            change.await.expect("task").expect("change");
+        }
+        let cart = store.cart(&CartOwner("guest:race".into())).await.expect("read").expect("one cart");
+        assert_eq!((cart.version, cart.lines[0].quantity), (8, 8));
+    });
+
+    on_both_backends!(expired_and_abandoned_carts_are_deleted, |backend: Backend| async move {
+        let db = TestDatabase::new(backend).await;
+        let store = db.store().await;
+        let now = Utc::now();
+        let guest = CartKey { owner: CartOwner("guest:g".into()), expires_at: Some(now + chrono::Duration::hours(24)) };
+        let touch: fn() -> CartDecision = || Box::new(|_| Ok(vec![Some(vec![])]));
+        store.change_carts(&[guest], &[], now, touch()).await.expect("guest cart");
+        store.change_carts(&[key("user:u")], &[], now, touch()).await.expect("user cart");
+        assert_eq!(
+            store
+                .delete_expired_carts(now + chrono::Duration::hours(23), now - chrono::Duration::days(1))
+                .await
+                .expect("sweep"),
+            0
+        );
+        assert_eq!(
+            store
+                .delete_expired_carts(now + chrono::Duration::hours(25), now - chrono::Duration::days(1))
+                .await
+                .expect("sweep"),
+            1
+        );
+        assert_eq!(store.delete_expired_carts(now, now + chrono::Duration::seconds(1)).await.expect("sweep"), 1);
+    });
+}

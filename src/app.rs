@@ -16,8 +16,10 @@ use crate::domain::catalog::CatalogService;
 use crate::domain::clock::Clock;
 use crate::domain::events::{EventBus, OutboxDispatcher};
 use crate::domain::ports::{Cache, Store};
+use crate::domain::search::SearchService;
 use crate::kv::{LocalBus, LocalCache, connect_redis};
 use crate::metrics::Metrics;
+use crate::search::TantivyIndex;
 
 /// Entries of the in-process cache (embedded mode).
 const LOCAL_CACHE_ENTRIES: usize = 100_000;
@@ -29,6 +31,7 @@ pub struct AppContext {
     pub catalog: CatalogService,
     pub auth: AuthService,
     pub carts: CartService,
+    pub search: SearchService,
     pub bus: Arc<dyn EventBus>,
     pub clock: Arc<dyn Clock>,
     /// Woken after each change, so the outbox dispatcher publishes at once.
@@ -43,7 +46,7 @@ impl AppContext {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
         if config.opensearch_url.is_some() {
-            tracing::warn!("SHOP_OPENSEARCH_URL is set, but this version has no search backend yet");
+            tracing::warn!("SHOP_OPENSEARCH_URL is set, but this version searches with the embedded tantivy index");
         }
         let metrics = Arc::new(Metrics::default());
         let query_counter = metrics.store_queries.clone();
@@ -76,6 +79,8 @@ impl AppContext {
         let tokens = TokenIssuer::new(&secret, config.access_token_ttl, config.guest_token_ttl);
         let auth = AuthService::new(store.clone(), clock.clone(), tokens, config.refresh_token_ttl, carts.clone());
         let catalog = CatalogService::new(store.clone(), clock.clone(), config.currency.clone());
+        let index = TantivyIndex::open(&config.data_dir.join("search-index")).context("opening the search index")?;
+        let search = SearchService::new(Arc::new(index), store.clone());
         tracing::info!(backend = store.backend_name(), redis = config.redis_url.is_some(), "store ready");
         Ok(Self {
             config: Arc::new(config),
@@ -83,6 +88,7 @@ impl AppContext {
             catalog,
             auth,
             carts,
+            search,
             bus,
             clock,
             outbox_ready,

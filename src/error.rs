@@ -8,6 +8,7 @@ use serde_json::json;
 use crate::domain::auth::AuthError;
 use crate::domain::cart::CartError;
 use crate::domain::catalog::CatalogError;
+use crate::domain::search::SearchError;
 
 /// Stable machine codes in `extensions.code`.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -144,6 +145,16 @@ impl From<AuthError> for ApiError {
             AuthError::Store(cause) => ApiError::internal("auth", &cause),
             AuthError::Hashing(cause) => ApiError::internal("auth: password hashing", &cause),
             AuthError::Cart(cause) => ApiError::from(cause),
+        }
+    }
+}
+
+impl From<SearchError> for ApiError {
+    fn from(err: SearchError) -> Self {
+        match err {
+            SearchError::InvalidInput { field, message } => ApiError::invalid(field, message),
+            SearchError::Index(cause) => ApiError::internal("search index", &cause),
+            SearchError::Store(cause) => ApiError::internal("search", &cause),
         }
     }
 }

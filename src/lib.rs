@@ -13,4 +13,5 @@ pub mod metrics;
 pub mod playground;
 pub mod resolvers;
 pub mod rest;
+pub mod search;
 pub mod server;

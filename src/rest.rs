@@ -19,8 +19,15 @@ const CART_FIELDS: &str = "fragment CartFields on Cart { id version updatedAt to
     items { quantity unitPrice { centAmount currencyCode } lineTotal { centAmount currencyCode } priceChanged \
     product { id title price { centAmount currencyCode } inStock availableQuantity } } }";
 
+const SEARCH_FIELDS: &str = "fragment SearchFields on ProductSearchResult { totalCount correctedQuery \
+    pageInfo { hasNextPage endCursor } facets { name values { value count } } \
+    nodes { id title brand price { centAmount currencyCode } rating reviewCount inStock category { path } } }";
+
 pub(crate) fn routes() -> Router<HttpState> {
-    Router::new().route("/cart", get(get_cart)).route("/cart/items", post(add_cart_item))
+    Router::new()
+        .route("/products/search", get(search_products))
+        .route("/cart", get(get_cart))
+        .route("/cart/items", post(add_cart_item))
 }
 
 fn error_response(err: &ApiError) -> Response {
@@ -28,14 +35,14 @@ fn error_response(err: &ApiError) -> Response {
     (status, Json(err.to_json())).into_response()
 }
 
-/// Runs `operation` as the caller and answers `data[field]`, or the first error in REST form.
-async fn run(state: &HttpState, headers: &HeaderMap, operation: &str, variables: Value, field: &str) -> Response {
+/// Runs the GraphQL `document` as the caller and answers `data[field]`, or the first error in
+/// REST form.
+async fn run(state: &HttpState, headers: &HeaderMap, document: String, variables: Value, field: &str) -> Response {
     let viewer = match viewer_of(&state.app, headers) {
         Ok(viewer) => viewer,
         Err(err) => return error_response(&err),
     };
-    let mut request =
-        async_graphql::Request::new(format!("{operation} {CART_FIELDS}")).variables(Variables::from_json(variables));
+    let mut request = async_graphql::Request::new(document).variables(Variables::from_json(variables));
     request.data = request_data(viewer, Loaders::new(&state.app.catalog));
     let mut response = state.schema.execute(request).await;
     if let Some(error) = response.errors.first() {
@@ -55,7 +62,7 @@ async fn run(state: &HttpState, headers: &HeaderMap, operation: &str, variables:
 }
 
 async fn get_cart(State(state): State<HttpState>, headers: HeaderMap) -> Response {
-    run(&state, &headers, "query { cart { ...CartFields } }", json!({}), "cart").await
+    run(&state, &headers, format!("query {{ cart {{ ...CartFields }} }} {CART_FIELDS}"), json!({}), "cart").await
 }
 
 #[derive(serde::Deserialize)]
@@ -77,6 +84,48 @@ async fn add_cart_item(
         }
     };
     let operation = "mutation($productId: ID!, $quantity: Int!) { addCartItem(productId: $productId, quantity: $quantity) { ...CartFields } }";
-    run(&state, &headers, operation, json!({ "productId": item.product_id, "quantity": item.quantity }), "addCartItem")
-        .await
+    let variables = json!({ "productId": item.product_id, "quantity": item.quantity });
+    run(&state, &headers, format!("{operation} {CART_FIELDS}"), variables, "addCartItem").await
+}
+
+/// `GET /products/search?q=&category=&brand=…&minPrice=&maxPrice=&inStock=&sort=&limit=&cursor=`
+/// (`brand` repeatable, `sort` lower-case ProductSort).
+async fn search_products(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let mut variables = json!({});
+    let mut filter = json!({});
+    let mut brands = Vec::new();
+    let bad = |name: &str, value: &str| {
+        error_response(&ApiError::new(ErrorCode::BadUserInput, format!("{name}: `{value}` is not valid")))
+    };
+    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        let int = || value.parse::<i32>().ok();
+        match name.as_ref() {
+            "q" => variables["query"] = json!(value),
+            "category" => filter["category"] = json!(value),
+            "brand" => brands.push(value.to_string()),
+            "minPrice" | "maxPrice" => match int() {
+                Some(cents) => filter[name.as_ref()] = json!(cents),
+                None => return bad(&name, &value),
+            },
+            "inStock" => filter["inStockOnly"] = json!(value == "true" || value == "1"),
+            "sort" => variables["sort"] = json!(value.to_uppercase()),
+            "limit" => match int() {
+                Some(limit) => variables["first"] = json!(limit),
+                None => return bad(&name, &value),
+            },
+            "cursor" => variables["after"] = json!(value),
+            _ => return error_response(&ApiError::new(ErrorCode::BadUserInput, format!("unknown parameter `{name}`"))),
+        }
+    }
+    if !brands.is_empty() {
+        filter["brands"] = json!(brands);
+    }
+    variables["filter"] = filter;
+    let operation = "query($query: String, $filter: ProductFilter, $sort: ProductSort, $first: Int, $after: String) { \
+        searchProducts(query: $query, filter: $filter, sort: $sort, first: $first, after: $after) { ...SearchFields } }";
+    run(&state, &headers, format!("{operation} {SEARCH_FIELDS}"), variables, "searchProducts").await
 }

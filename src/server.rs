@@ -80,22 +80,33 @@ pub async fn start(app: AppContext) -> anyhow::Result<RunningServer> {
         tokio::spawn(prepare_catalog(app.clone())),
         tokio::spawn(app.outbox_dispatcher().run()),
         tokio::spawn(sweep(app.clone())),
+        tokio::spawn(app.search.clone().follow_catalog(app.bus.clone())),
     ];
     Ok(RunningServer { addr, app, shutdown, serving, background })
 }
 
-/// Seeds the demo catalog into an empty store, then marks the catalog ready.
+/// Seeds the demo catalog into an empty store, makes sure search holds the whole catalog,
+/// then marks the catalog ready.
 async fn prepare_catalog(app: AppContext) {
     let wanted = app.config.seed_products;
     let outcome = async {
-        if wanted > 0 && app.catalog.product_count().await? == 0 {
+        if wanted > 0 && app.catalog.product_count().await.map_err(|e| e.to_string())? == 0 {
             let started = Instant::now();
             tracing::info!(products = wanted, "empty store: seeding the demo catalog");
             let generator = CatalogGenerator::new(DEMO_SEED);
-            let written = app.catalog.import_all((0..wanted).map(|i| generator.product(i)), |_| ()).await?;
+            let written = app
+                .catalog
+                .import_all((0..wanted).map(|i| generator.product(i)), |_| ())
+                .await
+                .map_err(|e| e.to_string())?;
             tracing::info!(products = written, seconds = started.elapsed().as_secs_f64(), "demo catalog seeded");
         }
-        Ok::<_, crate::domain::catalog::CatalogError>(())
+        let started = Instant::now();
+        let indexed = app.search.rebuild_if_stale().await.map_err(|e| e.to_string())?;
+        if indexed > 0 {
+            tracing::info!(products = indexed, seconds = started.elapsed().as_secs_f64(), "search index built");
+        }
+        Ok::<_, String>(())
     }
     .await;
     match outcome {

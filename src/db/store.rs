@@ -13,11 +13,12 @@ use crate::domain::auth::model::{NewRefreshToken, RefreshTokenUse, User};
 use crate::domain::cart::{Cart, CartError, CartLine, CartOwner};
 use crate::domain::catalog::Money;
 use crate::domain::catalog::model::{Category, Product, ProductRecord, StockLevel};
-use crate::domain::events::{Event, EventBus, cart_topic};
+use crate::domain::events::{CATALOG_TOPIC, Event, EventBus, cart_topic};
 use crate::domain::ports::{
     CartDecision, CartKey, CartStore, CartView, CatalogStore, OutboxStore, ProductOffer, Store, StoreError,
     StoreResult, UserStore,
 };
+use crate::domain::search::SearchDocument;
 
 /// The Store port over diesel-async; the pool decides the backend.
 #[derive(Clone)]
@@ -85,19 +86,42 @@ impl CatalogStore for DbStore {
             records.iter().partition(|r| r.stock.is_some());
         let stocked: Vec<InventoryRow> = with_stock.into_iter().map(inventory_row).collect();
         let unstocked: Vec<InventoryRow> = without_stock.into_iter().map(inventory_row).collect();
+        let event = catalog_event(records.iter().map(|r| r.product.id.clone()).collect())?;
         self.pool
             .transaction(async |c| {
                 catalog::insert_missing_categories(c, &category_rows).await?;
                 catalog::upsert_products(c, &product_rows).await?;
                 catalog::upsert_inventory(c, &stocked, true).await?;
-                catalog::upsert_inventory(c, &unstocked, false).await
+                catalog::upsert_inventory(c, &unstocked, false).await?;
+                outbox::insert(c, &[event]).await
             })
             .await
     }
 
     async fn set_stock(&self, product_id: &str, available: i32) -> StoreResult<Option<StockLevel>> {
-        let row = self.pool.with_conn(async |c| catalog::set_available(c, product_id, available).await).await?;
+        let event = catalog_event(vec![product_id.to_owned()])?;
+        let row = self
+            .pool
+            .transaction(async |c| -> StoreResult<_> {
+                let row = catalog::set_available(c, product_id, available).await?;
+                if row.is_some() {
+                    outbox::insert(c, &[event]).await?;
+                }
+                Ok(row)
+            })
+            .await?;
         Ok(row.map(StockLevel::from))
+    }
+
+    async fn search_documents(&self, after_id: Option<&str>, limit: usize) -> StoreResult<Vec<SearchDocument>> {
+        let (after, limit) = (after_id.unwrap_or_default(), i64::try_from(limit).unwrap_or(i64::MAX));
+        let rows = self.pool.with_conn(async |c| catalog::search_rows_page(c, after, limit).await).await?;
+        Ok(rows.into_iter().map(search_document).collect())
+    }
+
+    async fn search_documents_by_ids(&self, ids: &[String]) -> StoreResult<Vec<SearchDocument>> {
+        let rows = self.pool.with_conn(async |c| catalog::search_rows_by_ids(c, ids).await).await?;
+        Ok(rows.into_iter().map(search_document).collect())
     }
 }
 
@@ -147,6 +171,30 @@ impl UserStore for DbStore {
 
     async fn revoke_refresh_family(&self, family_id: &str) -> StoreResult<()> {
         self.pool.with_conn(async |c| users::delete_refresh_family(c, family_id).await).await
+    }
+}
+
+/// The event that tells search (on every instance) which products changed.
+fn catalog_event(product_ids: Vec<String>) -> StoreResult<NewOutboxRow> {
+    let payload =
+        serde_json::to_string(&product_ids).map_err(|err| StoreError::internal("serializing a catalog event", err))?;
+    Ok(NewOutboxRow { topic: CATALOG_TOPIC.to_owned(), payload, created_at: chrono::Utc::now().naive_utc() })
+}
+
+fn search_document((row, available, category_path): catalog::SearchRow) -> SearchDocument {
+    let product = Product::from(row);
+    SearchDocument {
+        id: product.id,
+        title: product.title,
+        description: product.description,
+        brand: product.brand,
+        category_path,
+        price_cents: product.price.cents,
+        rating: product.rating,
+        popularity: product.popularity,
+        created_at: product.created_at.timestamp(),
+        available: available.unwrap_or(0),
+        attributes: product.attributes,
     }
 }
 

@@ -31,6 +31,9 @@ pub trait EventBus: Send + Sync {
     fn subscribe(&self, topic: &str) -> BoxStream<'static, Delivery>;
 }
 
+/// Product ids whose catalog data (fields, price, stock) changed, as a JSON array.
+pub const CATALOG_TOPIC: &str = "catalog.products";
+
 pub fn cart_topic(owner: &str) -> String {
     format!("cart.{owner}")
 }

@@ -7,3 +7,4 @@ pub mod catalog;
 pub mod clock;
 pub mod events;
 pub mod ports;
+pub mod search;

@@ -11,6 +11,7 @@ use crate::domain::cart::{Cart, CartError, CartLine, CartOwner};
 use crate::domain::catalog::Money;
 use crate::domain::catalog::model::{Category, Product, ProductRecord, StockLevel};
 use crate::domain::events::EventBus;
+use crate::domain::search::SearchDocument;
 
 /// A store failure. `Conflict` is a uniqueness or constraint violation the domain can explain;
 /// everything else is internal and carries the operation it happened in.
@@ -45,10 +46,14 @@ pub trait CatalogStore: Send + Sync {
     async fn stock_levels(&self, product_ids: &[String]) -> StoreResult<Vec<StockLevel>>;
     async fn product_count(&self) -> StoreResult<u64>;
     /// In one transaction: inserts the categories that do not exist yet (by path), inserts or
-    /// updates the products, creates their inventory rows and sets stock where a record gives it.
+    /// updates the products, creates their inventory rows, sets stock where a record gives it,
+    /// and queues a catalog event naming the products.
     async fn upsert_catalog(&self, categories: &[Category], products: &[ProductRecord]) -> StoreResult<()>;
     /// Sets the available quantity and bumps the version; `None` when the product is unknown.
     async fn set_stock(&self, product_id: &str, available: i32) -> StoreResult<Option<StockLevel>>;
+    /// Search documents in id order, after `after_id`.
+    async fn search_documents(&self, after_id: Option<&str>, limit: usize) -> StoreResult<Vec<SearchDocument>>;
+    async fn search_documents_by_ids(&self, ids: &[String]) -> StoreResult<Vec<SearchDocument>>;
 }
 
 #[async_trait]

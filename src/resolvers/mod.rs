@@ -8,6 +8,7 @@ mod catalog;
 mod error_codes;
 mod meta;
 mod pending;
+mod search;
 pub mod types;
 
 use async_graphql::{Context, MergedObject, MergedSubscription, Schema, SchemaBuilder};
@@ -18,7 +19,14 @@ use crate::loaders::Loaders;
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(catalog::CatalogQuery, auth::AuthQuery, cart::CartQuery, meta::MetaQuery, pending::PendingQuery);
+pub struct QueryRoot(
+    catalog::CatalogQuery,
+    search::SearchQuery,
+    auth::AuthQuery,
+    cart::CartQuery,
+    meta::MetaQuery,
+    pending::PendingQuery,
+);
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]

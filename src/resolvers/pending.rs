@@ -7,7 +7,7 @@ use futures::stream::Empty;
 
 use super::types::{
     CheckoutSession, FlashSale, FlashSaleEntry, FlashSaleInput, Order, OrderConnection, OrderEvent, OrderStatus,
-    PlaceOrderInput, ProductFilter, ProductSearchResult, ProductSort,
+    PlaceOrderInput,
 };
 use super::{app, viewer};
 use crate::error::{ApiError, ApiResult};
@@ -21,19 +21,6 @@ pub struct PendingQuery;
 
 #[Object]
 impl PendingQuery {
-    /// Full-text product search with filters, facets, sort and cursor pagination.
-    #[allow(clippy::too_many_arguments)]
-    async fn search_products(
-        &self,
-        #[graphql(name = "query")] _query: Option<String>,
-        #[graphql(name = "filter")] _filter: Option<ProductFilter>,
-        #[graphql(name = "sort", default_with = "Some(ProductSort::Relevance)")] _sort: Option<ProductSort>,
-        #[graphql(name = "first", default_with = "Some(20)")] _first: Option<i32>,
-        #[graphql(name = "after")] _after: Option<String>,
-    ) -> ApiResult<ProductSearchResult> {
-        pending("searchProducts")
-    }
-
     async fn checkout_session(&self, #[graphql(name = "id")] _id: ID) -> ApiResult<Option<CheckoutSession>> {
         pending("checkoutSession")
     }

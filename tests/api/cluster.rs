@@ -16,6 +16,8 @@ use crate::on_both_backends;
 struct Instance {
     base: String,
     child: Child,
+    /// Each instance keeps its own search index beside it.
+    _data_dir: tempfile::TempDir,
 }
 
 impl Drop for Instance {
@@ -31,9 +33,11 @@ fn free_port() -> u16 {
 
 async fn launch(db: &TestDatabase, namespace: &str, seed: &str) -> Instance {
     let port = free_port();
+    let data_dir = tempfile::tempdir().expect("data dir");
     let child = Command::new(env!("CARGO_BIN_EXE_shop"))
         .arg("serve")
         .envs(db.env())
+        .env("SHOP_DATA_DIR", data_dir.path())
         .env("SHOP_LISTEN", format!("127.0.0.1:{port}"))
         .env("SHOP_REDIS_URL", redis_url())
         .env("SHOP_REDIS_NAMESPACE", namespace)
@@ -45,7 +49,7 @@ async fn launch(db: &TestDatabase, namespace: &str, seed: &str) -> Instance {
         .stdout(Stdio::null())
         .spawn()
         .expect("start shop");
-    let instance = Instance { base: format!("http://127.0.0.1:{port}"), child };
+    let instance = Instance { base: format!("http://127.0.0.1:{port}"), child, _data_dir: data_dir };
     let client = reqwest::Client::new();
     for _ in 0..400 {
         if client.get(format!("{}/readyz", instance.base)).send().await.is_ok_and(|r| r.status() == 200) {
@@ -108,6 +112,20 @@ async fn two_instances_on_postgres_and_redis_behave_as_one() {
         );
         let read_on_a = gql(&a.base, "{ cart { version } }", json!({}), Some(&user)).await;
         assert_eq!(read_on_a["cart"]["version"], expected, "the shared cache never serves an older cart");
+    }
+
+    // A catalog change made through B reaches A's own search index.
+    let upsert = "mutation { adminUpsertProduct(input: { id: \"kazoo-1\", title: \"Quartzline Kazoo\", description: \"\", priceCents: 499 }) { id } }";
+    gql(&b.base, upsert, json!({}), Some(&admin)).await;
+    let started = std::time::Instant::now();
+    loop {
+        let found =
+            gql(&a.base, "{ searchProducts(query: \"quartzline kazoo\") { totalCount } }", json!({}), None).await;
+        if found["searchProducts"]["totalCount"] == 1 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(2), "instance A's index did not follow: {found}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

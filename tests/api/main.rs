@@ -11,4 +11,5 @@ mod cluster;
 mod graphql_http;
 mod playground;
 mod schema;
+mod search;
 mod store;

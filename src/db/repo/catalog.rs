@@ -144,3 +144,30 @@ pub async fn set_available(conn: &mut Conn<'_>, product_id: &str, available: i32
         .optional())
     .map_err(store_error("setting stock"))
 }
+
+/// A product with its available stock and category path, as search indexes it.
+pub type SearchRow = (ProductRow, Option<i32>, Option<String>);
+
+pub async fn search_rows_page(conn: &mut Conn<'_>, after_id: &str, limit: i64) -> StoreResult<Vec<SearchRow>> {
+    on_conn!(conn, c => products::table
+        .left_join(inventory::table)
+        .left_join(categories::table)
+        .filter(products::id.gt(after_id))
+        .order(products::id)
+        .limit(limit)
+        .select((ProductRow::as_select(), inventory::available.nullable(), categories::path.nullable()))
+        .load(c)
+        .await)
+    .map_err(store_error("loading products to index"))
+}
+
+pub async fn search_rows_by_ids(conn: &mut Conn<'_>, ids: &[String]) -> StoreResult<Vec<SearchRow>> {
+    on_conn!(conn, c => products::table
+        .left_join(inventory::table)
+        .left_join(categories::table)
+        .filter(products::id.eq_any(ids))
+        .select((ProductRow::as_select(), inventory::available.nullable(), categories::path.nullable()))
+        .load(c)
+        .await)
+    .map_err(store_error("loading products to index"))
+}

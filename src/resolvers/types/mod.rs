@@ -5,8 +5,10 @@ mod auth;
 mod cart;
 mod catalog;
 mod pending;
+mod search;
 
 pub use auth::{AuthPayload, User};
 pub use cart::{Cart, CartItem};
 pub use catalog::{Attribute, Category, Money, Product};
 pub use pending::*;
+pub use search::*;

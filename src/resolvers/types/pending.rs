@@ -1,70 +1,10 @@
-//! Contract types of capabilities that are not served yet (search, checkout, orders, flash
-//! sales). They are declared so that the schema carries the whole public contract; the
+//! Contract types of capabilities that are not served yet (checkout, orders, flash sales). They are declared so that the schema carries the whole public contract; the
 //! operations returning them answer NOT_IMPLEMENTED until their issue lands.
 
 use async_graphql::{Enum, ID, InputObject, SimpleObject};
 use chrono::{DateTime, Utc};
 
-use super::{CartItem, Money, Product};
-
-#[derive(InputObject, Debug)]
-pub struct ProductFilter {
-    /// Category id or path; matches the category and all its descendants.
-    pub category: Option<String>,
-    pub brands: Option<Vec<String>>,
-    /// Minor units, inclusive.
-    pub min_price: Option<i32>,
-    pub max_price: Option<i32>,
-    pub in_stock_only: Option<bool>,
-    pub min_rating: Option<f64>,
-    pub attributes: Option<Vec<AttributeFilter>>,
-}
-
-#[derive(InputObject, Debug)]
-pub struct AttributeFilter {
-    pub name: String,
-    pub values: Vec<String>,
-}
-
-#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq, Default)]
-#[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
-pub enum ProductSort {
-    #[default]
-    Relevance,
-    PriceAsc,
-    PriceDesc,
-    Rating,
-    Newest,
-    Popularity,
-}
-
-#[derive(SimpleObject)]
-pub struct ProductSearchResult {
-    pub total_count: i32,
-    pub nodes: Vec<Product>,
-    pub page_info: PageInfo,
-    pub facets: Vec<Facet>,
-    /// The query actually run after typo correction, when it differs.
-    pub corrected_query: Option<String>,
-}
-
-#[derive(SimpleObject, Clone, Debug)]
-pub struct Facet {
-    pub name: String,
-    pub values: Vec<FacetValue>,
-}
-
-#[derive(SimpleObject, Clone, Debug)]
-pub struct FacetValue {
-    pub value: String,
-    pub count: i32,
-}
-
-#[derive(SimpleObject, Clone, Debug)]
-pub struct PageInfo {
-    pub has_next_page: bool,
-    pub end_cursor: Option<String>,
-}
+use super::{CartItem, Money, PageInfo, Product};
 
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
 #[graphql(rename_items = "SCREAMING_SNAKE_CASE")]

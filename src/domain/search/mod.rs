@@ -1,0 +1,10 @@
+//! Product search: what a shopper may ask, the SearchIndex port, and the service that validates
+//! requests and keeps the index in step with the catalog.
+
+pub mod model;
+pub mod service;
+
+pub use model::{
+    FacetCount, SearchDocument, SearchError, SearchFilter, SearchHits, SearchIndex, SearchRequest, SearchSort,
+};
+pub use service::{SearchPage, SearchService};

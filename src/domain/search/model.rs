@@ -1,0 +1,115 @@
+use async_trait::async_trait;
+
+use crate::domain::catalog::Attribute;
+use crate::domain::ports::StoreError;
+
+pub const MAX_PAGE: usize = 100;
+pub const MAX_QUERY_CHARS: usize = 256;
+
+/// Price buckets of the `price` facet, in minor units (`lower-upper`, the last open-ended).
+pub const PRICE_BUCKETS: [(i64, Option<i64>); 7] = [
+    (0, Some(2_500)),
+    (2_500, Some(5_000)),
+    (5_000, Some(10_000)),
+    (10_000, Some(25_000)),
+    (25_000, Some(50_000)),
+    (50_000, Some(100_000)),
+    (100_000, None),
+];
+
+pub fn price_bucket(cents: i64) -> String {
+    let (lower, upper) =
+        PRICE_BUCKETS.iter().rev().find(|(lower, _)| cents >= *lower).copied().unwrap_or(PRICE_BUCKETS[0]);
+    match upper {
+        Some(upper) => format!("{lower}-{upper}"),
+        None => format!("{lower}+"),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SearchSort {
+    #[default]
+    Relevance,
+    PriceAsc,
+    PriceDesc,
+    Rating,
+    Newest,
+    Popularity,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SearchFilter {
+    /// A category path; matches it and its descendants.
+    pub category_path: Option<String>,
+    pub brands: Vec<String>,
+    pub min_price: Option<i64>,
+    pub max_price: Option<i64>,
+    pub in_stock_only: bool,
+    pub min_rating: Option<f64>,
+    /// (name, accepted values); a product must match every name, any of its values.
+    pub attributes: Vec<(String, Vec<String>)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchRequest {
+    /// Trimmed; empty browses the filtered catalog.
+    pub text: String,
+    pub filter: SearchFilter,
+    pub sort: SearchSort,
+    pub limit: usize,
+    pub offset: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FacetCount {
+    pub value: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchHits {
+    pub total: u64,
+    pub product_ids: Vec<String>,
+    /// (facet name, counts): `brand`, `category`, `price`, then attribute names.
+    pub facets: Vec<(String, Vec<FacetCount>)>,
+}
+
+/// What the index holds of a product.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchDocument {
+    pub id: String,
+    pub title: String,
+    pub description: String,
+    pub brand: Option<String>,
+    pub category_path: Option<String>,
+    pub price_cents: i64,
+    pub rating: Option<f64>,
+    pub popularity: i64,
+    pub created_at: i64,
+    pub available: i32,
+    pub attributes: Vec<Attribute>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error("{field}: {message}")]
+    InvalidInput { field: &'static str, message: String },
+    #[error("search index: {0}")]
+    Index(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl SearchError {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        SearchError::InvalidInput { field, message: message.into() }
+    }
+}
+
+#[async_trait]
+pub trait SearchIndex: Send + Sync {
+    async fn search(&self, request: &SearchRequest) -> Result<SearchHits, SearchError>;
+    /// Adds or replaces documents (by id); visible to searches once this returns.
+    async fn upsert(&self, documents: Vec<SearchDocument>) -> Result<(), SearchError>;
+    async fn document_count(&self) -> Result<u64, SearchError>;
+}

@@ -1,0 +1,178 @@
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use futures::StreamExt;
+
+use super::model::{
+    MAX_PAGE, MAX_QUERY_CHARS, SearchError, SearchFilter, SearchHits, SearchIndex, SearchRequest, SearchSort,
+};
+use crate::domain::events::{CATALOG_TOPIC, Delivery, EventBus};
+use crate::domain::ports::Store;
+
+pub type SearchResult<T> = Result<T, SearchError>;
+
+/// Products read from the store per indexing batch.
+const INDEX_BATCH: usize = 5_000;
+/// Changes arriving within this window are indexed (and committed) together.
+const INDEX_DEBOUNCE: Duration = Duration::from_millis(100);
+
+pub struct SearchPage {
+    pub hits: SearchHits,
+    pub end_cursor: Option<String>,
+    pub has_next_page: bool,
+}
+
+#[derive(Clone)]
+pub struct SearchService {
+    index: Arc<dyn SearchIndex>,
+    store: Arc<dyn Store>,
+}
+
+impl SearchService {
+    pub fn new(index: Arc<dyn SearchIndex>, store: Arc<dyn Store>) -> Self {
+        Self { index, store }
+    }
+
+    /// Runs a shopper's search. `category` is a category id or path; an unknown one matches
+    /// nothing. `after` is a cursor from a previous page.
+    pub async fn search(
+        &self,
+        text: Option<&str>,
+        category: Option<&str>,
+        mut filter: SearchFilter,
+        sort: SearchSort,
+        first: Option<i32>,
+        after: Option<&str>,
+    ) -> SearchResult<SearchPage> {
+        let text = text.unwrap_or_default().trim().to_owned();
+        if text.chars().count() > MAX_QUERY_CHARS {
+            return Err(SearchError::invalid("query", format!("at most {MAX_QUERY_CHARS} characters")));
+        }
+        let limit = match first {
+            None => 20,
+            Some(n) if (1..=MAX_PAGE as i32).contains(&n) => n as usize,
+            Some(_) => return Err(SearchError::invalid("first", format!("must be 1 to {MAX_PAGE}"))),
+        };
+        validate_filter(&filter)?;
+        let offset = after.map(decode_cursor).transpose()?.unwrap_or(0);
+        if let Some(category) = category.map(str::trim).filter(|c| !c.is_empty()) {
+            match self.category_path(category).await? {
+                Some(path) => filter.category_path = Some(path),
+                None => return Ok(SearchPage { hits: empty_hits(), end_cursor: None, has_next_page: false }),
+            }
+        }
+        let request = SearchRequest { text, filter, sort, limit, offset };
+        let hits = self.index.search(&request).await?;
+        let end = offset + hits.product_ids.len();
+        Ok(SearchPage {
+            end_cursor: (!hits.product_ids.is_empty()).then(|| encode_cursor(end)),
+            has_next_page: (end as u64) < hits.total,
+            hits,
+        })
+    }
+
+    /// Re-reads the products from the store and replaces their documents.
+    pub async fn index_products(&self, ids: &[String]) -> SearchResult<()> {
+        let documents = self.store.search_documents_by_ids(ids).await?;
+        self.index.upsert(documents).await
+    }
+
+    /// Indexes the whole catalog when the index does not hold every product (first start, or
+    /// a catalog loaded by `shop seed`/`shop import` while no server ran).
+    pub async fn rebuild_if_stale(&self) -> SearchResult<u64> {
+        if self.index.document_count().await? == self.store.product_count().await? {
+            return Ok(0);
+        }
+        let mut indexed = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let documents = self.store.search_documents(after.as_deref(), INDEX_BATCH).await?;
+            let Some(last) = documents.last() else { return Ok(indexed) };
+            after = Some(last.id.clone());
+            indexed += documents.len() as u64;
+            self.index.upsert(documents).await?;
+        }
+    }
+
+    /// Keeps the index in step with catalog changes published through the outbox.
+    pub async fn follow_catalog(self, bus: Arc<dyn EventBus>) {
+        let mut deliveries = bus.subscribe(CATALOG_TOPIC);
+        while let Some(first) = deliveries.next().await {
+            let mut batch = vec![first];
+            let window = tokio::time::sleep(INDEX_DEBOUNCE);
+            tokio::pin!(window);
+            loop {
+                tokio::select! {
+                    () = &mut window => break,
+                    next = deliveries.next() => match next {
+                        Some(delivery) => batch.push(delivery),
+                        None => break,
+                    },
+                }
+            }
+            let outcome = if batch.contains(&Delivery::Lagged) {
+                self.rebuild_if_stale().await.map(drop)
+            } else {
+                let ids: BTreeSet<String> = batch
+                    .iter()
+                    .filter_map(|d| match d {
+                        Delivery::Event(event) => serde_json::from_str::<Vec<String>>(&event.payload).ok(),
+                        Delivery::Lagged => None,
+                    })
+                    .flatten()
+                    .collect();
+                self.index_products(&ids.into_iter().collect::<Vec<_>>()).await
+            };
+            if let Err(err) = outcome {
+                tracing::warn!(error = %err, "indexing catalog changes failed");
+            }
+        }
+    }
+
+    async fn category_path(&self, id_or_path: &str) -> SearchResult<Option<String>> {
+        if let Some(category) = self.store.categories_by_ids(&[id_or_path.to_owned()]).await?.pop() {
+            return Ok(Some(category.path));
+        }
+        let path = id_or_path.split('/').map(str::trim).filter(|s| !s.is_empty()).collect::<Vec<_>>().join("/");
+        Ok(self.store.categories_by_paths(&[path]).await?.pop().map(|c| c.path))
+    }
+}
+
+fn empty_hits() -> SearchHits {
+    SearchHits { total: 0, product_ids: Vec::new(), facets: Vec::new() }
+}
+
+fn validate_filter(filter: &SearchFilter) -> SearchResult<()> {
+    for (field, price) in [("minPrice", filter.min_price), ("maxPrice", filter.max_price)] {
+        if price.is_some_and(|p| p < 0) {
+            return Err(SearchError::invalid(field, "must not be negative"));
+        }
+    }
+    if let (Some(min), Some(max)) = (filter.min_price, filter.max_price)
+        && min > max
+    {
+        return Err(SearchError::invalid("minPrice", "must not exceed maxPrice"));
+    }
+    if filter.min_rating.is_some_and(|r| !(0.0..=5.0).contains(&r)) {
+        return Err(SearchError::invalid("minRating", "must be between 0 and 5"));
+    }
+    Ok(())
+}
+
+const CURSOR_PREFIX: &str = "offset:";
+
+fn encode_cursor(offset: usize) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{offset}"))
+}
+
+fn decode_cursor(cursor: &str) -> SearchResult<usize> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| text.strip_prefix(CURSOR_PREFIX).and_then(|n| n.parse().ok()))
+        .filter(|offset| *offset <= 10_000)
+        .ok_or_else(|| SearchError::invalid("after", "malformed cursor"))
+}

@@ -1,0 +1,5 @@
+//! SearchIndex adapters: tantivy (embedded default).
+
+mod tantivy;
+
+pub use self::tantivy::TantivyIndex;

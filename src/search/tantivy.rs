@@ -1,0 +1,398 @@
+//! The embedded SearchIndex: tantivy on disk beside the store.
+//!
+//! Relevance is BM25 over title (boost 3), brand (2), category path and attribute values
+//! (1.5) and description (1), English stemming; every query term must match some field, terms
+//! of 4+ letters also match at one edit (8+ at two) and the last term also as a prefix. The
+//! final RELEVANCE score blends text relevance with what shoppers liked:
+//! `bm25 × (1 + 0.1·ln(1 + popularity)) × (0.8 + 0.04·rating)`.
+//! Facets are facet fields counted with FacetCollector; a facet's counts ignore that facet's
+//! own selection and honour every other filter.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tantivy::collector::{Count, FacetCollector, TopDocs};
+use tantivy::query::{AllQuery, BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::schema::{
+    FAST, Facet, FacetOptions, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TantivyDocument,
+    TextFieldIndexing, TextOptions, Value,
+};
+use tantivy::{DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Searcher, SegmentReader, Term};
+use tokio::sync::Mutex;
+
+use crate::domain::search::model::price_bucket;
+use crate::domain::search::{
+    FacetCount, SearchDocument, SearchError, SearchFilter, SearchHits, SearchIndex, SearchRequest, SearchSort,
+};
+
+const WRITER_MEMORY: usize = 64 * 1024 * 1024;
+const ANALYZER: &str = "en_stem";
+
+#[derive(Clone, Copy)]
+struct Fields {
+    id: Field,
+    title: Field,
+    brand_text: Field,
+    category_text: Field,
+    attributes_text: Field,
+    description: Field,
+    brand: Field,
+    category: Field,
+    attributes: Field,
+    price_bucket: Field,
+    price: Field,
+    rating: Field,
+    popularity: Field,
+    created_at: Field,
+    available: Field,
+}
+
+impl Fields {
+    fn schema() -> (Schema, Fields) {
+        let mut builder = Schema::builder();
+        let text = TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(ANALYZER)
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        );
+        let fields = Fields {
+            id: builder.add_text_field("id", STRING | STORED),
+            title: builder.add_text_field("title", text.clone()),
+            brand_text: builder.add_text_field("brand_text", text.clone()),
+            category_text: builder.add_text_field("category_text", text.clone()),
+            attributes_text: builder.add_text_field("attributes_text", text.clone()),
+            description: builder.add_text_field("description", text),
+            brand: builder.add_facet_field("brand", FacetOptions::default()),
+            category: builder.add_facet_field("category", FacetOptions::default()),
+            attributes: builder.add_facet_field("attributes", FacetOptions::default()),
+            price_bucket: builder.add_facet_field("price_bucket", FacetOptions::default()),
+            price: builder.add_i64_field("price", INDEXED | FAST),
+            rating: builder.add_f64_field("rating", INDEXED | FAST),
+            popularity: builder.add_i64_field("popularity", FAST),
+            created_at: builder.add_i64_field("created_at", FAST),
+            available: builder.add_i64_field("available", INDEXED | FAST),
+        };
+        (builder.build(), fields)
+    }
+
+    /// Text fields searched, with their boosts.
+    fn searched(&self) -> [(Field, f32); 5] {
+        [
+            (self.title, 3.0),
+            (self.brand_text, 2.0),
+            (self.category_text, 1.5),
+            (self.attributes_text, 1.5),
+            (self.description, 1.0),
+        ]
+    }
+}
+
+fn index_error(err: impl std::fmt::Display) -> SearchError {
+    SearchError::Index(err.to_string())
+}
+
+fn facet(segments: &[&str]) -> Facet {
+    Facet::from_path(segments.iter().copied())
+}
+
+fn attribute_facet(name: &str, value: &str) -> Facet {
+    facet(&[&format!("{name}={value}")])
+}
+
+fn category_facet(path: &str) -> Facet {
+    facet(&path.split('/').collect::<Vec<_>>())
+}
+
+#[derive(Clone)]
+pub struct TantivyIndex {
+    index: Index,
+    reader: IndexReader,
+    /// Opened on the first write: only one process may hold it, and the CLI commands never
+    /// write the index (the serving process follows their changes).
+    writer: Arc<tokio::sync::OnceCell<Arc<Mutex<IndexWriter>>>>,
+    fields: Fields,
+}
+
+impl TantivyIndex {
+    pub fn open(dir: &Path) -> Result<Self, SearchError> {
+        std::fs::create_dir_all(dir).map_err(index_error)?;
+        let (schema, fields) = Fields::schema();
+        let directory = tantivy::directory::MmapDirectory::open(dir).map_err(index_error)?;
+        let index = Index::open_or_create(directory, schema).map_err(index_error)?;
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(index_error)?;
+        Ok(Self { index, reader, writer: Arc::default(), fields })
+    }
+
+    fn document(&self, source: &SearchDocument) -> TantivyDocument {
+        let f = &self.fields;
+        let mut doc = TantivyDocument::default();
+        doc.add_text(f.id, &source.id);
+        doc.add_text(f.title, &source.title);
+        doc.add_text(f.description, &source.description);
+        if let Some(brand) = &source.brand {
+            doc.add_text(f.brand_text, brand);
+            doc.add_facet(f.brand, facet(&[brand]));
+        }
+        if let Some(path) = &source.category_path {
+            doc.add_text(f.category_text, path.replace('/', " "));
+            doc.add_facet(f.category, category_facet(path));
+        }
+        for attribute in &source.attributes {
+            doc.add_text(f.attributes_text, &attribute.value);
+            doc.add_facet(f.attributes, attribute_facet(&attribute.name, &attribute.value));
+        }
+        doc.add_facet(f.price_bucket, facet(&[&price_bucket(source.price_cents)]));
+        doc.add_i64(f.price, source.price_cents);
+        doc.add_f64(f.rating, source.rating.unwrap_or(0.0));
+        doc.add_i64(f.popularity, source.popularity);
+        doc.add_i64(f.created_at, source.created_at);
+        doc.add_i64(f.available, i64::from(source.available));
+        doc
+    }
+
+    /// The query's terms, lower-cased and stemmed as the index stores them.
+    fn terms(&self, text: &str) -> Vec<String> {
+        let Some(mut analyzer) = self.index.tokenizers().get(ANALYZER) else { return Vec::new() };
+        let mut stream = analyzer.token_stream(text);
+        let mut terms = Vec::new();
+        while stream.advance() {
+            terms.push(stream.token().text.clone());
+        }
+        terms
+    }
+
+    fn text_query(&self, text: &str) -> Box<dyn Query> {
+        let terms = self.terms(text);
+        if terms.is_empty() {
+            return Box::new(AllQuery);
+        }
+        let last = terms.len() - 1;
+        let per_term: Vec<(Occur, Box<dyn Query>)> = terms
+            .iter()
+            .enumerate()
+            .map(|(position, word)| {
+                let mut variants: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+                for (field, boost) in self.fields.searched() {
+                    let term = Term::from_field_text(field, word);
+                    let exact = TermQuery::new(term.clone(), IndexRecordOption::WithFreqs);
+                    variants.push((Occur::Should, Box::new(BoostQuery::new(Box::new(exact), boost))));
+                    let letters = word.chars().count();
+                    if letters >= 4 && field != self.fields.description {
+                        let distance = if letters >= 8 { 2 } else { 1 };
+                        let fuzzy = FuzzyTermQuery::new(term.clone(), distance, true);
+                        variants.push((Occur::Should, Box::new(BoostQuery::new(Box::new(fuzzy), boost * 0.5))));
+                    }
+                    if position == last && field != self.fields.description {
+                        let prefix = FuzzyTermQuery::new_prefix(term, 0, true);
+                        variants.push((Occur::Should, Box::new(BoostQuery::new(Box::new(prefix), boost * 0.5))));
+                    }
+                }
+                (Occur::Must, Box::new(BooleanQuery::new(variants)) as Box<dyn Query>)
+            })
+            .collect();
+        Box::new(BooleanQuery::new(per_term))
+    }
+
+    /// Filter clauses by facet name (`brand`, `category`, `price`, or an attribute name), so a
+    /// facet's counts can leave out its own clause.
+    fn filter_clauses(&self, filter: &SearchFilter) -> Vec<(String, Box<dyn Query>)> {
+        let f = &self.fields;
+        let any_of = |facets: Vec<Facet>, field: Field| -> Box<dyn Query> {
+            Box::new(BooleanQuery::new(
+                facets
+                    .into_iter()
+                    .map(|facet| {
+                        let query: Box<dyn Query> =
+                            Box::new(TermQuery::new(Term::from_facet(field, &facet), IndexRecordOption::Basic));
+                        (Occur::Should, query)
+                    })
+                    .collect(),
+            ))
+        };
+        let mut clauses: Vec<(String, Box<dyn Query>)> = Vec::new();
+        if !filter.brands.is_empty() {
+            clauses.push(("brand".into(), any_of(filter.brands.iter().map(|b| facet(&[b])).collect(), f.brand)));
+        }
+        if let Some(path) = &filter.category_path {
+            clauses.push(("category".into(), any_of(vec![category_facet(path)], f.category)));
+        }
+        if filter.min_price.is_some() || filter.max_price.is_some() {
+            let lower =
+                filter.min_price.map_or(Bound::Unbounded, |p| Bound::Included(Term::from_field_i64(f.price, p)));
+            let upper =
+                filter.max_price.map_or(Bound::Unbounded, |p| Bound::Included(Term::from_field_i64(f.price, p)));
+            clauses.push(("price".into(), Box::new(RangeQuery::new(lower, upper))));
+        }
+        if filter.in_stock_only {
+            let in_stock = RangeQuery::new(Bound::Included(Term::from_field_i64(f.available, 1)), Bound::Unbounded);
+            clauses.push(("inStock".into(), Box::new(in_stock)));
+        }
+        if let Some(rating) = filter.min_rating {
+            let rated = RangeQuery::new(Bound::Included(Term::from_field_f64(f.rating, rating)), Bound::Unbounded);
+            clauses.push(("rating".into(), Box::new(rated)));
+        }
+        for (name, values) in &filter.attributes {
+            let facets = values.iter().map(|value| attribute_facet(name, value)).collect();
+            clauses.push((name.clone(), any_of(facets, f.attributes)));
+        }
+        clauses
+    }
+
+    fn search_blocking(&self, request: &SearchRequest) -> Result<SearchHits, SearchError> {
+        let searcher = self.reader.searcher();
+        let text = self.text_query(&request.text);
+        let filters = self.filter_clauses(&request.filter);
+        let query_without = |left_out: Option<&str>| -> BooleanQuery {
+            let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, text.box_clone())];
+            clauses.extend(
+                filters
+                    .iter()
+                    .filter(|(name, _)| Some(name.as_str()) != left_out)
+                    .map(|(_, q)| (Occur::Must, q.box_clone())),
+            );
+            BooleanQuery::new(clauses)
+        };
+        let query = query_without(None);
+        let total = searcher.search(&query, &Count).map_err(index_error)? as u64;
+        let addresses = self.top_documents(&searcher, &query, request)?;
+        let mut product_ids = Vec::with_capacity(addresses.len());
+        for address in addresses {
+            let doc: TantivyDocument = searcher.doc(address).map_err(index_error)?;
+            if let Some(id) = doc.get_first(self.fields.id).and_then(|v| v.as_str()) {
+                product_ids.push(id.to_owned());
+            }
+        }
+        let facets = self.facets(&searcher, &query_without, request)?;
+        Ok(SearchHits { total, product_ids, facets })
+    }
+
+    fn top_documents(
+        &self,
+        searcher: &Searcher,
+        query: &dyn Query,
+        request: &SearchRequest,
+    ) -> Result<Vec<DocAddress>, SearchError> {
+        let top = || TopDocs::with_limit(request.limit).and_offset(request.offset);
+        let by = |field: &str, order: Order| -> Result<Vec<DocAddress>, SearchError> {
+            let hits: Vec<(Option<i64>, DocAddress)> =
+                searcher.search(query, &top().order_by_fast_field::<i64>(field, order)).map_err(index_error)?;
+            Ok(hits.into_iter().map(|(_, address)| address).collect())
+        };
+        match request.sort {
+            SearchSort::PriceAsc => by("price", Order::Asc),
+            SearchSort::PriceDesc => by("price", Order::Desc),
+            SearchSort::Newest => by("created_at", Order::Desc),
+            SearchSort::Popularity => by("popularity", Order::Desc),
+            SearchSort::Rating => {
+                let hits: Vec<(Option<f64>, DocAddress)> = searcher
+                    .search(query, &top().order_by_fast_field::<f64>("rating", Order::Desc))
+                    .map_err(index_error)?;
+                Ok(hits.into_iter().map(|(_, address)| address).collect())
+            }
+            SearchSort::Relevance => {
+                let blended = top().tweak_score(|segment: &SegmentReader| {
+                    let fast = segment.fast_fields();
+                    let popularity = fast.i64("popularity").ok().map(|c| c.first_or_default_col(0));
+                    let rating = fast.f64("rating").ok().map(|c| c.first_or_default_col(0.0));
+                    move |doc: tantivy::DocId, score: tantivy::Score| {
+                        let popularity = popularity.as_ref().map_or(0, |c| c.get_val(doc)).max(0) as f32;
+                        let rating = rating.as_ref().map_or(0.0, |c| c.get_val(doc)) as f32;
+                        score * (1.0 + 0.1 * (1.0 + popularity).ln()) * (0.8 + 0.04 * rating)
+                    }
+                });
+                let hits: Vec<(f32, DocAddress)> = searcher.search(query, &blended).map_err(index_error)?;
+                Ok(hits.into_iter().map(|(_, address)| address).collect())
+            }
+        }
+    }
+
+    fn facets(
+        &self,
+        searcher: &Searcher,
+        query_without: &dyn Fn(Option<&str>) -> BooleanQuery,
+        request: &SearchRequest,
+    ) -> Result<Vec<(String, Vec<FacetCount>)>, SearchError> {
+        let f = &self.fields;
+        let counts = |facet_name: &str, field: Field, root: Facet| -> Result<Vec<FacetCount>, SearchError> {
+            let mut collector = FacetCollector::for_field(searcher.schema().get_field_name(field));
+            collector.add_facet(root.clone());
+            let counts = searcher.search(&query_without(Some(facet_name)), &collector).map_err(index_error)?;
+            let mut values: Vec<FacetCount> = counts
+                .get(root.to_path_string().as_str())
+                .map(|(facet, count)| FacetCount {
+                    value: facet.to_path().last().map(|s| s.to_string()).unwrap_or_default(),
+                    count,
+                })
+                .collect();
+            values.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+            Ok(values)
+        };
+        let category_root = request.filter.category_path.as_deref().map_or_else(Facet::root, category_facet);
+        let mut facets = vec![
+            ("brand".to_owned(), counts("brand", f.brand, Facet::root())?),
+            ("category".to_owned(), counts("category", f.category, category_root)?),
+            ("price".to_owned(), counts("price", f.price_bucket, Facet::root())?),
+        ];
+        // Attributes: one pass over all name=value pairs, then per selected attribute a pass
+        // without its own selection.
+        let mut by_name: BTreeMap<String, Vec<FacetCount>> = BTreeMap::new();
+        for pair in counts("", f.attributes, Facet::root())? {
+            if let Some((name, value)) = pair.value.split_once('=') {
+                by_name
+                    .entry(name.to_owned())
+                    .or_default()
+                    .push(FacetCount { value: value.to_owned(), count: pair.count });
+            }
+        }
+        for (name, _) in &request.filter.attributes {
+            let widened = counts(name, f.attributes, Facet::root())?
+                .into_iter()
+                .filter_map(|pair| {
+                    let (pair_name, value) = pair.value.split_once('=')?;
+                    (pair_name == name).then(|| FacetCount { value: value.to_owned(), count: pair.count })
+                })
+                .collect();
+            by_name.insert(name.clone(), widened);
+        }
+        facets.extend(by_name);
+        Ok(facets)
+    }
+}
+
+#[async_trait]
+impl SearchIndex for TantivyIndex {
+    async fn search(&self, request: &SearchRequest) -> Result<SearchHits, SearchError> {
+        let this = self.clone();
+        let request = request.clone();
+        tokio::task::spawn_blocking(move || this.search_blocking(&request)).await.map_err(index_error)?
+    }
+
+    async fn upsert(&self, documents: Vec<SearchDocument>) -> Result<(), SearchError> {
+        let docs: Vec<(String, TantivyDocument)> = documents.iter().map(|d| (d.id.clone(), self.document(d))).collect();
+        let writer = self
+            .writer
+            .get_or_try_init(|| async {
+                self.index.writer(WRITER_MEMORY).map(|w| Arc::new(Mutex::new(w))).map_err(index_error)
+            })
+            .await?;
+        let mut writer = writer.clone().lock_owned().await;
+        let (reader, id_field) = (self.reader.clone(), self.fields.id);
+        tokio::task::spawn_blocking(move || {
+            for (id, doc) in docs {
+                writer.delete_term(Term::from_field_text(id_field, &id));
+                writer.add_document(doc).map_err(index_error)?;
+            }
+            writer.commit().map_err(index_error)?;
+            reader.reload().map_err(index_error)
+        })
+        .await
+        .map_err(index_error)?
+    }
+
+    async fn document_count(&self) -> Result<u64, SearchError> {
+        Ok(self.reader.searcher().num_docs())
+    }
+}

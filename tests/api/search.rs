@@ -1,0 +1,197 @@
+//! Product search: relevance, filters, disjunctive facets, sorts, pagination, freshness, REST.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, ServerOptions, TestServer, error_code};
+use crate::on_both_backends;
+
+const SEARCH: &str = "query($q: String, $f: ProductFilter, $s: ProductSort, $n: Int, $a: String) { searchProducts(query: $q, filter: $f, sort: $s, first: $n, after: $a) { totalCount nodes { id title brand price { centAmount } rating inStock category { path } attributes { name value } } facets { name values { value count } } pageInfo { hasNextPage endCursor } } }";
+
+async fn seeded(backend: Backend) -> TestServer {
+    TestServer::start_with(backend, ServerOptions { seed_products: 400, ..Default::default() }).await
+}
+
+async fn search(server: &TestServer, variables: Value) -> Value {
+    server.data(SEARCH, variables, None).await["searchProducts"].clone()
+}
+
+fn nodes(result: &Value) -> &Vec<Value> {
+    result["nodes"].as_array().expect("nodes")
+}
+
+fn facet<'a>(result: &'a Value, name: &str) -> Vec<(&'a str, i64)> {
+    result["facets"]
+        .as_array()
+        .expect("facets")
+        .iter()
+        .find(|f| f["name"] == name)
+        .map(|f| {
+            f["values"]
+                .as_array()
+                .expect("values")
+                .iter()
+                .map(|v| (v["value"].as_str().expect("value"), v["count"].as_i64().expect("count")))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+on_both_backends!(a_products_own_words_find_it_first, |backend: Backend| async move {
+    let server = seeded(backend).await;
+    let target =
+        server.data("{ product(id: \"prod-0000123\") { title } }", json!({}), None).await["product"]["title"].clone();
+    let found = search(&server, json!({ "q": target })).await;
+    assert_eq!(nodes(&found)[0]["title"], target, "{found:#}");
+    let typo = search(&server, json!({ "q": "lether sofaa" })).await;
+    assert!(
+        nodes(&typo).iter().any(|n| n["title"].as_str().is_some_and(|t| t.contains("Leather"))),
+        "one edit away still matches: {typo:#}"
+    );
+    let prefix = search(&server, json!({ "q": "televi" })).await;
+    assert!(
+        nodes(&prefix).iter().all(|n| n["category"]["path"].as_str().is_some_and(|p| p.contains("Televisions"))),
+        "{prefix:#}"
+    );
+    assert!(!nodes(&prefix).is_empty(), "the last word also matches as a prefix");
+});
+
+on_both_backends!(filters_narrow_and_facets_widen, |backend: Backend| async move {
+    let server = seeded(backend).await;
+    let all = search(&server, json!({ "n": 1 })).await;
+    assert_eq!(all["totalCount"], 400, "an empty query browses the catalog");
+    let (brand, brand_count) = facet(&all, "brand")[0];
+
+    let by_brand = search(&server, json!({ "f": { "brands": [brand] }, "n": 100 })).await;
+    assert_eq!(by_brand["totalCount"].as_i64(), Some(brand_count));
+    assert!(nodes(&by_brand).iter().all(|n| n["brand"] == brand));
+    assert!(facet(&by_brand, "brand").len() > 1, "the brand facet ignores the brand selection");
+    let categories: i64 = facet(&by_brand, "category").iter().map(|(_, c)| c).sum();
+    assert_eq!(categories, brand_count, "other facets honour it");
+
+    let home = search(&server, json!({ "f": { "category": "Home" }, "n": 100 })).await;
+    assert!(nodes(&home).iter().all(|n| n["category"]["path"].as_str().is_some_and(|p| p.starts_with("Home/"))));
+    let by_id = search(&server, json!({ "f": { "category": "home" }, "n": 1 })).await;
+    assert_eq!(by_id["totalCount"], home["totalCount"], "a category id works like its path");
+    assert!(
+        facet(&home, "category").iter().all(|(name, _)| ["Bath", "Bedding", "Decor", "Furniture"].contains(name)),
+        "{home:#}"
+    );
+
+    let priced = search(
+        &server,
+        json!({ "f": { "minPrice": 5000, "maxPrice": 20000, "inStockOnly": true, "minRating": 4.0 }, "n": 100 }),
+    )
+    .await;
+    for node in nodes(&priced) {
+        let cents = node["price"]["centAmount"].as_i64().expect("price");
+        assert!(
+            (5000..=20000).contains(&cents)
+                && node["inStock"] == true
+                && node["rating"].as_f64().is_some_and(|r| r >= 4.0),
+            "{node}"
+        );
+    }
+    let red =
+        search(&server, json!({ "f": { "attributes": [{ "name": "color", "values": ["Red"] }] }, "n": 100 })).await;
+    assert!(nodes(&red).iter().all(|n| {
+        n["attributes"].as_array().is_some_and(|a| a.iter().any(|x| x["name"] == "color" && x["value"] == "Red"))
+    }));
+    assert!(facet(&red, "color").len() > 1, "the color facet still offers other colours");
+    let nowhere = search(&server, json!({ "f": { "category": "No/Such/Category" } })).await;
+    assert_eq!(nowhere["totalCount"], 0, "an unknown category matches nothing");
+});
+
+on_both_backends!(sorts_and_pages, |backend: Backend| async move {
+    let server = seeded(backend).await;
+    let ascending = search(&server, json!({ "s": "PRICE_ASC", "n": 50 })).await;
+    let prices: Vec<i64> =
+        nodes(&ascending).iter().map(|n| n["price"]["centAmount"].as_i64().expect("price")).collect();
+    assert!(prices.windows(2).all(|w| w[0] <= w[1]));
+    let descending = search(&server, json!({ "s": "PRICE_DESC", "n": 50 })).await;
+    let prices: Vec<i64> =
+        nodes(&descending).iter().map(|n| n["price"]["centAmount"].as_i64().expect("price")).collect();
+    assert!(prices.windows(2).all(|w| w[0] >= w[1]));
+    let rated = search(&server, json!({ "s": "RATING", "n": 50 })).await;
+    let ratings: Vec<f64> = nodes(&rated).iter().map(|n| n["rating"].as_f64().unwrap_or(0.0)).collect();
+    assert!(ratings.windows(2).all(|w| w[0] >= w[1]));
+
+    let mut seen = std::collections::BTreeSet::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page =
+            search(&server, json!({ "f": { "category": "Electronics" }, "s": "NEWEST", "n": 7, "a": after })).await;
+        for node in nodes(&page) {
+            assert!(seen.insert(node["id"].as_str().expect("id").to_owned()), "no product twice");
+        }
+        if page["pageInfo"]["hasNextPage"] == false {
+            assert_eq!(seen.len() as i64, page["totalCount"].as_i64().expect("total"));
+            break;
+        }
+        after = page["pageInfo"]["endCursor"].as_str().map(str::to_owned);
+    }
+});
+
+on_both_backends!(bad_search_input_is_refused_or_finds_nothing, |backend: Backend| async move {
+    let server = seeded(backend).await;
+    for (variables, field) in [
+        (json!({ "n": 101 }), "first"),
+        (json!({ "n": 0 }), "first"),
+        (json!({ "f": { "minPrice": 500, "maxPrice": 100 } }), "minPrice"),
+        (json!({ "q": "x".repeat(10_000) }), "query"),
+        (json!({ "a": "garbage" }), "after"),
+    ] {
+        let response = server.gql(SEARCH, variables, None).await;
+        assert_eq!(error_code(&response), "BAD_USER_INPUT", "{response}");
+        assert_eq!(response["errors"][0]["extensions"]["field"], field);
+    }
+    for syntax in ["sofa AND (red OR", "title:\"tv", "*", "-", "\\\\"] {
+        let response = server.gql(SEARCH, json!({ "q": syntax }), None).await;
+        assert!(response.get("errors").is_none(), "{syntax}: {response}");
+    }
+});
+
+on_both_backends!(catalog_changes_reach_search_within_a_second, |backend: Backend| async move {
+    let server = seeded(backend).await;
+    let admin = server.admin_token().await;
+    let upsert = "mutation($i: ProductInput!) { adminUpsertProduct(input: $i) { id } }";
+    let input = json!({ "id": "uke-1", "title": "Zebrawood Concert Ukulele", "description": "Warm tone.", "priceCents": 12900, "categoryPath": "Toys/Music/Ukuleles" });
+    server.data(upsert, json!({ "i": input }), Some(&admin)).await;
+    let wait_for = |query: Value, expected: i64| {
+        let server = &server;
+        async move {
+            let started = Instant::now();
+            loop {
+                let found = search(server, query.clone()).await;
+                if found["totalCount"] == expected {
+                    return started.elapsed();
+                }
+                assert!(started.elapsed() < Duration::from_secs(1), "not visible within a second: {found}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    wait_for(json!({ "q": "zebrawood ukulele" }), 1).await;
+    server.data("mutation { adminSetStock(productId: \"uke-1\", quantity: 3) { id } }", json!({}), Some(&admin)).await;
+    wait_for(json!({ "q": "zebrawood", "f": { "inStockOnly": true } }), 1).await;
+    server.data("mutation { adminSetStock(productId: \"uke-1\", quantity: 0) { id } }", json!({}), Some(&admin)).await;
+    wait_for(json!({ "q": "zebrawood", "f": { "inStockOnly": true } }), 0).await;
+});
+
+on_both_backends!(the_rest_search_facade, |backend: Backend| async move {
+    let server = seeded(backend).await;
+    let get = |query: &'static str| server.client.get(server.url(&format!("/products/search?{query}"))).send();
+    let response = get("q=sofa&category=Home&brand=Oakhaven&brand=Northwell&minPrice=100&sort=price_asc&limit=5")
+        .await
+        .expect("get");
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    assert!(body["totalCount"].is_i64() && body["facets"].is_array(), "{body}");
+    let plain: Value = get("q=sofa&limit=3").await.expect("get").json().await.expect("json");
+    assert!(nodes(&plain).len() <= 3 && plain["pageInfo"]["hasNextPage"].is_boolean());
+    let bad = get("limit=1000").await.expect("get");
+    assert_eq!(bad.status(), 400);
+    assert_eq!(bad.json::<Value>().await.expect("json")["error"]["code"], "BAD_USER_INPUT");
+    assert_eq!(get("minPrice=cheap").await.expect("get").status(), 400);
+});

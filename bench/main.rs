@@ -12,6 +12,8 @@
 //! - `sync`: devices of one user subscribe to `cartUpdated`; another device changes the cart;
 //!   measures mutation-to-event latency on the subscribers.
 //! - `idle`: opens many idle `cartUpdated` subscriptions and reports server memory per subscription.
+//! - `search`: searchProducts with facets over a mix of distinct queries and filters (64
+//!   connections; use `--products 100000` or `1000000` for the catalog sizes).
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -505,6 +507,109 @@ async fn idle_scenario(options: &Options, server: &Server) -> anyhow::Result<()>
     Ok(())
 }
 
+/// Distinct searches a shopper would run: words, categories, price ranges, stock and sorts.
+fn search_mix(count: usize) -> Vec<Value> {
+    const WORDS: [&str; 24] = [
+        "sofa",
+        "leather sofa",
+        "red",
+        "tv",
+        "4k tv",
+        "headphones",
+        "wireless headphones",
+        "laptop",
+        "coffee maker",
+        "air fryer",
+        "running shoes",
+        "yoga mat",
+        "tent",
+        "board game",
+        "moisturizer",
+        "gas grill",
+        "drill",
+        "office chair",
+        "notebook",
+        "coffee",
+        "bluetooth speaker",
+        "rug",
+        "dress",
+        "",
+    ];
+    const CATEGORIES: [&str; 8] =
+        ["", "Electronics", "Home", "Kitchen", "Fashion", "Sports", "Home/Furniture", "Electronics/Audio"];
+    const SORTS: [&str; 4] = ["RELEVANCE", "PRICE_ASC", "RATING", "NEWEST"];
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let mut seen = std::collections::HashSet::new();
+    let mut mix = Vec::new();
+    while mix.len() < count {
+        let mut filter = json!({});
+        let category = CATEGORIES[rng.random_range(0..CATEGORIES.len())];
+        if !category.is_empty() {
+            filter["category"] = json!(category);
+        }
+        if rng.random_bool(0.3) {
+            let low = rng.random_range(0..20) * 1_000;
+            filter["minPrice"] = json!(low);
+            filter["maxPrice"] = json!(low + rng.random_range(1..50) * 1_000);
+        }
+        if rng.random_bool(0.3) {
+            filter["inStockOnly"] = json!(true);
+        }
+        let variables = json!({
+            "q": WORDS[rng.random_range(0..WORDS.len())],
+            "f": filter,
+            "s": SORTS[rng.random_range(0..SORTS.len())],
+        });
+        if seen.insert(variables.to_string()) {
+            mix.push(variables);
+        }
+    }
+    mix
+}
+
+async fn search_scenario(options: &Options, server: &Server) -> anyhow::Result<()> {
+    let client = Client { http: reqwest::Client::new(), base: server.base.clone() };
+    let mix = Arc::new(search_mix(300));
+    let query = "query($q: String, $f: ProductFilter, $s: ProductSort) { searchProducts(query: $q, filter: $f, sort: $s, first: 20) { totalCount nodes { id title price { centAmount } inStock } facets { name values { value count } } pageInfo { endCursor } } }";
+    let deadline = Instant::now() + options.duration;
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for worker in 0..options.connections {
+        let (client, mix) = (client.clone(), mix.clone());
+        workers.push(tokio::spawn(async move {
+            let mut latencies = histogram();
+            let mut errors = 0u64;
+            let mut next = worker * 7;
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                match client.gql(query, mix[next % mix.len()].clone(), None).await {
+                    Ok(_) => {
+                        let _ = latencies.record(sent.elapsed().as_micros() as u64);
+                    }
+                    Err(_) => errors += 1,
+                }
+                next += 1;
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut all = histogram();
+    let mut errors = 0;
+    for worker in workers {
+        let (latencies, worker_errors) = worker.await?;
+        let _ = all.add(&latencies);
+        errors += worker_errors;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    report(
+        options,
+        server,
+        vec![row("searchProducts+facets", &all, errors, seconds)],
+        json!({ "distinct_searches": mix.len(), "connections": options.connections, "result_cache": "none yet" }),
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let options = Options::parse()?;
@@ -513,6 +618,7 @@ async fn main() -> anyhow::Result<()> {
         "cart" => cart_scenario(&options, &server).await,
         "sync" => sync_scenario(&options, &server).await,
         "idle" => idle_scenario(&options, &server).await,
-        other => anyhow::bail!("unknown scenario {other}: cart, sync or idle"),
+        "search" => search_scenario(&options, &server).await,
+        other => anyhow::bail!("unknown scenario {other}: cart, sync, idle or search"),
     }
 }

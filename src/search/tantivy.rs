@@ -106,6 +106,19 @@ fn category_facet(path: &str) -> Facet {
     facet(&path.split('/').collect::<Vec<_>>())
 }
 
+/// A facet's children counts, most frequent first.
+fn sorted_counts(counts: &tantivy::collector::FacetCounts, root: &Facet) -> Vec<FacetCount> {
+    let mut values: Vec<FacetCount> = counts
+        .get(root.to_path_string().as_str())
+        .map(|(facet, count)| FacetCount {
+            value: facet.to_path().last().map(|s| s.to_string()).unwrap_or_default(),
+            count,
+        })
+        .collect();
+    values.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+    values
+}
+
 #[derive(Clone)]
 pub struct TantivyIndex {
     index: Index,
@@ -256,7 +269,6 @@ impl TantivyIndex {
             BooleanQuery::new(clauses)
         };
         let query = query_without(None);
-        let total = searcher.search(&query, &Count).map_err(index_error)? as u64;
         let addresses = self.top_documents(&searcher, &query, request)?;
         let mut product_ids = Vec::with_capacity(addresses.len());
         for address in addresses {
@@ -265,8 +277,76 @@ impl TantivyIndex {
                 product_ids.push(id.to_owned());
             }
         }
-        let facets = self.facets(&searcher, &query_without, request)?;
-        Ok(SearchHits { total, product_ids, facets })
+        // One pass counts the matches and every facet; a facet whose own selection is active
+        // is then recounted without it.
+        let f = self.fields;
+        let category_root = request.filter.category_path.as_deref().map_or_else(Facet::root, category_facet);
+        let facet_roots = [
+            ("brand", f.brand, Facet::root()),
+            ("category", f.category, category_root),
+            ("price", f.price_bucket, Facet::root()),
+            ("", f.attributes, Facet::root()),
+        ];
+        let collector = |field: Field, root: &Facet| {
+            let mut collector = FacetCollector::for_field(searcher.schema().get_field_name(field));
+            collector.add_facet(root.clone());
+            collector
+        };
+        let [brand, category, price, attributes] = &facet_roots;
+        let (total, ((brand_counts, category_counts), (price_counts, attribute_counts))) = searcher
+            .search(
+                &query,
+                &(
+                    Count,
+                    (
+                        (collector(brand.1, &brand.2), collector(category.1, &category.2)),
+                        (collector(price.1, &price.2), collector(attributes.1, &attributes.2)),
+                    ),
+                ),
+            )
+            .map_err(index_error)?;
+        let active: Vec<&str> = filters.iter().map(|(name, _)| name.as_str()).collect();
+        let counts_for = |name: &str,
+                          field: Field,
+                          root: &Facet,
+                          unfiltered: tantivy::collector::FacetCounts|
+         -> Result<Vec<FacetCount>, SearchError> {
+            let counts = if active.contains(&name) {
+                searcher.search(&query_without(Some(name)), &collector(field, root)).map_err(index_error)?
+            } else {
+                unfiltered
+            };
+            Ok(sorted_counts(&counts, root))
+        };
+        let mut facets = vec![
+            ("brand".to_owned(), counts_for("brand", brand.1, &brand.2, brand_counts)?),
+            ("category".to_owned(), counts_for("category", category.1, &category.2, category_counts)?),
+            ("price".to_owned(), counts_for("price", price.1, &price.2, price_counts)?),
+        ];
+        let mut by_name: BTreeMap<String, Vec<FacetCount>> = BTreeMap::new();
+        for pair in sorted_counts(&attribute_counts, &Facet::root()) {
+            if let Some((name, value)) = pair.value.split_once('=') {
+                by_name
+                    .entry(name.to_owned())
+                    .or_default()
+                    .push(FacetCount { value: value.to_owned(), count: pair.count });
+            }
+        }
+        for (name, _) in &request.filter.attributes {
+            let widened = searcher
+                .search(&query_without(Some(name)), &collector(f.attributes, &Facet::root()))
+                .map_err(index_error)?;
+            let values = sorted_counts(&widened, &Facet::root())
+                .into_iter()
+                .filter_map(|pair| {
+                    let (pair_name, value) = pair.value.split_once('=')?;
+                    (pair_name == name).then(|| FacetCount { value: value.to_owned(), count: pair.count })
+                })
+                .collect();
+            by_name.insert(name.clone(), values);
+        }
+        facets.extend(by_name);
+        Ok(SearchHits { total: total as u64, product_ids, facets })
     }
 
     fn top_documents(
@@ -307,58 +387,6 @@ impl TantivyIndex {
                 Ok(hits.into_iter().map(|(_, address)| address).collect())
             }
         }
-    }
-
-    fn facets(
-        &self,
-        searcher: &Searcher,
-        query_without: &dyn Fn(Option<&str>) -> BooleanQuery,
-        request: &SearchRequest,
-    ) -> Result<Vec<(String, Vec<FacetCount>)>, SearchError> {
-        let f = &self.fields;
-        let counts = |facet_name: &str, field: Field, root: Facet| -> Result<Vec<FacetCount>, SearchError> {
-            let mut collector = FacetCollector::for_field(searcher.schema().get_field_name(field));
-            collector.add_facet(root.clone());
-            let counts = searcher.search(&query_without(Some(facet_name)), &collector).map_err(index_error)?;
-            let mut values: Vec<FacetCount> = counts
-                .get(root.to_path_string().as_str())
-                .map(|(facet, count)| FacetCount {
-                    value: facet.to_path().last().map(|s| s.to_string()).unwrap_or_default(),
-                    count,
-                })
-                .collect();
-            values.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
-            Ok(values)
-        };
-        let category_root = request.filter.category_path.as_deref().map_or_else(Facet::root, category_facet);
-        let mut facets = vec![
-            ("brand".to_owned(), counts("brand", f.brand, Facet::root())?),
-            ("category".to_owned(), counts("category", f.category, category_root)?),
-            ("price".to_owned(), counts("price", f.price_bucket, Facet::root())?),
-        ];
-        // Attributes: one pass over all name=value pairs, then per selected attribute a pass
-        // without its own selection.
-        let mut by_name: BTreeMap<String, Vec<FacetCount>> = BTreeMap::new();
-        for pair in counts("", f.attributes, Facet::root())? {
-            if let Some((name, value)) = pair.value.split_once('=') {
-                by_name
-                    .entry(name.to_owned())
-                    .or_default()
-                    .push(FacetCount { value: value.to_owned(), count: pair.count });
-            }
-        }
-        for (name, _) in &request.filter.attributes {
-            let widened = counts(name, f.attributes, Facet::root())?
-                .into_iter()
-                .filter_map(|pair| {
-                    let (pair_name, value) = pair.value.split_once('=')?;
-                    (pair_name == name).then(|| FacetCount { value: value.to_owned(), count: pair.count })
-                })
-                .collect();
-            by_name.insert(name.clone(), widened);
-        }
-        facets.extend(by_name);
-        Ok(facets)
     }
 }
 

@@ -74,13 +74,22 @@ impl AppContext {
             guest_ttl: config.guest_cart_ttl,
             retention: config.cart_retention,
         };
-        let carts = CartService::new(store.clone(), cache, bus.clone(), clock.clone(), limits, outbox_ready.clone());
+        let carts =
+            CartService::new(store.clone(), cache.clone(), bus.clone(), clock.clone(), limits, outbox_ready.clone());
         let secret = jwt_secret(&config)?;
         let tokens = TokenIssuer::new(&secret, config.access_token_ttl, config.guest_token_ttl);
         let auth = AuthService::new(store.clone(), clock.clone(), tokens, config.refresh_token_ttl, carts.clone());
         let catalog = CatalogService::new(store.clone(), clock.clone(), config.currency.clone());
         let index = TantivyIndex::open(&config.data_dir.join("search-index")).context("opening the search index")?;
-        let search = SearchService::new(Arc::new(index), store.clone());
+        let cache_hits = metrics.search_cache_hits.clone();
+        let search = SearchService::new(
+            Arc::new(index),
+            store.clone(),
+            config.search_cache.then(|| cache.clone()),
+            Arc::new(move || {
+                cache_hits.inc();
+            }),
+        );
         tracing::info!(backend = store.backend_name(), redis = config.redis_url.is_some(), "store ready");
         Ok(Self {
             config: Arc::new(config),

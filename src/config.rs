@@ -73,6 +73,11 @@ pub const KEYS: &[Key] = &[
     },
     Key { name: "cart_retention_days", default: "90", meaning: "any cart untouched this long is deleted" },
     Key {
+        name: "search_cache",
+        default: "true",
+        meaning: "serve identical searches from the result cache (5 minutes, dropped on any index change)",
+    },
+    Key {
         name: "ws_init_timeout_secs",
         default: "10",
         meaning: "a websocket that sends no connection_init this long is closed (4408)",
@@ -117,6 +122,7 @@ pub struct Config {
     pub cart_retention: Duration,
     pub sweep_interval: Duration,
     pub ws_init_timeout: Duration,
+    pub search_cache: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -210,6 +216,7 @@ impl Config {
             cart_retention: Duration::days(i64::try_from(reader.positive("cart_retention_days")?).unwrap_or(90)),
             sweep_interval: reader.seconds("sweep_interval_secs")?,
             ws_init_timeout: reader.seconds("ws_init_timeout_secs")?,
+            search_cache: reader.flag("search_cache")?,
         })
     }
 
@@ -261,6 +268,14 @@ impl Values {
     {
         let text = self.text(key);
         text.parse().map_err(|err| self.invalid(key, format!("`{text}`: {err}")))
+    }
+
+    fn flag(&self, key: &str) -> Result<bool, ConfigError> {
+        match self.text(key).to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            other => Err(self.invalid(key, format!("`{other}` is not true or false"))),
+        }
     }
 
     fn positive(&self, key: &str) -> Result<usize, ConfigError> {

@@ -24,6 +24,7 @@ pub struct Metrics {
     pub http_duration: Family<RouteLabels, Histogram>,
     /// Statements sent to the store; the N+1 test reads it through `/metrics`.
     pub store_queries: Counter,
+    pub search_cache_hits: Counter,
 }
 
 impl Default for Metrics {
@@ -37,7 +38,9 @@ impl Default for Metrics {
         registry.register("http_requests", "HTTP requests by method, route and status", http_requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency by route", http_duration.clone());
         registry.register("store_queries", "Statements sent to the store", store_queries.clone());
-        Self { registry, http_requests, http_duration, store_queries }
+        let search_cache_hits = Counter::default();
+        registry.register("search_cache_hits", "Searches answered from the result cache", search_cache_hits.clone());
+        Self { registry, http_requests, http_duration, store_queries, search_cache_hits }
     }
 }
 

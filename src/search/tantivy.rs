@@ -127,6 +127,10 @@ pub struct TantivyIndex {
     /// write the index (the serving process follows their changes).
     writer: Arc<tokio::sync::OnceCell<Arc<Mutex<IndexWriter>>>>,
     fields: Fields,
+    /// Bumped after every commit, so cached results of older contents are never served.
+    generation: Arc<std::sync::atomic::AtomicU64>,
+    /// Tells this index's generations from another instance's.
+    instance: String,
 }
 
 impl TantivyIndex {
@@ -136,7 +140,8 @@ impl TantivyIndex {
         let directory = tantivy::directory::MmapDirectory::open(dir).map_err(index_error)?;
         let index = Index::open_or_create(directory, schema).map_err(index_error)?;
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(index_error)?;
-        Ok(Self { index, reader, writer: Arc::default(), fields })
+        let instance = uuid::Uuid::new_v4().simple().to_string();
+        Ok(Self { index, reader, writer: Arc::default(), fields, generation: Arc::default(), instance })
     }
 
     fn document(&self, source: &SearchDocument) -> TantivyDocument {
@@ -407,17 +412,23 @@ impl SearchIndex for TantivyIndex {
             })
             .await?;
         let mut writer = writer.clone().lock_owned().await;
-        let (reader, id_field) = (self.reader.clone(), self.fields.id);
+        let (reader, id_field, generation) = (self.reader.clone(), self.fields.id, self.generation.clone());
         tokio::task::spawn_blocking(move || {
             for (id, doc) in docs {
                 writer.delete_term(Term::from_field_text(id_field, &id));
                 writer.add_document(doc).map_err(index_error)?;
             }
             writer.commit().map_err(index_error)?;
-            reader.reload().map_err(index_error)
+            reader.reload().map_err(index_error)?;
+            generation.fetch_add(1, std::sync::atomic::Ordering::Release);
+            Ok(())
         })
         .await
         .map_err(index_error)?
+    }
+
+    fn generation(&self) -> String {
+        format!("{}-{}", self.instance, self.generation.load(std::sync::atomic::Ordering::Acquire))
     }
 
     async fn document_count(&self) -> Result<u64, SearchError> {

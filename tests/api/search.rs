@@ -195,3 +195,16 @@ on_both_backends!(the_rest_search_facade, |backend: Backend| async move {
     assert_eq!(bad.json::<Value>().await.expect("json")["error"]["code"], "BAD_USER_INPUT");
     assert_eq!(get("minPrice=cheap").await.expect("get").status(), 400);
 });
+
+on_both_backends!(identical_searches_come_from_the_cache_until_the_index_changes, |backend: Backend| async move {
+    let server = seeded(backend).await;
+    let hits = || server.metric("shop_search_cache_hits_total");
+    let query = json!({ "q": "sofa", "f": { "category": "Home" }, "n": 5 });
+    let first = search(&server, query.clone()).await;
+    let before = hits().await;
+    let second = search(&server, query.clone()).await;
+    assert_eq!(first, second);
+    assert_eq!(hits().await, before + 1.0, "the repeat came from the cache");
+    search(&server, json!({ "q": "sofa", "f": { "category": "Home" }, "n": 6 })).await;
+    assert_eq!(hits().await, before + 1.0, "a different request is not a hit");
+});

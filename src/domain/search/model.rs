@@ -26,7 +26,7 @@ pub fn price_bucket(cents: i64) -> String {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub enum SearchSort {
     #[default]
     Relevance,
@@ -37,7 +37,7 @@ pub enum SearchSort {
     Popularity,
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct SearchFilter {
     /// A category path; matches it and its descendants.
     pub category_path: Option<String>,
@@ -50,7 +50,7 @@ pub struct SearchFilter {
     pub attributes: Vec<(String, Vec<String>)>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SearchRequest {
     /// Trimmed; empty browses the filtered catalog.
     pub text: String,
@@ -60,13 +60,13 @@ pub struct SearchRequest {
     pub offset: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FacetCount {
     pub value: String,
     pub count: u64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SearchHits {
     pub total: u64,
     pub product_ids: Vec<String>,
@@ -112,4 +112,7 @@ pub trait SearchIndex: Send + Sync {
     /// Adds or replaces documents (by id); visible to searches once this returns.
     async fn upsert(&self, documents: Vec<SearchDocument>) -> Result<(), SearchError>;
     async fn document_count(&self) -> Result<u64, SearchError>;
+    /// Changes whenever the searchable content changes, and differs between instances (each
+    /// has its own index); cached results carry it.
+    fn generation(&self) -> String;
 }

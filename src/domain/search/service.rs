@@ -9,7 +9,7 @@ use super::model::{
     MAX_PAGE, MAX_QUERY_CHARS, SearchError, SearchFilter, SearchHits, SearchIndex, SearchRequest, SearchSort,
 };
 use crate::domain::events::{CATALOG_TOPIC, Delivery, EventBus};
-use crate::domain::ports::Store;
+use crate::domain::ports::{Cache, Store};
 
 pub type SearchResult<T> = Result<T, SearchError>;
 
@@ -17,6 +17,8 @@ pub type SearchResult<T> = Result<T, SearchError>;
 const INDEX_BATCH: usize = 5_000;
 /// Changes arriving within this window are indexed (and committed) together.
 const INDEX_DEBOUNCE: Duration = Duration::from_millis(100);
+/// Identical searches within this time come from the result cache (unless the index changed).
+const RESULT_TTL: Duration = Duration::from_secs(300);
 
 pub struct SearchPage {
     pub hits: SearchHits,
@@ -28,11 +30,20 @@ pub struct SearchPage {
 pub struct SearchService {
     index: Arc<dyn SearchIndex>,
     store: Arc<dyn Store>,
+    /// Result cache; `None` when turned off.
+    results: Option<Arc<dyn Cache>>,
+    /// Called on every cache hit (feeds `shop_search_cache_hits_total`).
+    on_cache_hit: Arc<dyn Fn() + Send + Sync>,
 }
 
 impl SearchService {
-    pub fn new(index: Arc<dyn SearchIndex>, store: Arc<dyn Store>) -> Self {
-        Self { index, store }
+    pub fn new(
+        index: Arc<dyn SearchIndex>,
+        store: Arc<dyn Store>,
+        results: Option<Arc<dyn Cache>>,
+        on_cache_hit: Arc<dyn Fn() + Send + Sync>,
+    ) -> Self {
+        Self { index, store, results, on_cache_hit }
     }
 
     /// Runs a shopper's search. `category` is a category id or path; an unknown one matches
@@ -64,13 +75,34 @@ impl SearchService {
             }
         }
         let request = SearchRequest { text, filter, sort, limit, offset };
-        let hits = self.index.search(&request).await?;
+        let hits = self.cached_search(&request).await?;
         let end = offset + hits.product_ids.len();
         Ok(SearchPage {
             end_cursor: (!hits.product_ids.is_empty()).then(|| encode_cursor(end)),
             has_next_page: (end as u64) < hits.total,
             hits,
         })
+    }
+
+    /// Identical requests against the same index generation share one result. The cache is
+    /// an accelerator only: when it fails, the index answers.
+    async fn cached_search(&self, request: &SearchRequest) -> SearchResult<SearchHits> {
+        let Some(cache) = &self.results else { return self.index.search(request).await };
+        let generation = self.index.generation();
+        let key = format!("search:{generation}:{}", serde_json::to_string(request).unwrap_or_default());
+        if let Ok(Some(json)) = cache.get(&key).await
+            && let Ok(hits) = serde_json::from_str::<SearchHits>(&json)
+        {
+            (self.on_cache_hit)();
+            return Ok(hits);
+        }
+        let hits = self.index.search(request).await?;
+        if let Ok(json) = serde_json::to_string(&hits)
+            && let Err(err) = cache.put_versioned(&key, 0, &json, RESULT_TTL).await
+        {
+            tracing::debug!(error = %err, "search result cache unavailable");
+        }
+        Ok(hits)
     }
 
     /// Re-reads the products from the store and replaces their documents.

@@ -16,7 +16,8 @@ use crate::domain::catalog::CatalogService;
 use crate::domain::clock::Clock;
 use crate::domain::events::{EventBus, OutboxDispatcher};
 use crate::domain::ports::{Cache, Store};
-use crate::domain::search::SearchService;
+use crate::domain::search::synonyms::DEFAULT_SYNONYMS;
+use crate::domain::search::{SearchService, Synonyms};
 use crate::kv::{LocalBus, LocalCache, connect_redis};
 use crate::metrics::Metrics;
 use crate::search::TantivyIndex;
@@ -80,7 +81,13 @@ impl AppContext {
         let tokens = TokenIssuer::new(&secret, config.access_token_ttl, config.guest_token_ttl);
         let auth = AuthService::new(store.clone(), clock.clone(), tokens, config.refresh_token_ttl, carts.clone());
         let catalog = CatalogService::new(store.clone(), clock.clone(), config.currency.clone());
-        let index = TantivyIndex::open(&config.data_dir.join("search-index")).context("opening the search index")?;
+        let synonyms = match &config.synonyms_file {
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("reading SHOP_SYNONYMS_FILE {}", path.display()))?,
+            None => DEFAULT_SYNONYMS.to_owned(),
+        };
+        let index = TantivyIndex::open(&config.data_dir.join("search-index"), Synonyms::parse(&synonyms))
+            .context("opening the search index")?;
         let cache_hits = metrics.search_cache_hits.clone();
         let search = SearchService::new(
             Arc::new(index),

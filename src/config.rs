@@ -73,6 +73,11 @@ pub const KEYS: &[Key] = &[
     },
     Key { name: "cart_retention_days", default: "90", meaning: "any cart untouched this long is deleted" },
     Key {
+        name: "synonyms_file",
+        default: "",
+        meaning: "synonym groups (`a, b, c` per line) replacing the built-in ones",
+    },
+    Key {
         name: "search_cache",
         default: "true",
         meaning: "serve identical searches from the result cache (5 minutes, dropped on any index change)",
@@ -123,6 +128,7 @@ pub struct Config {
     pub sweep_interval: Duration,
     pub ws_init_timeout: Duration,
     pub search_cache: bool,
+    pub synonyms_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -217,6 +223,7 @@ impl Config {
             sweep_interval: reader.seconds("sweep_interval_secs")?,
             ws_init_timeout: reader.seconds("ws_init_timeout_secs")?,
             search_cache: reader.flag("search_cache")?,
+            synonyms_file: reader.optional("synonyms_file").map(PathBuf::from),
         })
     }
 

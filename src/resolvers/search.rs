@@ -44,7 +44,7 @@ impl SearchQuery {
                         .collect(),
                 })
                 .collect(),
-            corrected_query: None,
+            corrected_query: page.hits.corrected_query,
         })
     }
 }

@@ -25,11 +25,13 @@ use tokio::sync::Mutex;
 
 use crate::domain::search::model::price_bucket;
 use crate::domain::search::{
-    FacetCount, SearchDocument, SearchError, SearchFilter, SearchHits, SearchIndex, SearchRequest, SearchSort,
+    FacetCount, SearchDocument, SearchError, SearchFilter, SearchHits, SearchIndex, SearchRequest, SearchSort, Synonyms,
 };
 
 const WRITER_MEMORY: usize = 64 * 1024 * 1024;
 const ANALYZER: &str = "en_stem";
+/// Lower-cases and splits without stemming: the vocabulary spelling corrections come from.
+const RAW: &str = "default";
 
 #[derive(Clone, Copy)]
 struct Fields {
@@ -39,6 +41,7 @@ struct Fields {
     category_text: Field,
     attributes_text: Field,
     description: Field,
+    spell: Field,
     brand: Field,
     category: Field,
     attributes: Field,
@@ -65,6 +68,12 @@ impl Fields {
             category_text: builder.add_text_field("category_text", text.clone()),
             attributes_text: builder.add_text_field("attributes_text", text.clone()),
             description: builder.add_text_field("description", text),
+            spell: builder.add_text_field(
+                "spell",
+                TextOptions::default().set_indexing_options(
+                    TextFieldIndexing::default().set_tokenizer(RAW).set_index_option(IndexRecordOption::Basic),
+                ),
+            ),
             brand: builder.add_facet_field("brand", FacetOptions::default()),
             category: builder.add_facet_field("category", FacetOptions::default()),
             attributes: builder.add_facet_field("attributes", FacetOptions::default()),
@@ -106,6 +115,29 @@ fn category_facet(path: &str) -> Facet {
     facet(&path.split('/').collect::<Vec<_>>())
 }
 
+/// Edits (insertions, deletions, substitutions, adjacent transpositions) between two words.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in rows[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (rows[i - 1][j] + 1).min(rows[i][j - 1] + 1).min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = best;
+        }
+    }
+    rows[a.len()][b.len()]
+}
+
 /// A facet's children counts, most frequent first.
 fn sorted_counts(counts: &tantivy::collector::FacetCounts, root: &Facet) -> Vec<FacetCount> {
     let mut values: Vec<FacetCount> = counts
@@ -131,17 +163,26 @@ pub struct TantivyIndex {
     generation: Arc<std::sync::atomic::AtomicU64>,
     /// Tells this index's generations from another instance's.
     instance: String,
+    synonyms: Arc<Synonyms>,
 }
 
 impl TantivyIndex {
-    pub fn open(dir: &Path) -> Result<Self, SearchError> {
+    pub fn open(dir: &Path, synonyms: Synonyms) -> Result<Self, SearchError> {
         std::fs::create_dir_all(dir).map_err(index_error)?;
         let (schema, fields) = Fields::schema();
         let directory = tantivy::directory::MmapDirectory::open(dir).map_err(index_error)?;
         let index = Index::open_or_create(directory, schema).map_err(index_error)?;
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(index_error)?;
         let instance = uuid::Uuid::new_v4().simple().to_string();
-        Ok(Self { index, reader, writer: Arc::default(), fields, generation: Arc::default(), instance })
+        Ok(Self {
+            index,
+            reader,
+            writer: Arc::default(),
+            fields,
+            generation: Arc::default(),
+            instance,
+            synonyms: Arc::new(synonyms),
+        })
     }
 
     fn document(&self, source: &SearchDocument) -> TantivyDocument {
@@ -149,17 +190,21 @@ impl TantivyIndex {
         let mut doc = TantivyDocument::default();
         doc.add_text(f.id, &source.id);
         doc.add_text(f.title, &source.title);
+        doc.add_text(f.spell, &source.title);
         doc.add_text(f.description, &source.description);
         if let Some(brand) = &source.brand {
             doc.add_text(f.brand_text, brand);
+            doc.add_text(f.spell, brand);
             doc.add_facet(f.brand, facet(&[brand]));
         }
         if let Some(path) = &source.category_path {
             doc.add_text(f.category_text, path.replace('/', " "));
+            doc.add_text(f.spell, path.replace('/', " "));
             doc.add_facet(f.category, category_facet(path));
         }
         for attribute in &source.attributes {
             doc.add_text(f.attributes_text, &attribute.value);
+            doc.add_text(f.spell, &attribute.value);
             doc.add_facet(f.attributes, attribute_facet(&attribute.name, &attribute.value));
         }
         doc.add_facet(f.price_bucket, facet(&[&price_bucket(source.price_cents)]));
@@ -171,47 +216,117 @@ impl TantivyIndex {
         doc
     }
 
-    /// The query's terms, lower-cased and stemmed as the index stores them.
-    fn terms(&self, text: &str) -> Vec<String> {
-        let Some(mut analyzer) = self.index.tokenizers().get(ANALYZER) else { return Vec::new() };
+    /// The text's tokens through the named analyzer.
+    fn tokens(&self, analyzer: &str, text: &str) -> Vec<String> {
+        let Some(mut analyzer) = self.index.tokenizers().get(analyzer) else { return Vec::new() };
         let mut stream = analyzer.token_stream(text);
-        let mut terms = Vec::new();
+        let mut tokens = Vec::new();
         while stream.advance() {
-            terms.push(stream.token().text.clone());
+            tokens.push(stream.token().text.clone());
         }
-        terms
+        tokens
     }
 
-    fn text_query(&self, text: &str) -> Box<dyn Query> {
-        let terms = self.terms(text);
-        if terms.is_empty() {
+    /// Every word must match some field, as itself or a synonym (stemmed as the index stores
+    /// words), exactly, at one or two edits, or (the last word) as a prefix.
+    fn text_query(&self, words: &[String]) -> Box<dyn Query> {
+        if words.is_empty() {
             return Box::new(AllQuery);
         }
-        let last = terms.len() - 1;
-        let per_term: Vec<(Occur, Box<dyn Query>)> = terms
+        let last = words.len() - 1;
+        let per_word: Vec<(Occur, Box<dyn Query>)> = words
             .iter()
             .enumerate()
             .map(|(position, word)| {
                 let mut variants: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-                for (field, boost) in self.fields.searched() {
-                    let term = Term::from_field_text(field, word);
-                    let exact = TermQuery::new(term.clone(), IndexRecordOption::WithFreqs);
-                    variants.push((Occur::Should, Box::new(BoostQuery::new(Box::new(exact), boost))));
-                    let letters = word.chars().count();
-                    if letters >= 4 && field != self.fields.description {
-                        let distance = if letters >= 8 { 2 } else { 1 };
-                        let fuzzy = FuzzyTermQuery::new(term.clone(), distance, true);
-                        variants.push((Occur::Should, Box::new(BoostQuery::new(Box::new(fuzzy), boost * 0.5))));
-                    }
-                    if position == last && field != self.fields.description {
-                        let prefix = FuzzyTermQuery::new_prefix(term, 0, true);
-                        variants.push((Occur::Should, Box::new(BoostQuery::new(Box::new(prefix), boost * 0.5))));
+                for stem in self.synonyms.expand(word).iter().flat_map(|w| self.tokens(ANALYZER, w)) {
+                    for (field, boost) in self.fields.searched() {
+                        let term = Term::from_field_text(field, &stem);
+                        let exact = TermQuery::new(term.clone(), IndexRecordOption::WithFreqs);
+                        variants.push((Occur::Should, Box::new(BoostQuery::new(Box::new(exact), boost))));
+                        if field == self.fields.description {
+                            continue;
+                        }
+                        let letters = stem.chars().count();
+                        if letters >= 4 {
+                            let distance = if letters >= 8 { 2 } else { 1 };
+                            let fuzzy = FuzzyTermQuery::new(term.clone(), distance, true);
+                            variants.push((Occur::Should, Box::new(BoostQuery::new(Box::new(fuzzy), boost * 0.5))));
+                        }
+                        if position == last {
+                            let prefix = FuzzyTermQuery::new_prefix(term, 0, true);
+                            variants.push((Occur::Should, Box::new(BoostQuery::new(Box::new(prefix), boost * 0.5))));
+                        }
                     }
                 }
                 (Occur::Must, Box::new(BooleanQuery::new(variants)) as Box<dyn Query>)
             })
             .collect();
-        Box::new(BooleanQuery::new(per_term))
+        Box::new(BooleanQuery::new(per_word))
+    }
+
+    /// The query with each word the catalog does not know replaced by the most common known
+    /// word within the same edit distance the search allowed; `None` when nothing changed.
+    /// The last word is left alone when it begins a known word (type-ahead).
+    fn corrected_query(&self, searcher: &Searcher, words: &[String]) -> Option<String> {
+        let known = |word: &str| searcher.doc_freq(&Term::from_field_text(self.fields.spell, word)).unwrap_or(0) > 0;
+        let mut changed = false;
+        let corrected: Vec<String> = words
+            .iter()
+            .enumerate()
+            .map(|(position, word)| {
+                let letters = word.chars().count();
+                if letters < 4 || known(word) || (position + 1 == words.len() && self.begins_a_word(searcher, word)) {
+                    return word.clone();
+                }
+                let limit = if letters >= 8 { 2 } else { 1 };
+                match self.closest_word(searcher, word, limit) {
+                    Some(better) => {
+                        changed = true;
+                        better
+                    }
+                    None => word.clone(),
+                }
+            })
+            .collect();
+        changed.then(|| corrected.join(" "))
+    }
+
+    fn begins_a_word(&self, searcher: &Searcher, prefix: &str) -> bool {
+        searcher.segment_readers().iter().any(|segment| {
+            segment.inverted_index(self.fields.spell).ok().is_some_and(|inverted| {
+                inverted
+                    .terms()
+                    .range()
+                    .ge(prefix.as_bytes())
+                    .into_stream()
+                    .ok()
+                    .is_some_and(|mut terms| terms.advance() && terms.key().starts_with(prefix.as_bytes()))
+            })
+        })
+    }
+
+    /// The known word within `limit` edits of `word` that most documents contain.
+    fn closest_word(&self, searcher: &Searcher, word: &str, limit: usize) -> Option<String> {
+        let mut best: Option<(usize, u64, String)> = None;
+        for segment in searcher.segment_readers() {
+            let Ok(inverted) = segment.inverted_index(self.fields.spell) else { continue };
+            let Ok(mut terms) = inverted.terms().stream() else { continue };
+            while terms.advance() {
+                let Ok(candidate) = std::str::from_utf8(terms.key()) else { continue };
+                if candidate.len().abs_diff(word.len()) > limit {
+                    continue;
+                }
+                let distance = edit_distance(word, candidate);
+                let frequency = u64::from(terms.value().doc_freq);
+                if distance <= limit
+                    && best.as_ref().is_none_or(|(d, f, _)| distance < *d || (distance == *d && frequency > *f))
+                {
+                    best = Some((distance, frequency, candidate.to_owned()));
+                }
+            }
+        }
+        best.map(|(_, _, candidate)| candidate)
     }
 
     /// Filter clauses by facet name (`brand`, `category`, `price`, or an attribute name), so a
@@ -261,7 +376,8 @@ impl TantivyIndex {
 
     fn search_blocking(&self, request: &SearchRequest) -> Result<SearchHits, SearchError> {
         let searcher = self.reader.searcher();
-        let text = self.text_query(&request.text);
+        let words = self.tokens(RAW, &request.text);
+        let text = self.text_query(&words);
         let filters = self.filter_clauses(&request.filter);
         let query_without = |left_out: Option<&str>| -> BooleanQuery {
             let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, text.box_clone())];
@@ -351,7 +467,8 @@ impl TantivyIndex {
             by_name.insert(name.clone(), values);
         }
         facets.extend(by_name);
-        Ok(SearchHits { total: total as u64, product_ids, facets })
+        let corrected_query = if total > 0 { self.corrected_query(&searcher, &words) } else { None };
+        Ok(SearchHits { total: total as u64, product_ids, facets, corrected_query })
     }
 
     fn top_documents(

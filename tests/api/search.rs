@@ -208,3 +208,24 @@ on_both_backends!(identical_searches_come_from_the_cache_until_the_index_changes
     search(&server, json!({ "q": "sofa", "f": { "category": "Home" }, "n": 6 })).await;
     assert_eq!(hits().await, before + 1.0, "a different request is not a hit");
 });
+
+on_both_backends!(synonyms_and_spelling_corrections, |backend: Backend| async move {
+    let server = seeded(backend).await;
+    let query = "query($q: String) { searchProducts(query: $q, first: 50) { totalCount correctedQuery nodes { title category { path } } } }";
+    let run = |q: &'static str| server.data(query, json!({ "q": q }), None);
+    let settee = run("settee").await["searchProducts"].clone();
+    assert!(
+        settee["totalCount"].as_i64().is_some_and(|n| n > 0),
+        "no product says settee; its synonym sofa does: {settee}"
+    );
+    let sofa_like = |n: &Value| {
+        n["category"]["path"] == "Home/Furniture/Sofas" || n["title"].as_str().is_some_and(|t| t.contains("Sofa"))
+    };
+    assert!(settee["nodes"].as_array().expect("nodes").iter().all(sofa_like), "{settee}");
+
+    let misspelt = run("lether sofaa").await["searchProducts"].clone();
+    let corrected = misspelt["correctedQuery"].as_str().unwrap_or_default();
+    assert!(corrected.starts_with("leather sofa"), "{misspelt}");
+    assert_eq!(run("leather sofa").await["searchProducts"]["correctedQuery"], Value::Null, "nothing to correct");
+    assert_eq!(run("televi").await["searchProducts"]["correctedQuery"], Value::Null, "type-ahead is not a typo");
+});

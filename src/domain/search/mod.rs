@@ -3,8 +3,10 @@
 
 pub mod model;
 pub mod service;
+pub mod synonyms;
 
 pub use model::{
     FacetCount, SearchDocument, SearchError, SearchFilter, SearchHits, SearchIndex, SearchRequest, SearchSort,
 };
 pub use service::{SearchPage, SearchService};
+pub use synonyms::Synonyms;

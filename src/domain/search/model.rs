@@ -72,6 +72,8 @@ pub struct SearchHits {
     pub product_ids: Vec<String>,
     /// (facet name, counts): `brand`, `category`, `price`, then attribute names.
     pub facets: Vec<(String, Vec<FacetCount>)>,
+    /// The query with misspelt words replaced by the indexed words that matched instead.
+    pub corrected_query: Option<String>,
 }
 
 /// What the index holds of a product.

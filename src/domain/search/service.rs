@@ -173,7 +173,7 @@ impl SearchService {
 }
 
 fn empty_hits() -> SearchHits {
-    SearchHits { total: 0, product_ids: Vec::new(), facets: Vec::new() }
+    SearchHits { total: 0, product_ids: Vec::new(), facets: Vec::new(), corrected_query: None }
 }
 
 fn validate_filter(filter: &SearchFilter) -> SearchResult<()> {

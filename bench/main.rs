@@ -13,7 +13,8 @@
 //!   measures mutation-to-event latency on the subscribers.
 //! - `idle`: opens many idle `cartUpdated` subscriptions and reports server memory per subscription.
 //! - `search`: searchProducts with facets over a mix of distinct queries and filters (64
-//!   connections; use `--products 100000` or `1000000` for the catalog sizes).
+//!   connections; use `--products 100000` or `1000000` for the catalog sizes, and
+//!   `--env SHOP_SEARCH_CACHE=false` to measure without the result cache).
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -46,6 +47,8 @@ struct Options {
     idle: usize,
     /// Offered load in requests/s over all connections (open loop); unset: as fast as possible.
     rate: Option<f64>,
+    /// Extra `KEY=VALUE` settings for the server (e.g. `SHOP_SEARCH_CACHE=false`).
+    server_env: Vec<(String, String)>,
 }
 
 impl Options {
@@ -63,6 +66,7 @@ impl Options {
             changes: 300,
             idle: 10_000,
             rate: None,
+            server_env: Vec::new(),
         };
         while let Some(flag) = args.next() {
             let mut value = || args.next().ok_or_else(|| anyhow::anyhow!("{flag} needs a value"));
@@ -76,6 +80,11 @@ impl Options {
                 "--changes" => options.changes = value()?.parse()?,
                 "--idle" => options.idle = value()?.parse()?,
                 "--rate" => options.rate = Some(value()?.parse()?),
+                "--env" => {
+                    let setting = value()?;
+                    let (key, val) = setting.split_once('=').ok_or_else(|| anyhow::anyhow!("--env takes KEY=VALUE"))?;
+                    options.server_env.push((key.to_owned(), val.to_owned()));
+                }
                 other => anyhow::bail!("unknown option {other}"),
             }
         }
@@ -113,6 +122,7 @@ impl Server {
             .env("SHOP_ADMIN_EMAIL", ADMIN_EMAIL)
             .env("SHOP_ADMIN_PASSWORD", PASSWORD)
             .env("SHOP_LOG", "warn")
+            .envs(options.server_env.iter().cloned())
             .stdout(Stdio::null());
         let postgres_db = (options.backend == "postgres").then(|| format!("shop_bench_{}", std::process::id()));
         if let Some(db) = &postgres_db {
@@ -601,12 +611,9 @@ async fn search_scenario(options: &Options, server: &Server) -> anyhow::Result<(
         errors += worker_errors;
     }
     let seconds = started.elapsed().as_secs_f64();
-    report(
-        options,
-        server,
-        vec![row("searchProducts+facets", &all, errors, seconds)],
-        json!({ "distinct_searches": mix.len(), "connections": options.connections, "result_cache": "none yet" }),
-    );
+    let cache = !options.server_env.iter().any(|(k, v)| k == "SHOP_SEARCH_CACHE" && v == "false");
+    let extra = json!({ "distinct_searches": mix.len(), "connections": options.connections, "result_cache": cache });
+    report(options, server, vec![row("searchProducts+facets", &all, errors, seconds)], extra);
     Ok(())
 }
 

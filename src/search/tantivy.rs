@@ -227,8 +227,8 @@ impl TantivyIndex {
         tokens
     }
 
-    /// Every word must match some field, as itself or a synonym (stemmed as the index stores
-    /// words), exactly, at one or two edits, or (the last word) as a prefix.
+    /// Every word must match some field: itself exactly, at one or two edits or (the last
+    /// word) as a prefix, or one of its synonyms exactly (stemmed as the index stores words).
     fn text_query(&self, words: &[String]) -> Box<dyn Query> {
         if words.is_empty() {
             return Box::new(AllQuery);
@@ -239,12 +239,22 @@ impl TantivyIndex {
             .enumerate()
             .map(|(position, word)| {
                 let mut variants: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-                for stem in self.synonyms.expand(word).iter().flat_map(|w| self.tokens(ANALYZER, w)) {
+                let own_stems = self.tokens(ANALYZER, word);
+                let synonym_stems = self
+                    .synonyms
+                    .expand(word)
+                    .into_iter()
+                    .filter(|w| w != word)
+                    .flat_map(|w| self.tokens(ANALYZER, &w));
+                let stems =
+                    own_stems.iter().map(|stem| (stem.clone(), true)).chain(synonym_stems.map(|stem| (stem, false)));
+                for (stem, own) in stems.collect::<Vec<_>>() {
                     for (field, boost) in self.fields.searched() {
                         let term = Term::from_field_text(field, &stem);
                         let exact = TermQuery::new(term.clone(), IndexRecordOption::WithFreqs);
                         variants.push((Occur::Should, Box::new(BoostQuery::new(Box::new(exact), boost))));
-                        if field == self.fields.description {
+                        // Typo tolerance is for the shopper's own word; synonyms match exactly.
+                        if !own || field == self.fields.description {
                             continue;
                         }
                         let letters = stem.chars().count();

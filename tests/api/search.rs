@@ -182,12 +182,25 @@ on_both_backends!(catalog_changes_reach_search_within_a_second, |backend: Backen
 on_both_backends!(the_rest_search_facade, |backend: Backend| async move {
     let server = seeded(backend).await;
     let get = |query: &'static str| server.client.get(server.url(&format!("/products/search?{query}"))).send();
-    let response = get("q=sofa&category=Home&brand=Oakhaven&brand=Northwell&minPrice=100&sort=price_asc&limit=5")
-        .await
-        .expect("get");
+    let home = search(&server, json!({ "f": { "category": "Home" }, "n": 1 })).await;
+    let brands: Vec<&str> = facet(&home, "brand").iter().take(2).map(|(brand, _)| *brand).collect();
+    let url = format!(
+        "/products/search?category=Home&brand={}&brand={}&minPrice=1000&inStock=true&sort=price_asc&limit=5",
+        brands[0], brands[1]
+    );
+    let response = server.client.get(server.url(&url)).send().await.expect("get");
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.expect("json");
-    assert!(body["totalCount"].is_i64() && body["facets"].is_array(), "{body}");
+    assert!(body["totalCount"].as_i64().is_some_and(|n| n > 0) && body["facets"].is_array(), "{body}");
+    let found = nodes(&body);
+    assert!(found.len() <= 5);
+    for node in found {
+        assert!(node["category"]["path"].as_str().is_some_and(|p| p.starts_with("Home/")), "{node}");
+        assert!(brands.contains(&node["brand"].as_str().unwrap_or_default()) && node["inStock"] == true, "{node}");
+        assert!(node["price"]["centAmount"].as_i64().is_some_and(|c| c >= 1000), "{node}");
+    }
+    let prices: Vec<i64> = found.iter().filter_map(|n| n["price"]["centAmount"].as_i64()).collect();
+    assert!(prices.windows(2).all(|w| w[0] <= w[1]), "sorted by price: {prices:?}");
     let plain: Value = get("q=sofa&limit=3").await.expect("get").json().await.expect("json");
     assert!(nodes(&plain).len() <= 3 && plain["pageInfo"]["hasNextPage"].is_boolean());
     let bad = get("limit=1000").await.expect("get");

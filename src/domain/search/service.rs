@@ -117,6 +117,11 @@ impl SearchService {
         if self.index.document_count().await? == self.store.product_count().await? {
             return Ok(0);
         }
+        self.rebuild().await
+    }
+
+    /// Re-indexes every product from the store.
+    async fn rebuild(&self) -> SearchResult<u64> {
         let mut indexed = 0;
         let mut after: Option<String> = None;
         loop {
@@ -144,8 +149,9 @@ impl SearchService {
                     },
                 }
             }
+            // Missed events may have changed any product's price or stock, not only the count.
             let outcome = if batch.contains(&Delivery::Lagged) {
-                self.rebuild_if_stale().await.map(drop)
+                self.rebuild().await.map(drop)
             } else {
                 let ids: BTreeSet<String> = batch
                     .iter()

@@ -13,13 +13,19 @@ use crate::domain::auth::AuthService;
 use crate::domain::auth::tokens::TokenIssuer;
 use crate::domain::cart::{CartLimits, CartService};
 use crate::domain::catalog::CatalogService;
+use crate::domain::checkout::{CheckoutRules, CheckoutService};
 use crate::domain::clock::Clock;
 use crate::domain::events::{EventBus, OutboxDispatcher};
+use crate::domain::notify::NotificationWorker;
+use crate::domain::orders::OrderService;
+use crate::domain::payments::PaymentGateway;
 use crate::domain::ports::{Cache, Store};
 use crate::domain::search::synonyms::DEFAULT_SYNONYMS;
 use crate::domain::search::{SearchService, Synonyms};
 use crate::kv::{LocalBus, LocalCache, connect_redis};
 use crate::metrics::Metrics;
+use crate::notifier::FileNotifier;
+use crate::payments::TestGateway;
 use crate::search::TantivyIndex;
 
 /// Entries of the in-process cache (embedded mode).
@@ -33,10 +39,14 @@ pub struct AppContext {
     pub auth: AuthService,
     pub carts: CartService,
     pub search: SearchService,
+    pub checkout: CheckoutService,
+    pub orders: OrderService,
     pub bus: Arc<dyn EventBus>,
     pub clock: Arc<dyn Clock>,
     /// Woken after each change, so the outbox dispatcher publishes at once.
     pub outbox_ready: Arc<tokio::sync::Notify>,
+    /// Woken after each order, so its confirmation is sent at once.
+    pub notifications_ready: Arc<tokio::sync::Notify>,
     pub metrics: Arc<Metrics>,
     /// Set once the store is migrated and the first-start catalog is in place.
     pub catalog_ready: Arc<AtomicBool>,
@@ -97,6 +107,35 @@ impl AppContext {
                 cache_hits.inc();
             }),
         );
+        let notifications_ready = Arc::new(tokio::sync::Notify::new());
+        let gateway_ledger = config.data_dir.join("test-gateway.jsonl");
+        let gateway: Arc<dyn PaymentGateway> = Arc::new(
+            TestGateway::open(&gateway_ledger)
+                .with_context(|| format!("opening the test gateway's ledger {}", gateway_ledger.display()))?,
+        );
+        let rules = CheckoutRules {
+            reservation_ttl: config.reservation_ttl,
+            pricing: config.pricing.clone(),
+            retry: config.payment_retry.clone(),
+            abort_after_charge: config.fault_abort_after_charge,
+        };
+        let checkout = CheckoutService::new(
+            store.clone(),
+            gateway.clone(),
+            clock.clone(),
+            rules,
+            outbox_ready.clone(),
+            notifications_ready.clone(),
+        );
+        let orders = OrderService::new(
+            store.clone(),
+            bus.clone(),
+            gateway,
+            config.payment_retry.clone(),
+            clock.clone(),
+            outbox_ready.clone(),
+            notifications_ready.clone(),
+        );
         tracing::info!(backend = store.backend_name(), redis = config.redis_url.is_some(), "store ready");
         Ok(Self {
             config: Arc::new(config),
@@ -105,9 +144,12 @@ impl AppContext {
             auth,
             carts,
             search,
+            checkout,
+            orders,
             bus,
             clock,
             outbox_ready,
+            notifications_ready,
             metrics,
             catalog_ready: Arc::new(AtomicBool::new(false)),
         })
@@ -121,6 +163,18 @@ impl AppContext {
             bus: self.bus.clone(),
             clock: self.clock.clone(),
             wake: self.outbox_ready.clone(),
+        }
+    }
+}
+
+impl AppContext {
+    /// Sends order confirmations through the file notifier in the data dir.
+    pub fn notification_worker(&self) -> NotificationWorker {
+        NotificationWorker {
+            store: self.store.clone(),
+            notifier: Arc::new(FileNotifier { path: self.config.data_dir.join("notifications.log") }),
+            clock: self.clock.clone(),
+            wake: self.notifications_ready.clone(),
         }
     }
 }

@@ -8,6 +8,9 @@ use std::path::PathBuf;
 
 use chrono::Duration;
 
+use crate::domain::checkout::PricingRules;
+use crate::domain::payments::RetryPolicy;
+
 /// A configuration key: its TOML name (the variable is `SHOP_` + upper case), default, meaning.
 pub struct Key {
     pub name: &'static str,
@@ -87,10 +90,33 @@ pub const KEYS: &[Key] = &[
         default: "10",
         meaning: "a websocket that sends no connection_init this long is closed (4408)",
     },
+    Key { name: "reservation_ttl_secs", default: "600", meaning: "how long initiateCheckout holds the cart's stock" },
+    Key { name: "shipping_cents", default: "499", meaning: "flat shipping rate in minor units" },
+    Key { name: "free_shipping_from_cents", default: "5000", meaning: "orders whose subtotal reaches this ship free" },
+    Key {
+        name: "tax_rates",
+        default: "US=0,CA=500,GB=2000,DE=1900,FR=2000",
+        meaning: "tax per destination country in basis points (1900 = 19%); unlisted countries pay none",
+    },
+    Key {
+        name: "default_country",
+        default: "US",
+        meaning: "destination a checkout is priced for until placeOrder gives the shipping address",
+    },
+    Key {
+        name: "payment_retry_delays_ms",
+        default: "1000,2000,4000",
+        meaning: "waits before retrying a transient payment failure; empty: no retries",
+    },
+    Key {
+        name: "fault_abort_after_charge",
+        default: "false",
+        meaning: "testing only: abort the process right after a successful charge (proves crash recovery)",
+    },
     Key {
         name: "sweep_interval_secs",
         default: "60",
-        meaning: "how often expired carts and published events are cleaned up",
+        meaning: "how often expired reservations, expired carts and published events are cleaned up",
     },
 ];
 
@@ -129,6 +155,10 @@ pub struct Config {
     pub ws_init_timeout: Duration,
     pub search_cache: bool,
     pub synonyms_file: Option<PathBuf>,
+    pub reservation_ttl: Duration,
+    pub pricing: PricingRules,
+    pub payment_retry: RetryPolicy,
+    pub fault_abort_after_charge: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -189,6 +219,10 @@ impl Config {
         if !(currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase())) {
             return Err(reader.invalid("currency", "must be an ISO-4217 code such as USD"));
         }
+        let default_country = reader.text("default_country").to_ascii_uppercase();
+        if !(default_country.len() == 2 && default_country.bytes().all(|b| b.is_ascii_uppercase())) {
+            return Err(reader.invalid("default_country", "must be a two-letter country code such as US"));
+        }
         let database_url = reader.optional("database_url");
         if let Some(url) = &database_url
             && !crate::db::is_postgres_url(url)
@@ -224,6 +258,17 @@ impl Config {
             ws_init_timeout: reader.seconds("ws_init_timeout_secs")?,
             search_cache: reader.flag("search_cache")?,
             synonyms_file: reader.optional("synonyms_file").map(PathBuf::from),
+            reservation_ttl: reader.seconds("reservation_ttl_secs")?,
+            pricing: PricingRules {
+                shipping_cents: i64::from(reader.parsed::<u32>("shipping_cents")?),
+                free_shipping_from_cents: i64::from(reader.parsed::<u32>("free_shipping_from_cents")?),
+                tax_basis_points: PricingRules::parse_tax_rates(&reader.text("tax_rates"))
+                    .map_err(|message| reader.invalid("tax_rates", message))?,
+                default_country,
+            },
+            payment_retry: RetryPolicy::parse(&reader.text("payment_retry_delays_ms"))
+                .map_err(|message| reader.invalid("payment_retry_delays_ms", message))?,
+            fault_abort_after_charge: reader.flag("fault_abort_after_charge")?,
         })
     }
 

@@ -6,8 +6,10 @@ use async_graphql::{Enum, ErrorExtensions};
 use serde_json::json;
 
 use crate::domain::auth::AuthError;
-use crate::domain::cart::CartError;
+use crate::domain::cart::{CartError, StockShortage};
 use crate::domain::catalog::CatalogError;
+use crate::domain::checkout::CheckoutError;
+use crate::domain::orders::OrderError;
 use crate::domain::search::SearchError;
 
 /// Stable machine codes in `extensions.code`.
@@ -159,25 +161,62 @@ impl From<SearchError> for ApiError {
     }
 }
 
+/// OUT_OF_STOCK with `extensions.lines` naming every short line.
+fn out_of_stock(shortages: &[StockShortage]) -> ApiError {
+    let detail = shortages
+        .iter()
+        .map(|s| format!("{} has {} of the {} asked for", s.product_id, s.available, s.requested))
+        .collect::<Vec<_>>()
+        .join("; ");
+    ApiError {
+        lines: serde_json::to_value(shortages).ok(),
+        ..ApiError::new(ErrorCode::OutOfStock, format!("not enough stock: {detail}"))
+    }
+}
+
 impl From<CartError> for ApiError {
     fn from(err: CartError) -> Self {
         let message = err.to_string();
         match err {
             CartError::InvalidInput { field, message } => ApiError::invalid(field, message),
             CartError::ProductNotFound(_) => ApiError::new(ErrorCode::NotFound, message),
-            CartError::OutOfStock(shortages) => {
-                let detail = shortages
-                    .iter()
-                    .map(|s| format!("{} has {} of the {} asked for", s.product_id, s.available, s.requested))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                ApiError {
-                    lines: serde_json::to_value(&shortages).ok(),
-                    ..ApiError::new(ErrorCode::OutOfStock, format!("not enough stock: {detail}"))
-                }
-            }
+            CartError::OutOfStock(shortages) => out_of_stock(&shortages),
             CartError::Unauthenticated => ApiError::new(ErrorCode::Unauthenticated, message),
             CartError::Store(cause) => ApiError::internal("cart", &cause),
+        }
+    }
+}
+
+impl From<CheckoutError> for ApiError {
+    fn from(err: CheckoutError) -> Self {
+        let message = err.to_string();
+        match err {
+            CheckoutError::InvalidInput { field, message } => ApiError::invalid(field, message),
+            CheckoutError::Unauthenticated => ApiError::new(ErrorCode::Unauthenticated, message),
+            CheckoutError::NotFound(_) => ApiError::new(ErrorCode::NotFound, message),
+            CheckoutError::OutOfStock(shortages) => out_of_stock(&shortages),
+            CheckoutError::ReservationExpired => ApiError::new(ErrorCode::ReservationExpired, message),
+            CheckoutError::Conflict(_) => ApiError::new(ErrorCode::Conflict, message),
+            CheckoutError::PaymentDeclined(_) => ApiError::new(ErrorCode::PaymentDeclined, message),
+            CheckoutError::PaymentInProgress => ApiError::new(ErrorCode::PaymentInProgress, message),
+            CheckoutError::Gateway(cause) => ApiError::internal("checkout: payment gateway", &cause),
+            CheckoutError::Store(cause) => ApiError::internal("checkout", &cause),
+        }
+    }
+}
+
+impl From<OrderError> for ApiError {
+    fn from(err: OrderError) -> Self {
+        let message = err.to_string();
+        match err {
+            OrderError::InvalidInput { field, message } => ApiError::invalid(field, message),
+            OrderError::Unauthenticated => ApiError::new(ErrorCode::Unauthenticated, message),
+            OrderError::Forbidden => ApiError::new(ErrorCode::Forbidden, message),
+            OrderError::NotFound(_) => ApiError::new(ErrorCode::NotFound, message),
+            OrderError::Conflict(_) => ApiError::new(ErrorCode::Conflict, message),
+            OrderError::PaymentDeclined(_) => ApiError::new(ErrorCode::PaymentDeclined, message),
+            OrderError::Gateway(cause) => ApiError::internal("orders: payment gateway", &cause),
+            OrderError::Store(cause) => ApiError::internal("orders", &cause),
         }
     }
 }

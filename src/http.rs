@@ -134,7 +134,7 @@ async fn execute(
         Err(err) => return unauthorized(&err),
     };
     let mut request = request;
-    request.data = request_data(viewer, Loaders::new(&state.app.catalog));
+    request.data = request_data(viewer, Loaders::new(&state.app));
     let response = state.schema.execute(request).await;
     // Under graphql-response+json a request error (nothing executed) is a 400.
     let status = if media == MediaType::GraphqlResponseJson
@@ -302,7 +302,7 @@ async fn graphql_ws(State(state): State<HttpState>, protocol: GraphQLProtocol, u
                         .auth
                         .viewer_from_authorization(authorization)
                         .map_err(|err| async_graphql::Error::from(ApiError::from(err)))?;
-                    Ok(request_data(viewer, Loaders::uncached(&app.catalog)))
+                    Ok(request_data(viewer, Loaders::uncached(&app)))
                 })
                 .serve()
                 .await

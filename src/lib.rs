@@ -10,6 +10,8 @@ pub mod http;
 pub mod kv;
 pub mod loaders;
 pub mod metrics;
+pub mod notifier;
+pub mod payments;
 pub mod playground;
 pub mod resolvers;
 pub mod rest;

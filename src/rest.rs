@@ -19,6 +19,17 @@ const CART_FIELDS: &str = "fragment CartFields on Cart { id version updatedAt to
     items { quantity unitPrice { centAmount currencyCode } lineTotal { centAmount currencyCode } priceChanged \
     product { id title price { centAmount currencyCode } inStock availableQuantity } } }";
 
+const CHECKOUT_FIELDS: &str = "fragment CheckoutFields on CheckoutSession { id status expiresAt \
+    items { quantity unitPrice { centAmount currencyCode } lineTotal { centAmount currencyCode } product { id title } } \
+    subtotal { centAmount currencyCode } shipping { centAmount currencyCode } tax { centAmount currencyCode } \
+    total { centAmount currencyCode } }";
+
+const ORDER_FIELDS: &str = "fragment OrderFields on Order { id status createdAt \
+    items { quantity unitPrice { centAmount currencyCode } lineTotal { centAmount currencyCode } product { id title } } \
+    subtotal { centAmount currencyCode } shipping { centAmount currencyCode } tax { centAmount currencyCode } \
+    total { centAmount currencyCode } payment { id status amount { centAmount currencyCode } gatewayReference } \
+    events { orderId type status at } }";
+
 const SEARCH_FIELDS: &str = "fragment SearchFields on ProductSearchResult { totalCount correctedQuery \
     pageInfo { hasNextPage endCursor } facets { name values { value count } } \
     nodes { id title brand price { centAmount currencyCode } rating reviewCount inStock category { path } } }";
@@ -28,6 +39,8 @@ pub(crate) fn routes() -> Router<HttpState> {
         .route("/products/search", get(search_products))
         .route("/cart", get(get_cart))
         .route("/cart/items", post(add_cart_item))
+        .route("/checkout/initiate", post(initiate_checkout))
+        .route("/checkout/payment", post(place_order))
 }
 
 fn error_response(err: &ApiError) -> Response {
@@ -43,7 +56,7 @@ async fn run(state: &HttpState, headers: &HeaderMap, document: String, variables
         Err(err) => return error_response(&err),
     };
     let mut request = async_graphql::Request::new(document).variables(Variables::from_json(variables));
-    request.data = request_data(viewer, Loaders::new(&state.app.catalog));
+    request.data = request_data(viewer, Loaders::new(&state.app));
     let mut response = state.schema.execute(request).await;
     if let Some(error) = response.errors.first() {
         let code = error
@@ -65,6 +78,34 @@ async fn get_cart(State(state): State<HttpState>, headers: HeaderMap) -> Respons
     run(&state, &headers, format!("query {{ cart {{ ...CartFields }} }} {CART_FIELDS}"), json!({}), "cart").await
 }
 
+/// The JSON body, or the REST error that names what is wrong with it.
+fn body_of<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, Response> {
+    body.map(|Json(value)| value).map_err(|rejection| {
+        error_response(&ApiError::new(ErrorCode::BadUserInput, format!("body: {}", rejection.body_text())))
+    })
+}
+
+async fn initiate_checkout(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    let operation = format!("mutation {{ initiateCheckout {{ ...CheckoutFields }} }} {CHECKOUT_FIELDS}");
+    run(&state, &headers, operation, json!({}), "initiateCheckout").await
+}
+
+/// `POST /checkout/payment` with a PlaceOrderInput as the body.
+async fn place_order(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Response {
+    let input = match body_of(body) {
+        Ok(input) => input,
+        Err(response) => return response,
+    };
+    let operation = format!(
+        "mutation($input: PlaceOrderInput!) {{ placeOrder(input: $input) {{ ...OrderFields }} }} {ORDER_FIELDS}"
+    );
+    run(&state, &headers, operation, json!({ "input": input }), "placeOrder").await
+}
+
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct AddCartItem {
@@ -77,11 +118,9 @@ async fn add_cart_item(
     headers: HeaderMap,
     body: Result<Json<AddCartItem>, JsonRejection>,
 ) -> Response {
-    let Json(item) = match body {
-        Ok(body) => body,
-        Err(rejection) => {
-            return error_response(&ApiError::new(ErrorCode::BadUserInput, format!("body: {}", rejection.body_text())));
-        }
+    let item: AddCartItem = match body_of(body) {
+        Ok(item) => item,
+        Err(response) => return response,
     };
     let operation = "mutation($productId: ID!, $quantity: Int!) { addCartItem(productId: $productId, quantity: $quantity) { ...CartFields } }";
     let variables = json!({ "productId": item.product_id, "quantity": item.quantity });

@@ -39,12 +39,24 @@ impl RunningServer {
     }
 }
 
-/// Deletes expired carts and old published events, every `sweep_interval`.
+/// A checkout still CHARGING after this long has lost its request (a crash, a hung gateway).
+const STUCK_CHECKOUT: chrono::Duration = chrono::Duration::minutes(2);
+
+/// Returns expired reservations' stock, resumes stuck checkouts, deletes expired carts and old
+/// published events, every `sweep_interval`.
 async fn sweep(app: AppContext) {
     let mut ticks =
         tokio::time::interval(app.config.sweep_interval.to_std().unwrap_or(std::time::Duration::from_secs(60)));
     loop {
         ticks.tick().await;
+        match app.checkout.expire_due().await {
+            Ok(0) => {}
+            Ok(expired) => tracing::info!(expired, "expired checkout reservations returned to stock"),
+            Err(err) => tracing::warn!(error = %err, "expiring reservations failed"),
+        }
+        if let Err(err) = app.checkout.recover(app.clock.now() - STUCK_CHECKOUT).await {
+            tracing::warn!(error = %err, "resuming stuck checkouts failed");
+        }
         match app.carts.sweep_expired().await {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "expired carts deleted"),
@@ -76,7 +88,15 @@ pub async fn start(app: AppContext) -> anyhow::Result<RunningServer> {
             })
             .await
     });
+    // A checkout a crash interrupted is finished (or undone) before new ones start.
+    let resumed = app.checkout.recover(app.clock.now() + chrono::Duration::seconds(1)).await;
+    match resumed {
+        Ok(0) => {}
+        Ok(count) => tracing::info!(count, "unfinished checkouts resumed"),
+        Err(err) => tracing::warn!(error = %err, "resuming unfinished checkouts failed"),
+    }
     let background = vec![
+        tokio::spawn(app.notification_worker().run()),
         tokio::spawn(prepare_catalog(app.clone())),
         tokio::spawn(app.outbox_dispatcher().run()),
         tokio::spawn(sweep(app.clone())),

@@ -1,5 +1,7 @@
 //! The Store adapter: diesel-async over PostgreSQL or SQLite, one query code for both.
 
+pub mod checkout_models;
+mod checkout_store;
 pub mod models;
 pub mod pool;
 pub mod repo;
@@ -36,5 +38,11 @@ impl From<diesel::result::Error> for StoreError {
 impl From<diesel::result::Error> for crate::domain::cart::CartError {
     fn from(err: diesel::result::Error) -> Self {
         crate::domain::cart::CartError::Store(err.into())
+    }
+}
+
+impl From<diesel::result::Error> for crate::domain::checkout::CheckoutError {
+    fn from(err: diesel::result::Error) -> Self {
+        crate::domain::checkout::CheckoutError::Store(err.into())
     }
 }

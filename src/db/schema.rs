@@ -91,10 +91,123 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    checkout_sessions (id) {
+        id -> Text,
+        owner -> Text,
+        status -> Text,
+        items -> Text,
+        subtotal_cents -> BigInt,
+        shipping_cents -> BigInt,
+        tax_cents -> BigInt,
+        total_cents -> BigInt,
+        currency_code -> Text,
+        saga_id -> Nullable<Text>,
+        expires_at -> Timestamp,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    reservations (session_id, product_id) {
+        session_id -> Text,
+        product_id -> Text,
+        quantity -> Integer,
+        owner -> Text,
+        status -> Text,
+        expires_at -> Timestamp,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    checkout_sagas (id) {
+        id -> Text,
+        owner -> Text,
+        idempotency_key -> Text,
+        request_hash -> Text,
+        session_id -> Text,
+        step -> Text,
+        request -> Text,
+        order_id -> Nullable<Text>,
+        failure -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    payments (id) {
+        id -> Text,
+        saga_id -> Text,
+        owner -> Text,
+        attempt -> Integer,
+        idempotency_key -> Text,
+        status -> Text,
+        amount_cents -> BigInt,
+        currency_code -> Text,
+        payment_method -> Text,
+        gateway_reference -> Nullable<Text>,
+        failure -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    orders (id) {
+        id -> Text,
+        owner -> Text,
+        status -> Text,
+        items -> Text,
+        subtotal_cents -> BigInt,
+        shipping_cents -> BigInt,
+        tax_cents -> BigInt,
+        total_cents -> BigInt,
+        currency_code -> Text,
+        shipping_address -> Text,
+        session_id -> Text,
+        saga_id -> Text,
+        payment_id -> Nullable<Text>,
+        version -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    order_events (order_id, seq) {
+        order_id -> Text,
+        seq -> BigInt,
+        event_type -> Text,
+        status -> Text,
+        data -> Text,
+        at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    notifications (id) {
+        id -> Text,
+        order_id -> Text,
+        recipient -> Text,
+        subject -> Text,
+        body -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        sent_at -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(products -> categories (category_id));
 diesel::joinable!(cart_items -> carts (cart_id));
 diesel::joinable!(inventory -> products (product_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
+diesel::joinable!(reservations -> checkout_sessions (session_id));
+diesel::joinable!(order_events -> orders (order_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     categories,
@@ -104,5 +217,12 @@ diesel::allow_tables_to_appear_in_same_query!(
     refresh_tokens,
     carts,
     cart_items,
-    outbox
+    outbox,
+    checkout_sessions,
+    reservations,
+    checkout_sagas,
+    payments,
+    orders,
+    order_events,
+    notifications
 );

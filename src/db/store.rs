@@ -23,7 +23,7 @@ use crate::domain::search::SearchDocument;
 /// The Store port over diesel-async; the pool decides the backend.
 #[derive(Clone)]
 pub struct DbStore {
-    pool: Pool,
+    pub(super) pool: Pool,
 }
 
 impl DbStore {
@@ -86,7 +86,8 @@ impl CatalogStore for DbStore {
             records.iter().partition(|r| r.stock.is_some());
         let stocked: Vec<InventoryRow> = with_stock.into_iter().map(inventory_row).collect();
         let unstocked: Vec<InventoryRow> = without_stock.into_iter().map(inventory_row).collect();
-        let event = catalog_event(records.iter().map(|r| r.product.id.clone()).collect())?;
+        let event =
+            catalog_event(records.iter().map(|r| r.product.id.clone()).collect(), chrono::Utc::now().naive_utc())?;
         self.pool
             .transaction(async |c| {
                 catalog::insert_missing_categories(c, &category_rows).await?;
@@ -99,7 +100,7 @@ impl CatalogStore for DbStore {
     }
 
     async fn set_stock(&self, product_id: &str, available: i32) -> StoreResult<Option<StockLevel>> {
-        let event = catalog_event(vec![product_id.to_owned()])?;
+        let event = catalog_event(vec![product_id.to_owned()], chrono::Utc::now().naive_utc())?;
         let row = self
             .pool
             .transaction(async |c| -> StoreResult<_> {
@@ -175,10 +176,10 @@ impl UserStore for DbStore {
 }
 
 /// The event that tells search (on every instance) which products changed.
-fn catalog_event(product_ids: Vec<String>) -> StoreResult<NewOutboxRow> {
+pub(super) fn catalog_event(product_ids: Vec<String>, now: chrono::NaiveDateTime) -> StoreResult<NewOutboxRow> {
     let payload =
         serde_json::to_string(&product_ids).map_err(|err| StoreError::internal("serializing a catalog event", err))?;
-    Ok(NewOutboxRow { topic: CATALOG_TOPIC.to_owned(), payload, created_at: chrono::Utc::now().naive_utc() })
+    Ok(NewOutboxRow { topic: CATALOG_TOPIC.to_owned(), payload, created_at: now })
 }
 
 fn search_document((row, available, category_path): catalog::SearchRow) -> SearchDocument {
@@ -199,7 +200,7 @@ fn search_document((row, available, category_path): catalog::SearchRow) -> Searc
 }
 
 /// The carts with these ids (in the given order) and their lines.
-async fn load_carts(c: &mut Conn<'_>, ids: &[String]) -> StoreResult<Vec<Cart>> {
+pub(super) async fn load_carts(c: &mut Conn<'_>, ids: &[String]) -> StoreResult<Vec<Cart>> {
     let rows = carts::carts_by_ids(c, ids).await?;
     let mut lines: HashMap<String, Vec<CartLine>> = HashMap::new();
     for item in carts::items_of(c, ids).await? {
@@ -226,7 +227,7 @@ async fn load_offers(c: &mut Conn<'_>, product_ids: &[String]) -> StoreResult<Ha
 
 /// Writes the difference between a cart's lines and its new lines, bumps its version and
 /// queues its event.
-async fn write_cart(
+pub(super) async fn write_cart(
     c: &mut Conn<'_>,
     before: &Cart,
     lines: Vec<CartLine>,

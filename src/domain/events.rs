@@ -38,6 +38,11 @@ pub fn cart_topic(owner: &str) -> String {
     format!("cart.{owner}")
 }
 
+/// Events of every order of one owner.
+pub fn order_topic(owner: &str) -> String {
+    format!("order.{owner}")
+}
+
 /// Publishes the outbox after commit: at once when a change wakes it, and on a short timer
 /// for anything left over (a failed publish, another process's writes).
 pub struct OutboxDispatcher {

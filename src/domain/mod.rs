@@ -4,7 +4,11 @@
 pub mod auth;
 pub mod cart;
 pub mod catalog;
+pub mod checkout;
 pub mod clock;
 pub mod events;
+pub mod notify;
+pub mod orders;
+pub mod payments;
 pub mod ports;
 pub mod search;

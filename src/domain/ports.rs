@@ -10,7 +10,11 @@ use crate::domain::auth::model::{NewRefreshToken, RefreshTokenUse, User};
 use crate::domain::cart::{Cart, CartError, CartLine, CartOwner};
 use crate::domain::catalog::Money;
 use crate::domain::catalog::model::{Category, Product, ProductRecord, StockLevel};
+use crate::domain::checkout::{CheckoutError, CheckoutSession, CheckoutStatus, Saga, SagaStep, Totals};
 use crate::domain::events::EventBus;
+use crate::domain::notify::Notification;
+use crate::domain::orders::{Order, OrderEvent, OrderStatus, PlacedOrder};
+use crate::domain::payments::{Payment, PaymentStatus};
 use crate::domain::search::SearchDocument;
 
 /// A store failure. `Conflict` is a uniqueness or constraint violation the domain can explain;
@@ -120,6 +124,165 @@ pub trait OutboxStore: Send + Sync {
     async fn delete_published_events(&self, published_before: DateTime<Utc>) -> StoreResult<u64>;
 }
 
+/// Decides, inside the reserving transaction, which lines to reserve at what prices: given the
+/// locked cart and the offers of its products, the priced lines and their totals.
+pub type CheckoutDecision =
+    Box<dyn FnOnce(&Cart, &HashMap<String, ProductOffer>) -> Result<(Vec<CartLine>, Totals), CheckoutError> + Send>;
+
+#[derive(Debug, Clone)]
+pub struct NewCheckout {
+    pub id: String,
+    pub owner: CartOwner,
+    pub now: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewPayment {
+    pub id: String,
+    pub amount: Money,
+    pub payment_method: String,
+}
+
+/// A saga taking a checkout session to pay for it.
+#[derive(Debug, Clone)]
+pub struct PaymentClaim {
+    /// Inserted when new; otherwise moved from FAILED back to CHARGING.
+    pub saga: Saga,
+    pub is_new: bool,
+    /// The charge attempt to record; `None` when the order goes to review uncharged.
+    pub payment: Option<NewPayment>,
+    pub now: DateTime<Utc>,
+}
+
+/// Everything that happens at once when a checkout becomes an order.
+#[derive(Debug, Clone)]
+pub struct CheckoutCompletion {
+    pub saga_id: String,
+    /// The completed charge: payment id and gateway reference (none for a held order).
+    pub payment: Option<(String, String)>,
+    pub order: PlacedOrder,
+    pub status: OrderStatus,
+    pub notification: Option<Notification>,
+    pub now: DateTime<Utc>,
+}
+
+/// One appended order event, with what it does to stock and payment.
+#[derive(Debug, Clone)]
+pub struct OrderChange {
+    pub owner: CartOwner,
+    pub session_id: String,
+    pub event: OrderEvent,
+    pub restock: bool,
+    /// Payment id, new status, gateway reference.
+    pub payment: Option<(String, PaymentStatus, Option<String>)>,
+    pub notification: Option<Notification>,
+}
+
+#[async_trait]
+pub trait CheckoutStore: Send + Sync {
+    /// In one transaction: locks the owner's cart, releases the owner's other open sessions that
+    /// no payment holds, lets `decide` price the lines, reserves every line with one conditional
+    /// update each (all or nothing: OUT_OF_STOCK names every short line), and writes the session
+    /// and its reservations.
+    async fn reserve_checkout(
+        &self,
+        checkout: &NewCheckout,
+        decide: CheckoutDecision,
+    ) -> Result<CheckoutSession, CheckoutError>;
+    async fn checkout_session(&self, id: &str) -> StoreResult<Option<CheckoutSession>>;
+    /// Moves a RESERVED session that no payment holds to `status` (CANCELLED or EXPIRED) and
+    /// returns its units to stock. False when the session was not in that state.
+    async fn release_checkout(&self, id: &str, status: CheckoutStatus, now: DateTime<Utc>) -> StoreResult<bool>;
+    /// Open sessions past their expiry that no payment holds.
+    async fn expired_checkouts(&self, now: DateTime<Utc>, limit: i64) -> StoreResult<Vec<String>>;
+    async fn saga_by_key(&self, owner: &CartOwner, idempotency_key: &str) -> StoreResult<Option<Saga>>;
+    async fn saga(&self, id: &str) -> StoreResult<Option<Saga>>;
+    async fn sagas_in_step(&self, step: SagaStep, updated_before: DateTime<Utc>) -> StoreResult<Vec<Saga>>;
+    /// In one transaction: records the saga (new, or a FAILED one retried), claims the session
+    /// for it and records the charge attempt. Fails with PAYMENT_IN_PROGRESS when another
+    /// request holds the key, and CONFLICT when the session cannot be paid for now.
+    async fn claim_payment(&self, claim: &PaymentClaim) -> Result<Option<Payment>, CheckoutError>;
+    async fn latest_payment(&self, saga_id: &str) -> StoreResult<Option<Payment>>;
+    /// The attempt failed: the payment and saga become FAILED and the session is free again.
+    async fn fail_payment(
+        &self,
+        saga_id: &str,
+        payment_id: Option<&str>,
+        failure: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// In one transaction: completes the saga (if it is still CHARGING; false otherwise) and
+    /// the payment, creates the order with its first event, confirms the reservations,
+    /// completes the session, removes the bought lines from the cart, queues the notification
+    /// and the order event.
+    async fn complete_checkout(&self, completion: &CheckoutCompletion) -> StoreResult<bool>;
+    /// Undoes a charged saga that could not make its order: payment REFUNDED, stock released,
+    /// session FAILED.
+    async fn compensate_checkout(
+        &self,
+        saga_id: &str,
+        payment_id: &str,
+        failure: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    async fn failed_payments_since(&self, owner: &CartOwner, since: DateTime<Utc>) -> StoreResult<u64>;
+}
+
+#[async_trait]
+pub trait OrderStore: Send + Sync {
+    async fn orders_by_ids(&self, ids: &[String]) -> StoreResult<Vec<Order>>;
+    /// The owner's orders, newest first, after the (created_at, id) cursor.
+    async fn orders_of(
+        &self,
+        owner: &CartOwner,
+        after: Option<(DateTime<Utc>, String)>,
+        limit: i64,
+    ) -> StoreResult<Vec<Order>>;
+    async fn order_count(&self, owner: &CartOwner) -> StoreResult<u64>;
+    /// Events of the orders, each order's oldest first.
+    async fn order_events(&self, order_ids: &[String]) -> StoreResult<Vec<OrderEvent>>;
+    async fn payments_by_ids(&self, ids: &[String]) -> StoreResult<Vec<Payment>>;
+    /// A charge attempt for a held order (its review was approved).
+    async fn add_payment_attempt(
+        &self,
+        saga_id: &str,
+        payment: &NewPayment,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Payment>;
+    async fn record_payment(
+        &self,
+        payment_id: &str,
+        status: PaymentStatus,
+        failure: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Appends the event if the order is still at the version before it (false otherwise) and
+    /// applies it: projection, stock, payment, notification, and the order event for
+    /// subscribers, in one transaction.
+    async fn change_order(&self, change: &OrderChange) -> StoreResult<bool>;
+}
+
+#[async_trait]
+pub trait NotificationStore: Send + Sync {
+    /// Notifications due now, each leased until `lease_until` so that no other worker sends it.
+    async fn claim_due_notifications(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<Notification>>;
+    async fn notification_sent(&self, id: &str, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Records a failed send; `retry_at: None` gives it up.
+    async fn notification_failed(
+        &self,
+        id: &str,
+        attempts: i32,
+        retry_at: Option<DateTime<Utc>>,
+        error: &str,
+    ) -> StoreResult<()>;
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("cache: {0}")]
 pub struct CacheError(pub String);
@@ -134,7 +297,9 @@ pub trait Cache: Send + Sync {
 }
 
 #[async_trait]
-pub trait Store: CatalogStore + UserStore + CartStore + OutboxStore {
+pub trait Store:
+    CatalogStore + UserStore + CartStore + OutboxStore + CheckoutStore + OrderStore + NotificationStore
+{
     /// `postgres` or `sqlite`, for logs and readiness.
     fn backend_name(&self) -> &'static str;
     async fn ping(&self) -> StoreResult<()>;

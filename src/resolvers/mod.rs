@@ -5,8 +5,10 @@ mod admin;
 mod auth;
 mod cart;
 mod catalog;
+mod checkout;
 mod error_codes;
 mod meta;
+mod orders;
 mod pending;
 mod search;
 pub mod types;
@@ -24,17 +26,26 @@ pub struct QueryRoot(
     search::SearchQuery,
     auth::AuthQuery,
     cart::CartQuery,
+    checkout::CheckoutQuery,
+    orders::OrderQuery,
     meta::MetaQuery,
     pending::PendingQuery,
 );
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(auth::AuthMutation, cart::CartMutation, admin::AdminMutation, pending::PendingMutation);
+pub struct MutationRoot(
+    auth::AuthMutation,
+    cart::CartMutation,
+    checkout::CheckoutMutation,
+    orders::OrderMutation,
+    admin::AdminMutation,
+    pending::PendingMutation,
+);
 
 #[derive(MergedSubscription, Default)]
 #[graphql(name = "Subscription")]
-pub struct SubscriptionRoot(cart::CartSubscription, pending::PendingSubscription);
+pub struct SubscriptionRoot(cart::CartSubscription, orders::OrderSubscription, pending::PendingSubscription);
 
 pub type ShopSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 

@@ -2,6 +2,8 @@
 
 pub mod carts;
 pub mod catalog;
+pub mod checkout;
+pub mod orders;
 pub mod outbox;
 pub mod users;
 

@@ -121,6 +121,7 @@ impl AppContext {
         };
         let checkout = CheckoutService::new(
             store.clone(),
+            carts.clone(),
             gateway.clone(),
             clock.clone(),
             rules,

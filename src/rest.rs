@@ -79,10 +79,9 @@ async fn get_cart(State(state): State<HttpState>, headers: HeaderMap) -> Respons
 }
 
 /// The JSON body, or the REST error that names what is wrong with it.
-fn body_of<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, Response> {
-    body.map(|Json(value)| value).map_err(|rejection| {
-        error_response(&ApiError::new(ErrorCode::BadUserInput, format!("body: {}", rejection.body_text())))
-    })
+fn body_of<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    body.map(|Json(value)| value)
+        .map_err(|rejection| ApiError::new(ErrorCode::BadUserInput, format!("body: {}", rejection.body_text())))
 }
 
 async fn initiate_checkout(State(state): State<HttpState>, headers: HeaderMap) -> Response {
@@ -98,7 +97,7 @@ async fn place_order(
 ) -> Response {
     let input = match body_of(body) {
         Ok(input) => input,
-        Err(response) => return response,
+        Err(err) => return error_response(&err),
     };
     let operation = format!(
         "mutation($input: PlaceOrderInput!) {{ placeOrder(input: $input) {{ ...OrderFields }} }} {ORDER_FIELDS}"
@@ -120,7 +119,7 @@ async fn add_cart_item(
 ) -> Response {
     let item: AddCartItem = match body_of(body) {
         Ok(item) => item,
-        Err(response) => return response,
+        Err(err) => return error_response(&err),
     };
     let operation = "mutation($productId: ID!, $quantity: Int!) { addCartItem(productId: $productId, quantity: $quantity) { ...CartFields } }";
     let variables = json!({ "productId": item.product_id, "quantity": item.quantity });

@@ -94,7 +94,8 @@ pub struct NotificationWorker {
     pub wake: Arc<tokio::sync::Notify>,
 }
 
-const POLL: Duration = Duration::from_secs(1);
+/// Orders wake the worker at once; the timer only serves retries.
+const POLL: Duration = Duration::from_secs(5);
 /// A claimed notification is not handed to another worker for this long.
 const LEASE: chrono::Duration = chrono::Duration::seconds(60);
 

@@ -47,11 +47,17 @@ on_both_backends!(fifty_products_cost_a_constant_number_of_store_queries, |backe
     };
     let mut costs = Vec::new();
     for count in [5, 50] {
-        let before = server.metric("shop_store_queries_total").await;
-        let data = server.data(&query(count), json!({}), None).await;
-        assert!(data["p1"]["category"]["parent"]["name"].is_string());
-        assert_eq!(data.as_object().expect("object").len(), count);
-        costs.push(server.metric("shop_store_queries_total").await - before);
+        // Background work (outbox, notifications) also queries now and then; it only adds, so
+        // the least of three runs is the request's own cost.
+        let mut least = f64::MAX;
+        for _ in 0..3 {
+            let before = server.metric("shop_store_queries_total").await;
+            let data = server.data(&query(count), json!({}), None).await;
+            assert!(data["p1"]["category"]["parent"]["name"].is_string());
+            assert_eq!(data.as_object().expect("object").len(), count);
+            least = least.min(server.metric("shop_store_queries_total").await - before);
+        }
+        costs.push(least);
     }
     // products, categories, parent categories and stock: a few batched queries whatever the
     // count (DataLoader may split a batch across timer ticks, so allow a small margin).

@@ -2,73 +2,35 @@
 //! PostgreSQL and Redis; a subscription on one sees a change made on the other. And a Redis
 //! outage degrades to the store without errors.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::helpers::{
-    ADMIN_EMAIL, Backend, PASSWORD, ServerOptions, Subscription, TestDatabase, TestServer, postgres_enabled, redis_url,
-    unique_namespace,
+    ADMIN_EMAIL, Backend, PASSWORD, ServerOptions, ShopProcess, Subscription, TestDatabase, TestServer, gql,
+    postgres_enabled, redis_url, unique_namespace,
 };
 use crate::on_both_backends;
 
+/// An instance with a data dir of its own (each keeps its own search index beside it).
 struct Instance {
-    base: String,
-    child: Child,
-    /// Each instance keeps its own search index beside it.
+    process: ShopProcess,
     _data_dir: tempfile::TempDir,
 }
 
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
-}
-
 async fn launch(db: &TestDatabase, namespace: &str, seed: &str) -> Instance {
-    let port = free_port();
     let data_dir = tempfile::tempdir().expect("data dir");
-    let child = Command::new(env!("CARGO_BIN_EXE_shop"))
-        .arg("serve")
-        .envs(db.env())
-        .env("SHOP_DATA_DIR", data_dir.path())
-        .env("SHOP_LISTEN", format!("127.0.0.1:{port}"))
-        .env("SHOP_REDIS_URL", redis_url())
-        .env("SHOP_REDIS_NAMESPACE", namespace)
-        .env("SHOP_JWT_SECRET", "a shared secret of at least thirty-two bytes")
-        .env("SHOP_SEED_PRODUCTS", seed)
-        .env("SHOP_ADMIN_EMAIL", ADMIN_EMAIL)
-        .env("SHOP_ADMIN_PASSWORD", PASSWORD)
-        .env("SHOP_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start shop");
-    let instance = Instance { base: format!("http://127.0.0.1:{port}"), child, _data_dir: data_dir };
-    let client = reqwest::Client::new();
-    for _ in 0..400 {
-        if client.get(format!("{}/readyz", instance.base)).send().await.is_ok_and(|r| r.status() == 200) {
-            return instance;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut env = db.env();
+    for (name, value) in [
+        ("SHOP_REDIS_URL", redis_url().as_str()),
+        ("SHOP_REDIS_NAMESPACE", namespace),
+        ("SHOP_JWT_SECRET", "a shared secret of at least thirty-two bytes"),
+        ("SHOP_SEED_PRODUCTS", seed),
+    ] {
+        env.push((name.to_owned(), value.to_owned()));
     }
-    panic!("instance on port {port} never became ready");
-}
-
-async fn gql(base: &str, query: &str, variables: Value, token: Option<&str>) -> Value {
-    let mut request =
-        reqwest::Client::new().post(format!("{base}/graphql")).json(&json!({ "query": query, "variables": variables }));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response: Value = request.send().await.expect("request").json().await.expect("json");
-    assert!(response.get("errors").is_none(), "{response:#}");
-    response["data"].clone()
+    let process = ShopProcess::launch(&env, data_dir.path()).await;
+    Instance { process, _data_dir: data_dir }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,12 +44,13 @@ async fn two_instances_on_postgres_and_redis_behave_as_one() {
     let b = launch(&db, &namespace, "20").await;
 
     let sign_in = "mutation($e: String!, $p: String!) { signIn(email: $e, password: $p) { token } }";
-    let admin = gql(&b.base, sign_in, json!({ "e": ADMIN_EMAIL, "p": PASSWORD }), None).await["signIn"]["token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let admin =
+        gql(&b.process.base, sign_in, json!({ "e": ADMIN_EMAIL, "p": PASSWORD }), None).await["signIn"]["token"]
+            .as_str()
+            .expect("token")
+            .to_owned();
     gql(
-        &b.base,
+        &b.process.base,
         "mutation { adminSetStock(productId: \"prod-0000001\", quantity: 10) { id } }",
         json!({}),
         Some(&admin),
@@ -95,32 +58,34 @@ async fn two_instances_on_postgres_and_redis_behave_as_one() {
     .await;
     let sign_up =
         "mutation { signUp(email: \"hal@example.com\", password: \"correct horse battery\", name: \"Hal\") { token } }";
-    let user = gql(&a.base, sign_up, json!({}), None).await["signUp"]["token"].as_str().expect("token").to_owned();
+    let user =
+        gql(&a.process.base, sign_up, json!({}), None).await["signUp"]["token"].as_str().expect("token").to_owned();
 
-    let ws_a = format!("{}/graphql/ws", a.base.replace("http://", "ws://"));
+    let ws_a = format!("{}/graphql/ws", a.process.base.replace("http://", "ws://"));
     let mut on_a = Subscription::start(&ws_a, &user, "subscription { cartUpdated { version totalQuantity } }").await;
     assert_eq!(on_a.next().await["cartUpdated"]["version"], 0);
 
     let add = "mutation { addCartItem(productId: \"prod-0000001\", quantity: 2) { version } }";
     for expected in 1..=3 {
-        let written = gql(&b.base, add, json!({}), Some(&user)).await;
+        let written = gql(&b.process.base, add, json!({}), Some(&user)).await;
         assert_eq!(written["addCartItem"]["version"], expected);
         let pushed = on_a.next().await["cartUpdated"].clone();
         assert_eq!(
             (pushed["version"].as_i64(), pushed["totalQuantity"].as_i64()),
             (Some(expected), Some(2 * expected))
         );
-        let read_on_a = gql(&a.base, "{ cart { version } }", json!({}), Some(&user)).await;
+        let read_on_a = gql(&a.process.base, "{ cart { version } }", json!({}), Some(&user)).await;
         assert_eq!(read_on_a["cart"]["version"], expected, "the shared cache never serves an older cart");
     }
 
     // A catalog change made through B reaches A's own search index.
     let upsert = "mutation { adminUpsertProduct(input: { id: \"kazoo-1\", title: \"Quartzline Kazoo\", description: \"\", priceCents: 499 }) { id } }";
-    gql(&b.base, upsert, json!({}), Some(&admin)).await;
+    gql(&b.process.base, upsert, json!({}), Some(&admin)).await;
     let started = std::time::Instant::now();
     loop {
         let found =
-            gql(&a.base, "{ searchProducts(query: \"quartzline kazoo\") { totalCount } }", json!({}), None).await;
+            gql(&a.process.base, "{ searchProducts(query: \"quartzline kazoo\") { totalCount } }", json!({}), None)
+                .await;
         if found["searchProducts"]["totalCount"] == 1 {
             break;
         }

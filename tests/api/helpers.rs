@@ -219,12 +219,7 @@ impl TestServer {
 
     /// POSTs a GraphQL request and returns the whole JSON response.
     pub async fn gql(&self, query: &str, variables: Value, token: Option<&str>) -> Value {
-        let mut request =
-            self.client.post(self.url("/graphql")).json(&json!({ "query": query, "variables": variables }));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        request.send().await.expect("request").json().await.expect("JSON body")
+        gql_response(&self.base, query, variables, token).await
     }
 
     /// `data` of a response that must have no errors.
@@ -341,4 +336,65 @@ impl Subscription {
     pub async fn next_message(&mut self) -> Value {
         self.message().await
     }
+}
+
+/// A `shop serve` process of the built binary (for tests that need several processes, or a
+/// process that dies).
+pub struct ShopProcess {
+    pub base: String,
+    pub child: std::process::Child,
+}
+
+impl Drop for ShopProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ShopProcess {
+    /// Starts one on a free port with the admin configured, and waits until it is ready.
+    pub async fn launch(env: &[(String, String)], data_dir: &std::path::Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_shop"))
+            .arg("serve")
+            .env("SHOP_ADMIN_EMAIL", ADMIN_EMAIL)
+            .env("SHOP_ADMIN_PASSWORD", PASSWORD)
+            .env("SHOP_LOG", "warn")
+            .envs(env.iter().cloned())
+            .env("SHOP_DATA_DIR", data_dir)
+            .env("SHOP_LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start shop");
+        let process = Self { base: format!("http://127.0.0.1:{port}"), child };
+        let client = reqwest::Client::new();
+        for _ in 0..400 {
+            if client.get(format!("{}/readyz", process.base)).send().await.is_ok_and(|r| r.status() == 200) {
+                return process;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("shop on port {port} never became ready");
+    }
+}
+
+/// `data` of a GraphQL request to any server, which must answer without errors.
+pub async fn gql(base: &str, query: &str, variables: Value, token: Option<&str>) -> Value {
+    let response = gql_response(base, query, variables, token).await;
+    assert!(response.get("errors").is_none(), "{response:#}");
+    response["data"].clone()
+}
+
+/// The whole response of a GraphQL request to any server.
+pub async fn gql_response(base: &str, query: &str, variables: Value, token: Option<&str>) -> Value {
+    let mut request =
+        reqwest::Client::new().post(format!("{base}/graphql")).json(&json!({ "query": query, "variables": variables }));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.expect("request").json().await.expect("json")
 }

@@ -6,6 +6,7 @@ mod helpers;
 mod auth;
 mod cart;
 mod catalog;
+mod checkout;
 mod cli;
 mod cluster;
 mod graphql_http;

@@ -39,7 +39,9 @@ pub async fn orders_of(
     after: Option<(NaiveDateTime, String)>,
     limit: i64,
 ) -> StoreResult<Vec<OrderRow>> {
-    let (at, id) = after.unwrap_or((NaiveDateTime::MAX, String::new()));
+    // Text timestamps (SQLite) compare as text, so the open end is a date both backends order.
+    let end_of_time = chrono::NaiveDate::from_ymd_opt(9999, 12, 31).and_then(|d| d.and_hms_opt(0, 0, 0));
+    let (at, id) = after.unwrap_or((end_of_time.unwrap_or(NaiveDateTime::MAX), String::new()));
     on_conn!(conn, c => orders::table
         .filter(orders::owner.eq(owner))
         .filter(orders::created_at.lt(at).or(orders::created_at.eq(at).and(orders::id.lt(&id))))

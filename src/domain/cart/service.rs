@@ -161,6 +161,15 @@ impl CartService {
         Ok(stream::once(future::ready(current)).chain(changes).boxed())
     }
 
+    /// Re-reads the owner's cart into the cache after another domain changed it in the store
+    /// (checkout removes the bought lines).
+    pub async fn refresh(&self, owner: &CartOwner) -> CartResult<()> {
+        if let Some(cart) = self.store.cart(owner).await? {
+            self.remember(&cart).await;
+        }
+        Ok(())
+    }
+
     /// Deletes expired guest carts and carts untouched for the retention period.
     pub async fn sweep_expired(&self) -> CartResult<u64> {
         let now = self.clock.now();

@@ -6,7 +6,7 @@ use tokio::sync::Notify;
 use super::fraud::{self, FraudSignals, FraudVerdict};
 use super::{Address, CheckoutError, CheckoutSession, CheckoutStatus, OrderRequest, PricingRules, Saga, SagaStep};
 use crate::domain::auth::Viewer;
-use crate::domain::cart::{CartLine, CartOwner, StockShortage};
+use crate::domain::cart::{CartLine, CartOwner, CartService, StockShortage};
 use crate::domain::catalog::Money;
 use crate::domain::catalog::model::validate_id;
 use crate::domain::clock::Clock;
@@ -42,6 +42,7 @@ pub struct PlaceOrder {
 #[derive(Clone)]
 pub struct CheckoutService {
     store: Arc<dyn Store>,
+    carts: CartService,
     gateway: Arc<dyn PaymentGateway>,
     clock: Arc<dyn Clock>,
     rules: CheckoutRules,
@@ -65,13 +66,14 @@ fn new_id(prefix: &str) -> String {
 impl CheckoutService {
     pub fn new(
         store: Arc<dyn Store>,
+        carts: CartService,
         gateway: Arc<dyn PaymentGateway>,
         clock: Arc<dyn Clock>,
         rules: CheckoutRules,
         outbox_ready: Arc<Notify>,
         notifications_ready: Arc<Notify>,
     ) -> Self {
-        Self { store, gateway, clock, rules, outbox_ready, notifications_ready }
+        Self { store, carts, gateway, clock, rules, outbox_ready, notifications_ready }
     }
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
@@ -352,8 +354,13 @@ impl CheckoutService {
             notification,
             now: self.clock.now(),
         };
+        let owner = completion.order.owner.clone();
         self.store.complete_checkout(&completion).await?;
         self.outbox_ready.notify_one();
+        if let Err(err) = self.carts.refresh(&owner).await {
+            // The versioned cache still yields to the next change; the order stands.
+            tracing::warn!(error = %err, "refreshing the cart after checkout failed");
+        }
         self.notifications_ready.notify_one();
         // Whoever completed the saga, its order is the answer.
         let saga = self.store.saga_by_key(&saga.owner, &saga.idempotency_key).await?;

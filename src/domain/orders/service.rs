@@ -134,7 +134,7 @@ impl OrderService {
         let (current, last_seq) = match order_id {
             Some(id) => {
                 let order = self.order(viewer, id).await?.ok_or_else(|| OrderError::NotFound(id.to_owned()))?;
-                let latest = self.store.order_events(&[order.placed.id.clone()]).await?.pop();
+                let latest = self.store.order_events(std::slice::from_ref(&order.placed.id)).await?.pop();
                 let seq = latest.as_ref().map_or(0, |e| e.seq);
                 (latest, seq)
             }

@@ -15,6 +15,9 @@
 //! - `search`: searchProducts with facets over a mix of distinct queries and filters (64
 //!   connections; use `--products 100000` or `1000000` for the catalog sizes, and
 //!   `--env SHOP_SEARCH_CACHE=false` to measure without the result cache).
+//! - `checkout`: complete purchases (guest session, add, initiateCheckout, placeOrder with the
+//!   test gateway) per second with p99 per step, spread over 200 products, or all on one product
+//!   with `--hot`; reports the units taken from stock beside the orders made.
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -45,6 +48,8 @@ struct Options {
     devices: usize,
     changes: usize,
     idle: usize,
+    /// Checkout: every purchase buys the same product.
+    hot: bool,
     /// Offered load in requests/s over all connections (open loop); unset: as fast as possible.
     rate: Option<f64>,
     /// Extra `KEY=VALUE` settings for the server (e.g. `SHOP_SEARCH_CACHE=false`).
@@ -65,6 +70,7 @@ impl Options {
             devices: 8,
             changes: 300,
             idle: 10_000,
+            hot: false,
             rate: None,
             server_env: Vec::new(),
         };
@@ -73,6 +79,7 @@ impl Options {
             match flag.as_str() {
                 "--backend" => options.backend = value()?,
                 "--redis" => options.redis = true,
+                "--hot" => options.hot = true,
                 "--products" => options.products = value()?.parse()?,
                 "--connections" => options.connections = value()?.parse()?,
                 "--duration" => options.duration = Duration::from_secs(value()?.parse()?),
@@ -617,6 +624,107 @@ async fn search_scenario(options: &Options, server: &Server) -> anyhow::Result<(
     Ok(())
 }
 
+/// The steps of one purchase, in order.
+const PURCHASE_STEPS: [&str; 4] = ["startGuestSession", "addCartItem", "initiateCheckout", "placeOrder"];
+
+async fn checkout_scenario(options: &Options, server: &Server) -> anyhow::Result<()> {
+    let client = Client { http: reqwest::Client::new(), base: server.base.clone() };
+    let admin = client.sign_in(ADMIN_EMAIL).await?;
+    let products: Vec<String> = if options.hot {
+        vec!["prod-0000001".to_owned()]
+    } else {
+        (1..=HOT_PRODUCTS).map(|i| format!("prod-{i:07}")).collect()
+    };
+    const STOCK: i32 = 100_000_000;
+    // $15 each, so that guests' orders stay under the fraud rules' high-value mark.
+    let offer = "mutation($p: ID!, $q: Int!) { adminUpsertProduct(input: { id: $p, title: \"Bench Kazoo\", description: \"\", priceCents: 1500 }) { id } adminSetStock(productId: $p, quantity: $q) { id } }";
+    for id in &products {
+        client.gql(offer, json!({ "p": id, "q": STOCK }), Some(&admin)).await?;
+    }
+    let products = Arc::new(products);
+    let deadline = Instant::now() + options.duration;
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for worker in 0..options.connections {
+        let (client, products) = (client.clone(), products.clone());
+        workers.push(tokio::spawn(async move {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(worker as u64);
+            let mut steps: Vec<(Histogram<u64>, u64)> = PURCHASE_STEPS.iter().map(|_| (histogram(), 0)).collect();
+            let mut purchases = histogram();
+            let mut attempt = 0;
+            while Instant::now() < deadline {
+                attempt += 1;
+                let begun = Instant::now();
+                let product = products[rng.random_range(0..products.len())].clone();
+                let mut token = String::new();
+                let mut session = String::new();
+                let mut completed = true;
+                for (step, (latencies, errors)) in steps.iter_mut().enumerate() {
+                    let sent = Instant::now();
+                    let outcome = match step {
+                        0 => client.gql("mutation { startGuestSession { token } }", json!({}), None).await,
+                        1 => client.gql("mutation($p: ID!) { addCartItem(productId: $p, quantity: 1) { version } }", json!({ "p": product }), Some(&token)).await,
+                        2 => client.gql("mutation { initiateCheckout { id } }", json!({}), Some(&token)).await,
+                        _ => {
+                            let input = json!({ "checkoutSessionId": session, "paymentMethodId": "pm_card_visa", "idempotencyKey": format!("bench-{worker}-{attempt}"),
+                                "shippingAddress": { "name": "Bench", "line1": "1 Main St", "city": "Springfield", "postalCode": "12345", "country": "US" } });
+                            client.gql("mutation($input: PlaceOrderInput!) { placeOrder(input: $input) { id status } }", json!({ "input": input }), Some(&token)).await
+                        }
+                    };
+                    match outcome {
+                        Ok(data) => {
+                            let _ = latencies.record(sent.elapsed().as_micros() as u64);
+                            match step {
+                                0 => token = data["startGuestSession"]["token"].as_str().unwrap_or_default().to_owned(),
+                                2 => session = data["initiateCheckout"]["id"].as_str().unwrap_or_default().to_owned(),
+                                3 if data["placeOrder"]["status"] != "PAID" => completed = false,
+                                _ => {}
+                            }
+                        }
+                        Err(_) => {
+                            *errors += 1;
+                            completed = false;
+                        }
+                    }
+                    if !completed {
+                        break;
+                    }
+                }
+                if completed {
+                    let _ = purchases.record(begun.elapsed().as_micros() as u64);
+                }
+            }
+            (steps, purchases)
+        }));
+    }
+    let mut steps: Vec<(Histogram<u64>, u64)> = PURCHASE_STEPS.iter().map(|_| (histogram(), 0)).collect();
+    let mut purchases = histogram();
+    for worker in workers {
+        let (worker_steps, worker_purchases) = worker.await?;
+        for (total, (latencies, errors)) in steps.iter_mut().zip(worker_steps) {
+            let _ = total.0.add(&latencies);
+            total.1 += errors;
+        }
+        let _ = purchases.add(&worker_purchases);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let mut rows: Vec<Value> =
+        PURCHASE_STEPS.iter().zip(&steps).map(|(name, (h, e))| row(name, h, *e, seconds)).collect();
+    rows.push(row("completed purchase", &purchases, 0, seconds));
+    // Units out of available stock (sold, or held by a checkout cut off at the deadline).
+    let mut stock_left = 0;
+    for id in products.iter() {
+        let data =
+            client.gql("query($p: ID!) { product(id: $p) { availableQuantity } }", json!({ "p": id }), None).await?;
+        stock_left += data["product"]["availableQuantity"].as_i64().unwrap_or_default();
+    }
+    let taken = i64::from(STOCK) * products.len() as i64 - stock_left;
+    let extra = json!({ "connections": options.connections, "hot_product": options.hot, "orders": purchases.len(),
+        "orders_per_s": (purchases.len() as f64 / seconds).round(), "units_taken": taken });
+    report(options, server, rows, extra);
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let options = Options::parse()?;
@@ -626,6 +734,7 @@ async fn main() -> anyhow::Result<()> {
         "sync" => sync_scenario(&options, &server).await,
         "idle" => idle_scenario(&options, &server).await,
         "search" => search_scenario(&options, &server).await,
-        other => anyhow::bail!("unknown scenario {other}: cart, sync, idle or search"),
+        "checkout" => checkout_scenario(&options, &server).await,
+        other => anyhow::bail!("unknown scenario {other}: cart, sync, idle, search or checkout"),
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context as _;
 use rand::RngCore;
 
-use crate::config::Config;
+use crate::config::{Config, GatewayChoice};
 use crate::db::{DbStore, Pool};
 use crate::domain::auth::AuthService;
 use crate::domain::auth::tokens::TokenIssuer;
@@ -25,7 +25,7 @@ use crate::domain::search::{SearchService, Synonyms};
 use crate::kv::{LocalBus, LocalCache, connect_redis};
 use crate::metrics::Metrics;
 use crate::notifier::FileNotifier;
-use crate::payments::TestGateway;
+use crate::payments::{StripeGateway, TestGateway};
 use crate::search::TantivyIndex;
 
 /// Entries of the in-process cache (embedded mode).
@@ -108,11 +108,18 @@ impl AppContext {
             }),
         );
         let notifications_ready = Arc::new(tokio::sync::Notify::new());
-        let gateway_ledger = config.data_dir.join("test-gateway.jsonl");
-        let gateway: Arc<dyn PaymentGateway> = Arc::new(
-            TestGateway::open(&gateway_ledger)
-                .with_context(|| format!("opening the test gateway's ledger {}", gateway_ledger.display()))?,
-        );
+        let gateway: Arc<dyn PaymentGateway> = match &config.payment_gateway {
+            GatewayChoice::Test => {
+                let ledger = config.data_dir.join("test-gateway.jsonl");
+                Arc::new(
+                    TestGateway::open(&ledger)
+                        .with_context(|| format!("opening the test gateway's ledger {}", ledger.display()))?,
+                )
+            }
+            GatewayChoice::Stripe { api_base, secret_key } => {
+                Arc::new(StripeGateway::new(api_base, secret_key).context("setting up the Stripe gateway")?)
+            }
+        };
         let rules = CheckoutRules {
             reservation_ttl: config.reservation_ttl,
             pricing: config.pricing.clone(),

@@ -109,6 +109,19 @@ pub const KEYS: &[Key] = &[
         meaning: "waits before retrying a transient payment failure; empty: no retries",
     },
     Key {
+        name: "payment_gateway",
+        default: "test",
+        meaning: "test (built-in, Stripe's test payment methods) or stripe",
+    },
+    Key {
+        name: "stripe_secret_key", default: "", meaning: "with payment_gateway = stripe: the secret API key (sk_…)"
+    },
+    Key {
+        name: "stripe_api_base",
+        default: "https://api.stripe.com",
+        meaning: "Stripe's API address (a stub's in tests)",
+    },
+    Key {
         name: "fault_abort_after_charge",
         default: "false",
         meaning: "testing only: abort the process right after a successful charge (proves crash recovery)",
@@ -159,6 +172,24 @@ pub struct Config {
     pub pricing: PricingRules,
     pub payment_retry: RetryPolicy,
     pub fault_abort_after_charge: bool,
+    pub payment_gateway: GatewayChoice,
+}
+
+/// Which PaymentGateway adapter charges.
+#[derive(Clone, PartialEq, Eq)]
+pub enum GatewayChoice {
+    Test,
+    Stripe { api_base: String, secret_key: String },
+}
+
+/// Never prints the key.
+impl std::fmt::Debug for GatewayChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GatewayChoice::Test => f.write_str("Test"),
+            GatewayChoice::Stripe { api_base, .. } => write!(f, "Stripe({api_base})"),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -223,6 +254,16 @@ impl Config {
         if !(default_country.len() == 2 && default_country.bytes().all(|b| b.is_ascii_uppercase())) {
             return Err(reader.invalid("default_country", "must be a two-letter country code such as US"));
         }
+        let payment_gateway = match reader.text("payment_gateway").as_str() {
+            "test" => GatewayChoice::Test,
+            "stripe" => GatewayChoice::Stripe {
+                api_base: reader.text("stripe_api_base"),
+                secret_key: reader
+                    .optional("stripe_secret_key")
+                    .ok_or_else(|| reader.invalid("stripe_secret_key", "is required with payment_gateway = stripe"))?,
+            },
+            other => return Err(reader.invalid("payment_gateway", format!("`{other}` is not test or stripe"))),
+        };
         let database_url = reader.optional("database_url");
         if let Some(url) = &database_url
             && !crate::db::is_postgres_url(url)
@@ -269,6 +310,7 @@ impl Config {
             payment_retry: RetryPolicy::parse(&reader.text("payment_retry_delays_ms"))
                 .map_err(|message| reader.invalid("payment_retry_delays_ms", message))?,
             fault_abort_after_charge: reader.flag("fault_abort_after_charge")?,
+            payment_gateway,
         })
     }
 

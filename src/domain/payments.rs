@@ -62,6 +62,10 @@ pub enum GatewayError {
     /// Worth retrying: the processor did not charge this time.
     #[error("temporary failure: {0}")]
     Transient(String),
+    /// The outcome is unknown (the processor did not answer); asking again with the same
+    /// idempotency key tells.
+    #[error("payment processor unavailable: {0}")]
+    Unavailable(String),
     /// The gateway broke in a way a retry will not fix.
     #[error("{0}")]
     Failed(String),
@@ -98,12 +102,12 @@ impl RetryPolicy {
         let mut delays = self.delays.iter();
         loop {
             match gateway.charge(request).await {
-                Err(GatewayError::Transient(reason)) => match delays.next() {
+                Err(err @ (GatewayError::Transient(_) | GatewayError::Unavailable(_))) => match delays.next() {
                     Some(delay) => {
-                        tracing::info!(key = %request.idempotency_key, %reason, ?delay, "transient payment failure; retrying");
+                        tracing::info!(key = %request.idempotency_key, error = %err, ?delay, "payment failure worth retrying");
                         tokio::time::sleep(*delay).await;
                     }
-                    None => return Err(GatewayError::Transient(reason)),
+                    None => return Err(err),
                 },
                 outcome => return outcome,
             }

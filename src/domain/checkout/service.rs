@@ -319,6 +319,11 @@ impl CheckoutService {
                     }
                 }
             }
+            // Perhaps charged: the saga stays CHARGING and recovery asks again with the same key.
+            Err(GatewayError::Unavailable(reason)) => {
+                tracing::warn!(saga = %saga.id, %reason, "payment outcome unknown; recovery will settle it");
+                Err(CheckoutError::PaymentInProgress)
+            }
             Err(err) => {
                 let now = self.clock.now();
                 self.store.fail_payment(&saga.id, Some(&payment.id), &err.to_string(), now).await?;
@@ -330,7 +335,7 @@ impl CheckoutService {
                     GatewayError::Transient(reason) => CheckoutError::PaymentDeclined(format!(
                         "the payment processor is unavailable ({reason}); nothing was charged, please try again"
                     )),
-                    GatewayError::Failed(reason) => CheckoutError::Gateway(reason),
+                    GatewayError::Failed(reason) | GatewayError::Unavailable(reason) => CheckoutError::Gateway(reason),
                 })
             }
         }

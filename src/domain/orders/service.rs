@@ -238,6 +238,8 @@ impl OrderService {
             Ok(charge) => {
                 Ok(Payment { gateway_reference: Some(charge.reference), status: PaymentStatus::Completed, ..payment })
             }
+            // Perhaps charged: the attempt stays PROCESSING, and approving again asks with its key.
+            Err(GatewayError::Unavailable(reason)) => Err(OrderError::Gateway(reason)),
             Err(err) => {
                 self.store
                     .record_payment(&payment.id, PaymentStatus::Failed, Some(&err.to_string()), self.clock.now())

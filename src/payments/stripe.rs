@@ -1,0 +1,89 @@
+//! Stripe over HTTPS: a confirmed PaymentIntent per charge and a Refund per refund, each sent
+//! with the `Idempotency-Key` header, so Stripe itself guarantees at most one charge per key.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::domain::payments::{Charge, ChargeRequest, GatewayError, PaymentGateway};
+
+pub struct StripeGateway {
+    http: reqwest::Client,
+    /// `https://api.stripe.com`, or a stub's address in tests.
+    api_base: String,
+    secret_key: String,
+}
+
+impl StripeGateway {
+    pub fn new(api_base: &str, secret_key: &str) -> Result<Self, GatewayError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| GatewayError::Failed(format!("building the Stripe client: {e}")))?;
+        Ok(Self { http, api_base: api_base.trim_end_matches('/').to_owned(), secret_key: secret_key.to_owned() })
+    }
+
+    async fn post(&self, path: &str, idempotency_key: &str, form: &[(&str, String)]) -> Result<Value, GatewayError> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.api_base))
+            .bearer_auth(&self.secret_key)
+            .header("Idempotency-Key", idempotency_key)
+            .form(form)
+            .send()
+            .await
+            // The request may or may not have reached Stripe: only a retry with the same key knows.
+            .map_err(|e| GatewayError::Unavailable(format!("Stripe unreachable: {e}")))?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(body);
+        }
+        let error = &body["error"];
+        let text = |field: &str| error[field].as_str().unwrap_or_default().to_owned();
+        Err(match (status.as_u16(), text("type").as_str()) {
+            (402, "card_error") if text("code") == "processing_error" => GatewayError::Transient(text("code")),
+            (402, "card_error") => {
+                let reason = Some(text("decline_code")).filter(|c| !c.is_empty()).unwrap_or_else(|| text("code"));
+                GatewayError::Declined(reason)
+            }
+            (400 | 404, "invalid_request_error") if text("param") == "payment_method" => {
+                GatewayError::UnknownPaymentMethod(text("message"))
+            }
+            (429 | 500..=599, _) => GatewayError::Unavailable(format!("Stripe answered {status}")),
+            _ => GatewayError::Failed(format!("Stripe answered {status}: {}", text("message"))),
+        })
+    }
+}
+
+#[async_trait]
+impl PaymentGateway for StripeGateway {
+    async fn charge(&self, request: &ChargeRequest) -> Result<Charge, GatewayError> {
+        let form = [
+            ("amount", request.amount.cents.to_string()),
+            ("currency", request.amount.currency.to_lowercase()),
+            ("payment_method", request.payment_method.clone()),
+            ("confirm", "true".to_owned()),
+            ("automatic_payment_methods[enabled]", "true".to_owned()),
+            ("automatic_payment_methods[allow_redirects]", "never".to_owned()),
+            ("description", request.description.clone()),
+        ];
+        let intent = self.post("/v1/payment_intents", &request.idempotency_key, &form).await?;
+        let reference = intent["id"].as_str().unwrap_or_default().to_owned();
+        match intent["status"].as_str() {
+            Some("succeeded") if !reference.is_empty() => Ok(Charge { reference }),
+            // 3-D Secure and the like cannot complete in a server-side confirmation.
+            Some(other) => Err(GatewayError::Declined(format!("payment {other}"))),
+            None => Err(GatewayError::Failed("Stripe answered without a PaymentIntent status".to_owned())),
+        }
+    }
+
+    async fn refund(&self, reference: &str, idempotency_key: &str) -> Result<(), GatewayError> {
+        let refund = self.post("/v1/refunds", idempotency_key, &[("payment_intent", reference.to_owned())]).await?;
+        match refund["status"].as_str() {
+            Some("succeeded" | "pending") => Ok(()),
+            other => Err(GatewayError::Failed(format!("refund {}", other.unwrap_or("without a status")))),
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The Stripe adapter against a local stub that answers as Stripe's API reference documents
+//! (PaymentIntents confirmed at creation, card_error declines, Idempotency-Key replays, refunds),
+//! directly and through a whole checkout.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum::{Form, Json, Router};
+use serde_json::{Value, json};
+use shop::config::{Config, GatewayChoice};
+use shop::domain::catalog::Money;
+use shop::domain::payments::{ChargeRequest, GatewayError, PaymentGateway};
+use shop::payments::StripeGateway;
+
+use crate::helpers::{Backend, ServerOptions, TestServer};
+use crate::on_both_backends;
+
+const SECRET: &str = "sk_test_stub";
+
+#[derive(Default)]
+struct Stub {
+    /// Responses by Idempotency-Key: a replay gets the first answer, as on Stripe.
+    replies: HashMap<String, (u16, Value)>,
+    intents_created: usize,
+    requests: usize,
+}
+
+type Shared = Arc<Mutex<Stub>>;
+
+fn card_error(code: &str, decline_code: Option<&str>) -> (u16, Value) {
+    (
+        402,
+        json!({ "error": { "type": "card_error", "code": code, "decline_code": decline_code, "message": "Your card was declined." } }),
+    )
+}
+
+async fn payment_intents(
+    State(stub): State<Shared>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> impl IntoResponse {
+    let mut stub = stub.lock().expect("stub");
+    stub.requests += 1;
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&format!("Bearer {SECRET}")) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({ "error": { "type": "invalid_request_error", "message": "Invalid API Key provided" } })),
+        );
+    }
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let (status, body) = match stub.replies.get(&key) {
+        Some(reply) => reply.clone(),
+        None => {
+            let reply = match form.get("payment_method").map(String::as_str) {
+                Some("pm_card_visa" | "pm_card_mastercard")
+                    if form.get("confirm").map(String::as_str) == Some("true") =>
+                {
+                    stub.intents_created += 1;
+                    let id = format!("pi_stub_{}", stub.intents_created);
+                    (
+                        200,
+                        json!({ "id": id, "object": "payment_intent", "status": "succeeded", "amount": form["amount"].parse::<i64>().unwrap_or_default(), "currency": form["currency"] }),
+                    )
+                }
+                Some("pm_card_chargeDeclined") => card_error("card_declined", Some("generic_decline")),
+                Some("pm_card_chargeDeclinedInsufficientFunds") => {
+                    card_error("card_declined", Some("insufficient_funds"))
+                }
+                Some("pm_card_chargeDeclinedProcessingError") => card_error("processing_error", None),
+                other => (
+                    400,
+                    json!({ "error": { "type": "invalid_request_error", "code": "resource_missing", "param": "payment_method", "message": format!("No such PaymentMethod: '{}'", other.unwrap_or_default()) } }),
+                ),
+            };
+            stub.replies.insert(key, reply.clone());
+            reply
+        }
+    };
+    (StatusCode::from_u16(status).expect("status"), Json(body))
+}
+
+async fn refunds(Form(form): Form<HashMap<String, String>>) -> Json<Value> {
+    Json(
+        json!({ "id": "re_stub_1", "object": "refund", "status": "succeeded", "payment_intent": form.get("payment_intent") }),
+    )
+}
+
+/// One stub per test process, started on first use.
+fn stub() -> &'static (String, Shared) {
+    static STUB: OnceLock<(String, Shared)> = OnceLock::new();
+    STUB.get_or_init(|| {
+        let shared: Shared = Arc::default();
+        let app = Router::new()
+            .route("/v1/payment_intents", post(payment_intents))
+            .route("/v1/refunds", post(refunds))
+            .with_state(shared.clone());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let address = format!("http://{}", listener.local_addr().expect("address"));
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                axum::serve(listener, app).await.expect("stub");
+            });
+        });
+        (address, shared)
+    })
+}
+
+fn charge(method: &str, key: &str) -> ChargeRequest {
+    ChargeRequest {
+        amount: Money { cents: 2_500, currency: "USD".to_owned() },
+        payment_method: method.to_owned(),
+        idempotency_key: key.to_owned(),
+        description: "test".to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn the_stripe_adapter_speaks_stripe() {
+    let (base, shared) = stub();
+    let stripe = StripeGateway::new(base, SECRET).expect("client");
+    let key = format!("direct-{}", uuid::Uuid::new_v4());
+    let first = stripe.charge(&charge("pm_card_visa", &key)).await.expect("charged");
+    let created = shared.lock().expect("stub").intents_created;
+    assert_eq!(stripe.charge(&charge("pm_card_visa", &key)).await.expect("replayed"), first);
+    assert_eq!(shared.lock().expect("stub").intents_created, created, "a replayed key creates nothing");
+    let declined = stripe.charge(&charge("pm_card_chargeDeclinedInsufficientFunds", "d1")).await;
+    assert_eq!(declined, Err(GatewayError::Declined("insufficient_funds".to_owned())));
+    assert!(matches!(
+        stripe.charge(&charge("pm_card_chargeDeclinedProcessingError", "d2")).await,
+        Err(GatewayError::Transient(_))
+    ));
+    assert!(matches!(stripe.charge(&charge("pm_nope", "d3")).await, Err(GatewayError::UnknownPaymentMethod(_))));
+    stripe.refund(&first.reference, "refund-1").await.expect("refunded");
+    let wrong_key = StripeGateway::new(base, "sk_test_wrong").expect("client");
+    assert!(matches!(wrong_key.charge(&charge("pm_card_visa", "d4")).await, Err(GatewayError::Failed(_))));
+    let nowhere = StripeGateway::new("http://127.0.0.1:1", SECRET).expect("client");
+    assert!(matches!(nowhere.charge(&charge("pm_card_visa", "d5")).await, Err(GatewayError::Unavailable(_))));
+}
+
+fn through_the_stub(config: &mut Config) {
+    config.payment_gateway = GatewayChoice::Stripe { api_base: stub().0.clone(), secret_key: SECRET.to_owned() };
+}
+
+on_both_backends!(a_checkout_pays_through_stripe, |backend: Backend| async move {
+    let server = TestServer::start_with(
+        backend,
+        ServerOptions { seed_products: 5, tweak: through_the_stub, ..Default::default() },
+    )
+    .await;
+    let admin = server.admin_token().await;
+    let offer = "mutation { adminUpsertProduct(input: { id: \"prod-0000001\", title: \"Kazoo\", description: \"\", priceCents: 1500 }) { id } adminSetStock(productId: \"prod-0000001\", quantity: 5) { id } }";
+    server.data(offer, json!({}), Some(&admin)).await;
+    let guest = server.guest_token().await;
+    server
+        .data("mutation { addCartItem(productId: \"prod-0000001\", quantity: 2) { version } }", json!({}), Some(&guest))
+        .await;
+    let session =
+        server.data("mutation { initiateCheckout { id } }", json!({}), Some(&guest)).await["initiateCheckout"]["id"]
+            .clone();
+    let place = "mutation($input: PlaceOrderInput!) { placeOrder(input: $input) { id status payment { status gatewayReference } } }";
+    let input = json!({ "checkoutSessionId": session, "paymentMethodId": "pm_card_visa", "idempotencyKey": "stripe-1",
+        "shippingAddress": { "name": "Ada", "line1": "1 Main St", "city": "Springfield", "postalCode": "12345", "country": "US" } });
+    let order = server.data(place, json!({ "input": input }), Some(&guest)).await["placeOrder"].clone();
+    assert_eq!(order["status"], "PAID");
+    assert!(order["payment"]["gatewayReference"].as_str().is_some_and(|r| r.starts_with("pi_stub_")), "{order}");
+    let update =
+        "mutation($id: ID!) { adminUpdateOrderStatus(orderId: $id, status: CANCELLED) { status payment { status } } }";
+    let cancelled = server.data(update, json!({ "id": order["id"] }), Some(&admin)).await;
+    assert_eq!(
+        cancelled["adminUpdateOrderStatus"],
+        json!({ "status": "CANCELLED", "payment": { "status": "REFUNDED" } })
+    );
+});

@@ -238,7 +238,7 @@ impl CheckoutStore for DbStore {
             .await
     }
 
-    async fn complete_checkout(&self, completion: &CheckoutCompletion) -> StoreResult<bool> {
+    async fn complete_checkout(&self, completion: &CheckoutCompletion) -> StoreResult<Option<Order>> {
         let now = completion.now.naive_utc();
         let placed = &completion.order;
         let first = Order::placed_event(
@@ -252,13 +252,13 @@ impl CheckoutStore for DbStore {
         let notice = order_event_row(&placed.owner, &first, now)?;
         let step = if completion.payment.is_some() { SagaStep::Completed } else { SagaStep::Review };
         self.pool
-            .transaction(async |c| -> StoreResult<bool> {
+            .transaction(async |c| -> StoreResult<Option<Order>> {
                 // Cart first: the lock order of checkout and cart changes (then stock rows).
                 let cart_id = placed.owner.cart_id();
                 carts::lock_cart(c, &cart_id).await?;
                 let (charging, to) = (SagaStep::Charging.as_str(), step.as_str());
                 if !checkout::advance_saga(c, &completion.saga_id, charging, to, Some(&placed.id), None, now).await? {
-                    return Ok(false);
+                    return Ok(None);
                 }
                 if let Some((payment_id, reference)) = &completion.payment {
                     checkout::complete_payment(c, payment_id, reference, now).await?;
@@ -284,7 +284,7 @@ impl CheckoutStore for DbStore {
                     orders::insert_notification(c, &NotificationRow::new(notification, now)).await?;
                 }
                 outbox::insert(c, &[notice]).await?;
-                Ok(true)
+                Ok(Some(order.clone()))
             })
             .await
     }

@@ -212,11 +212,11 @@ pub trait CheckoutStore: Send + Sync {
         failure: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
-    /// In one transaction: completes the saga (if it is still CHARGING; false otherwise) and
+    /// In one transaction: completes the saga (if it is still CHARGING; `None` otherwise) and
     /// the payment, creates the order with its first event, confirms the reservations,
     /// completes the session, removes the bought lines from the cart, queues the notification
     /// and the order event.
-    async fn complete_checkout(&self, completion: &CheckoutCompletion) -> StoreResult<bool>;
+    async fn complete_checkout(&self, completion: &CheckoutCompletion) -> StoreResult<Option<Order>>;
     /// Undoes a charged saga that could not make its order: payment REFUNDED, stock released,
     /// session FAILED.
     async fn compensate_checkout(

@@ -8,11 +8,14 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::sync::broadcast;
 
-use crate::domain::events::{BusError, Delivery, Event, EventBus};
+use crate::domain::events::{BusError, CATALOG_TOPIC, Delivery, Event, EventBus};
 use crate::domain::ports::{Cache, CacheError};
 
 /// Events a slow subscriber may fall behind by before it is told it lagged.
 const TOPIC_BUFFER: usize = 64;
+/// The catalog topic carries every stock move (each checkout's), and a lagging search indexer
+/// must rebuild the whole index, so its one channel gets a deep buffer.
+const CATALOG_BUFFER: usize = 16_384;
 /// Forgotten topics (every subscriber gone) are pruned once per this many subscriptions.
 const PRUNE_EVERY: u64 = 1024;
 
@@ -42,7 +45,8 @@ impl LocalBus {
         if self.subscriptions.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
             topics.retain(|_, sender| sender.receiver_count() > 0);
         }
-        topics.entry(topic.to_owned()).or_insert_with(|| broadcast::channel(TOPIC_BUFFER).0).subscribe()
+        let capacity = if topic == CATALOG_TOPIC { CATALOG_BUFFER } else { TOPIC_BUFFER };
+        topics.entry(topic.to_owned()).or_insert_with(|| broadcast::channel(capacity).0).subscribe()
     }
 }
 

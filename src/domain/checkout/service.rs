@@ -360,14 +360,17 @@ impl CheckoutService {
             now: self.clock.now(),
         };
         let owner = completion.order.owner.clone();
-        self.store.complete_checkout(&completion).await?;
+        let completed = self.store.complete_checkout(&completion).await?;
         self.outbox_ready.notify_one();
         if let Err(err) = self.carts.refresh(&owner).await {
             // The versioned cache still yields to the next change; the order stands.
             tracing::warn!(error = %err, "refreshing the cart after checkout failed");
         }
         self.notifications_ready.notify_one();
-        // Whoever completed the saga, its order is the answer.
+        if let Some(order) = completed {
+            return Ok(order);
+        }
+        // Another request (or recovery) completed the saga first: its order is the answer.
         let saga = self.store.saga_by_key(&saga.owner, &saga.idempotency_key).await?;
         match saga.and_then(|s| s.order_id) {
             Some(order_id) => self.order(&order_id).await,

@@ -150,6 +150,9 @@ impl SearchService {
                 }
             }
             // Missed events may have changed any product's price or stock, not only the count.
+            if batch.contains(&Delivery::Lagged) {
+                tracing::warn!("the search indexer fell behind the catalog events; rebuilding the index");
+            }
             let outcome = if batch.contains(&Delivery::Lagged) {
                 self.rebuild().await.map(drop)
             } else {

@@ -96,15 +96,18 @@ impl AppContext {
                 .with_context(|| format!("reading SHOP_SYNONYMS_FILE {}", path.display()))?,
             None => DEFAULT_SYNONYMS.to_owned(),
         };
-        let index = TantivyIndex::open(&config.data_dir.join("search-index"), Synonyms::parse(&synonyms))
+        let index = TantivyIndex::open(&config.data_dir.join("search"), Synonyms::parse(&synonyms))
             .context("opening the search index")?;
-        let cache_hits = metrics.search_cache_hits.clone();
+        let (cache_hits, swaps) = (metrics.search_cache_hits.clone(), metrics.search_index_swaps.clone());
         let search = SearchService::new(
             Arc::new(index),
             store.clone(),
             config.search_cache.then(|| cache.clone()),
             Arc::new(move || {
                 cache_hits.inc();
+            }),
+            Arc::new(move || {
+                swaps.inc();
             }),
         );
         let notifications_ready = Arc::new(tokio::sync::Notify::new());

@@ -37,6 +37,9 @@ enum Command {
     },
     /// Load products from a CSV or JSON Lines file (format in README).
     Import { file: PathBuf },
+    /// Build a fresh search index beside the live one and swap it in (a running server adopts it
+    /// within a second).
+    Reindex,
     /// Create an admin, or promote and re-key an existing account.
     CreateAdmin {
         #[arg(long)]
@@ -91,6 +94,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let written = app.catalog.import_all(drafts, |done| bar.set_position(done)).await?;
             bar.finish();
             report("imported", written, started);
+            Ok(())
+        }
+        Command::Reindex => {
+            let app = open(config).await?;
+            let started = Instant::now();
+            let indexed = app.search.reindex().await?;
+            report("indexed", indexed, started);
             Ok(())
         }
         Command::CreateAdmin { email, password } => {

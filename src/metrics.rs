@@ -25,6 +25,7 @@ pub struct Metrics {
     /// Statements sent to the store; the N+1 test reads it through `/metrics`.
     pub store_queries: Counter,
     pub search_cache_hits: Counter,
+    pub search_index_swaps: Counter,
 }
 
 impl Default for Metrics {
@@ -40,7 +41,9 @@ impl Default for Metrics {
         registry.register("store_queries", "Statements sent to the store", store_queries.clone());
         let search_cache_hits = Counter::default();
         registry.register("search_cache_hits", "Searches answered from the result cache", search_cache_hits.clone());
-        Self { registry, http_requests, http_duration, store_queries, search_cache_hits }
+        let search_index_swaps = Counter::default();
+        registry.register("search_index_swaps", "Switches to a rebuilt search index", search_index_swaps.clone());
+        Self { registry, http_requests, http_duration, store_queries, search_cache_hits, search_index_swaps }
     }
 }
 

@@ -101,6 +101,7 @@ pub async fn start(app: AppContext) -> anyhow::Result<RunningServer> {
         tokio::spawn(app.outbox_dispatcher().run()),
         tokio::spawn(sweep(app.clone())),
         tokio::spawn(app.search.clone().follow_catalog(app.bus.clone())),
+        tokio::spawn(app.search.clone().follow_replacements()),
     ];
     Ok(RunningServer { addr, app, shutdown, serving, background })
 }

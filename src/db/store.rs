@@ -124,6 +124,14 @@ impl CatalogStore for DbStore {
         let rows = self.pool.with_conn(async |c| catalog::search_rows_by_ids(c, ids).await).await?;
         Ok(rows.into_iter().map(search_document).collect())
     }
+
+    async fn catalog_changes_since(&self, since: DateTime<Utc>) -> StoreResult<Vec<String>> {
+        let since = since.naive_utc();
+        let payloads = self.pool.with_conn(async |c| outbox::payloads_since(c, CATALOG_TOPIC, since).await).await?;
+        let ids: std::collections::BTreeSet<String> =
+            payloads.iter().filter_map(|p| serde_json::from_str::<Vec<String>>(p).ok()).flatten().collect();
+        Ok(ids.into_iter().collect())
+    }
 }
 
 #[async_trait]

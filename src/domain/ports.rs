@@ -58,6 +58,8 @@ pub trait CatalogStore: Send + Sync {
     /// Search documents in id order, after `after_id`.
     async fn search_documents(&self, after_id: Option<&str>, limit: usize) -> StoreResult<Vec<SearchDocument>>;
     async fn search_documents_by_ids(&self, ids: &[String]) -> StoreResult<Vec<SearchDocument>>;
+    /// Products named by catalog events written since `since` (kept an hour after publishing).
+    async fn catalog_changes_since(&self, since: DateTime<Utc>) -> StoreResult<Vec<String>>;
 }
 
 #[async_trait]

@@ -10,10 +10,13 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use tantivy::collector::{Count, FacetCollector, TopDocs};
 use tantivy::query::{AllQuery, BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{
@@ -151,15 +154,65 @@ fn sorted_counts(counts: &tantivy::collector::FacetCounts, root: &Facet) -> Vec<
     values
 }
 
-#[derive(Clone)]
-pub struct TantivyIndex {
+/// One complete index on disk, `<root>/<name>/`. `shop reindex` builds a new one beside the live
+/// one and then names it in `<root>/CURRENT`; searches move to it in one step.
+struct Generation {
+    name: String,
     index: Index,
     reader: IndexReader,
     /// Opened on the first write: only one process may hold it, and the CLI commands never
-    /// write the index (the serving process follows their changes).
-    writer: Arc<tokio::sync::OnceCell<Arc<Mutex<IndexWriter>>>>,
+    /// write the live index (the serving process follows their changes).
+    writer: tokio::sync::OnceCell<Arc<Mutex<IndexWriter>>>,
+}
+
+impl Generation {
+    fn open(root: &Path, name: &str) -> Result<Self, SearchError> {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).map_err(index_error)?;
+        let (schema, _) = Fields::schema();
+        let directory = tantivy::directory::MmapDirectory::open(&dir).map_err(index_error)?;
+        let index = Index::open_or_create(directory, schema).map_err(index_error)?;
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(index_error)?;
+        Ok(Self { name: name.to_owned(), index, reader, writer: tokio::sync::OnceCell::new() })
+    }
+
+    async fn writer(&self) -> Result<Arc<Mutex<IndexWriter>>, SearchError> {
+        self.writer
+            .get_or_try_init(|| async {
+                self.index.writer(WRITER_MEMORY).map(|w| Arc::new(Mutex::new(w))).map_err(index_error)
+            })
+            .await
+            .cloned()
+    }
+}
+
+/// `<root>/CURRENT`: the live generation's name, then (for one built by `shop reindex`) when its
+/// snapshot of the store began, in RFC 3339.
+const CURRENT: &str = "CURRENT";
+const FIRST_GENERATION: &str = "gen-initial";
+
+fn read_current(root: &Path) -> Option<(String, Option<DateTime<Utc>>)> {
+    let text = std::fs::read_to_string(root.join(CURRENT)).ok()?;
+    let mut lines = text.lines();
+    let name = lines.next()?.trim().to_owned();
+    let since = lines.next().and_then(|l| DateTime::parse_from_rfc3339(l.trim()).ok()).map(|t| t.with_timezone(&Utc));
+    Some((name, since)).filter(|(name, _)| !name.is_empty())
+}
+
+/// Replaces CURRENT atomically (write beside, then rename).
+fn write_current(root: &Path, name: &str, since: Option<DateTime<Utc>>) -> Result<(), SearchError> {
+    let temporary = root.join(format!("{CURRENT}.tmp-{}", uuid::Uuid::new_v4().simple()));
+    let text = format!("{name}\n{}\n", since.map(|t| t.to_rfc3339()).unwrap_or_default());
+    std::fs::write(&temporary, text).map_err(index_error)?;
+    std::fs::rename(&temporary, root.join(CURRENT)).map_err(index_error)
+}
+
+#[derive(Clone)]
+pub struct TantivyIndex {
+    root: PathBuf,
+    live: Arc<RwLock<Arc<Generation>>>,
     fields: Fields,
-    /// Bumped after every commit, so cached results of older contents are never served.
+    /// Bumped after every commit and swap, so cached results of older contents are never served.
     generation: Arc<std::sync::atomic::AtomicU64>,
     /// Tells this index's generations from another instance's.
     instance: String,
@@ -167,22 +220,42 @@ pub struct TantivyIndex {
 }
 
 impl TantivyIndex {
-    pub fn open(dir: &Path, synonyms: Synonyms) -> Result<Self, SearchError> {
-        std::fs::create_dir_all(dir).map_err(index_error)?;
-        let (schema, fields) = Fields::schema();
-        let directory = tantivy::directory::MmapDirectory::open(dir).map_err(index_error)?;
-        let index = Index::open_or_create(directory, schema).map_err(index_error)?;
-        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(index_error)?;
-        let instance = uuid::Uuid::new_v4().simple().to_string();
+    /// Opens the generation CURRENT names under `root` (a first, empty one if none), and removes
+    /// generations left behind by earlier swaps.
+    pub fn open(root: &Path, synonyms: Synonyms) -> Result<Self, SearchError> {
+        std::fs::create_dir_all(root).map_err(index_error)?;
+        let name = match read_current(root) {
+            Some((name, _)) => name,
+            None => {
+                write_current(root, FIRST_GENERATION, None)?;
+                FIRST_GENERATION.to_owned()
+            }
+        };
+        let live = Generation::open(root, &name)?;
+        remove_generations_except(root, &[&name]);
+        let (_, fields) = Fields::schema();
         Ok(Self {
-            index,
-            reader,
-            writer: Arc::default(),
+            root: root.to_owned(),
+            live: Arc::new(RwLock::new(Arc::new(live))),
             fields,
             generation: Arc::default(),
-            instance,
+            instance: uuid::Uuid::new_v4().simple().to_string(),
             synonyms: Arc::new(synonyms),
         })
+    }
+
+    fn live(&self) -> Arc<Generation> {
+        self.live.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Moves searches to `next`. The previous generation stays on disk until the swap after
+    /// this one (searches and writes still under way may use it); older ones are removed.
+    fn adopt(&self, next: Generation) {
+        let name = next.name.clone();
+        let previous =
+            std::mem::replace(&mut *self.live.write().unwrap_or_else(PoisonError::into_inner), Arc::new(next));
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
+        remove_generations_except(&self.root, &[&name, &previous.name]);
     }
 
     fn document(&self, source: &SearchDocument) -> TantivyDocument {
@@ -218,7 +291,7 @@ impl TantivyIndex {
 
     /// The text's tokens through the named analyzer.
     fn tokens(&self, analyzer: &str, text: &str) -> Vec<String> {
-        let Some(mut analyzer) = self.index.tokenizers().get(analyzer) else { return Vec::new() };
+        let Some(mut analyzer) = self.live().index.tokenizers().get(analyzer) else { return Vec::new() };
         let mut stream = analyzer.token_stream(text);
         let mut tokens = Vec::new();
         while stream.advance() {
@@ -385,7 +458,7 @@ impl TantivyIndex {
     }
 
     fn search_blocking(&self, request: &SearchRequest) -> Result<SearchHits, SearchError> {
-        let searcher = self.reader.searcher();
+        let searcher = self.live().reader.searcher();
         let words = self.tokens(RAW, &request.text);
         let text = self.text_query(&words);
         let filters = self.filter_clauses(&request.filter);
@@ -522,6 +595,41 @@ impl TantivyIndex {
     }
 }
 
+impl TantivyIndex {
+    /// Adds or replaces the documents in one generation and makes them visible.
+    async fn write(&self, target: &Generation, documents: Vec<SearchDocument>) -> Result<(), SearchError> {
+        let docs: Vec<(String, TantivyDocument)> = documents.iter().map(|d| (d.id.clone(), self.document(d))).collect();
+        let mut writer = target.writer().await?.lock_owned().await;
+        let (reader, id_field) = (target.reader.clone(), self.fields.id);
+        tokio::task::spawn_blocking(move || {
+            for (id, doc) in docs {
+                writer.delete_term(Term::from_field_text(id_field, &id));
+                writer.add_document(doc).map_err(index_error)?;
+            }
+            writer.commit().map_err(index_error)?;
+            reader.reload().map_err(index_error)
+        })
+        .await
+        .map_err(index_error)?
+    }
+}
+
+/// Deletes generation directories not in `keep` (and builds a crashed `shop reindex` left).
+fn remove_generations_except(root: &Path, keep: &[&str]) {
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stale_build = name.starts_with("build-")
+            && entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|at| at.elapsed().unwrap_or_default().as_secs() > 86_400);
+        if (name.starts_with("gen-") && !keep.contains(&name.as_str())) || stale_build {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 #[async_trait]
 impl SearchIndex for TantivyIndex {
     async fn search(&self, request: &SearchRequest) -> Result<SearchHits, SearchError> {
@@ -531,27 +639,52 @@ impl SearchIndex for TantivyIndex {
     }
 
     async fn upsert(&self, documents: Vec<SearchDocument>) -> Result<(), SearchError> {
-        let docs: Vec<(String, TantivyDocument)> = documents.iter().map(|d| (d.id.clone(), self.document(d))).collect();
-        let writer = self
-            .writer
-            .get_or_try_init(|| async {
-                self.index.writer(WRITER_MEMORY).map(|w| Arc::new(Mutex::new(w))).map_err(index_error)
-            })
-            .await?;
-        let mut writer = writer.clone().lock_owned().await;
-        let (reader, id_field, generation) = (self.reader.clone(), self.fields.id, self.generation.clone());
-        tokio::task::spawn_blocking(move || {
-            for (id, doc) in docs {
-                writer.delete_term(Term::from_field_text(id_field, &id));
-                writer.add_document(doc).map_err(index_error)?;
+        let live = self.live();
+        self.write(&live, documents).await?;
+        // A write that lands in a generation swapped out meanwhile changes nothing searchable.
+        if Arc::ptr_eq(&live, &self.live()) {
+            self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
+        }
+        Ok(())
+    }
+
+    async fn replace_all(
+        &self,
+        mut pages: BoxStream<'_, Result<Vec<SearchDocument>, SearchError>>,
+        snapshot_started: DateTime<Utc>,
+    ) -> Result<(), SearchError> {
+        // Built under a name that start-up clean-up leaves alone, renamed once complete.
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let (building, name) = (format!("build-{id}"), format!("gen-{id}"));
+        let next = Generation::open(&self.root, &building)?;
+        let built = async {
+            while let Some(page) = pages.next().await {
+                self.write(&next, page?).await?;
             }
-            writer.commit().map_err(index_error)?;
-            reader.reload().map_err(index_error)?;
-            generation.fetch_add(1, std::sync::atomic::Ordering::Release);
-            Ok(())
-        })
-        .await
-        .map_err(index_error)?
+            Ok::<_, SearchError>(())
+        }
+        .await;
+        drop(next);
+        if let Err(err) = built {
+            let _ = std::fs::remove_dir_all(self.root.join(&building));
+            return Err(err);
+        }
+        std::fs::rename(self.root.join(&building), self.root.join(&name)).map_err(index_error)?;
+        let next = Generation::open(&self.root, &name)?;
+        write_current(&self.root, &name, Some(snapshot_started))?;
+        self.adopt(next);
+        Ok(())
+    }
+
+    async fn adopt_replacement(&self) -> Result<Option<DateTime<Utc>>, SearchError> {
+        let Some((name, since)) = read_current(&self.root) else { return Ok(None) };
+        if name == self.live().name {
+            return Ok(None);
+        }
+        let root = self.root.clone();
+        let next = tokio::task::spawn_blocking(move || Generation::open(&root, &name)).await.map_err(index_error)??;
+        self.adopt(next);
+        Ok(Some(since.unwrap_or_else(Utc::now)))
     }
 
     fn generation(&self) -> String {
@@ -559,6 +692,6 @@ impl SearchIndex for TantivyIndex {
     }
 
     async fn document_count(&self) -> Result<u64, SearchError> {
-        Ok(self.reader.searcher().num_docs())
+        Ok(self.live().reader.searcher().num_docs())
     }
 }

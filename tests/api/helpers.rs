@@ -209,6 +209,11 @@ impl TestServer {
         &self._server.app
     }
 
+    /// Environment for running the `shop` binary against this server's store and data dir.
+    pub fn env(&self) -> Vec<(String, String)> {
+        self._db.env()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

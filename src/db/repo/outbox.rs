@@ -38,3 +38,14 @@ pub async fn delete_published(conn: &mut Conn<'_>, before: NaiveDateTime) -> Sto
     on_conn!(conn, c => diesel::delete(outbox::table.filter(outbox::published_at.lt(before))).execute(c).await)
         .map_err(store_error("deleting published events"))
 }
+
+/// Payloads of one topic's events written since `since`.
+pub async fn payloads_since(conn: &mut Conn<'_>, topic: &str, since: NaiveDateTime) -> StoreResult<Vec<String>> {
+    on_conn!(conn, c => outbox::table
+        .filter(outbox::topic.eq(topic))
+        .filter(outbox::created_at.ge(since))
+        .select(outbox::payload)
+        .load(c)
+        .await)
+    .map_err(store_error("reading recent events"))
+}

@@ -16,6 +16,8 @@ pub type SearchResult<T> = Result<T, SearchError>;
 /// Products read from the store per indexing batch.
 const INDEX_BATCH: usize = 5_000;
 /// Changes arriving within this window are indexed (and committed) together.
+/// How often a serving process looks for an index `shop reindex` built.
+const REPLACEMENT_POLL: Duration = Duration::from_secs(1);
 const INDEX_DEBOUNCE: Duration = Duration::from_millis(100);
 /// Identical searches within this time come from the result cache (unless the index changed).
 const RESULT_TTL: Duration = Duration::from_secs(300);
@@ -34,6 +36,8 @@ pub struct SearchService {
     results: Option<Arc<dyn Cache>>,
     /// Called on every cache hit (feeds `shop_search_cache_hits_total`).
     on_cache_hit: Arc<dyn Fn() + Send + Sync>,
+    /// Called when this process switches to a rebuilt index (`shop_search_index_swaps_total`).
+    on_swap: Arc<dyn Fn() + Send + Sync>,
 }
 
 impl SearchService {
@@ -42,8 +46,9 @@ impl SearchService {
         store: Arc<dyn Store>,
         results: Option<Arc<dyn Cache>>,
         on_cache_hit: Arc<dyn Fn() + Send + Sync>,
+        on_swap: Arc<dyn Fn() + Send + Sync>,
     ) -> Self {
-        Self { index, store, results, on_cache_hit }
+        Self { index, store, results, on_cache_hit, on_swap }
     }
 
     /// Runs a shopper's search. `category` is a category id or path; an unknown one matches
@@ -117,19 +122,64 @@ impl SearchService {
         if self.index.document_count().await? == self.store.product_count().await? {
             return Ok(0);
         }
-        self.rebuild().await
+        self.reindex().await
     }
 
-    /// Re-indexes every product from the store.
-    async fn rebuild(&self) -> SearchResult<u64> {
-        let mut indexed = 0;
-        let mut after: Option<String> = None;
+    /// Builds a fresh index of every product beside the live one and swaps it in (searches never
+    /// see it half-built), then applies the catalog changes made while it was being built.
+    pub async fn reindex(&self) -> SearchResult<u64> {
+        // Earlier by a margin: catalog events carry the writing process's clock.
+        let snapshot_started = chrono::Utc::now() - chrono::Duration::seconds(5);
+        let store = self.store.clone();
+        let pages = futures::stream::unfold(Some(None::<String>), move |after| {
+            let store = store.clone();
+            async move {
+                let after = after?;
+                match store.search_documents(after.as_deref(), INDEX_BATCH).await {
+                    Ok(page) if page.is_empty() => None,
+                    Ok(page) => {
+                        let next = page.last().map(|d| d.id.clone());
+                        Some((Ok(page), Some(next)))
+                    }
+                    Err(err) => Some((Err(SearchError::Store(err)), None)),
+                }
+            }
+        })
+        .boxed();
+        // Last, the products changed while the pages were read, so the new index goes live
+        // complete.
+        let store = self.store.clone();
+        let changed_meanwhile = futures::stream::once(async move {
+            let ids = store.catalog_changes_since(snapshot_started).await?;
+            Ok(store.search_documents_by_ids(&ids).await?)
+        });
+        self.index.replace_all(pages.chain(changed_meanwhile).boxed(), snapshot_started).await?;
+        (self.on_swap)();
+        self.index.document_count().await
+    }
+
+    /// Re-indexes the products the catalog events since `since` name.
+    async fn catch_up(&self, since: chrono::DateTime<chrono::Utc>) -> SearchResult<()> {
+        let ids = self.store.catalog_changes_since(since).await?;
+        if ids.is_empty() { Ok(()) } else { self.index_products(&ids).await }
+    }
+
+    /// Adopts an index that `shop reindex` built in another process, then applies the changes
+    /// made since its snapshot (this process kept indexing them into the old one).
+    pub async fn follow_replacements(self) {
         loop {
-            let documents = self.store.search_documents(after.as_deref(), INDEX_BATCH).await?;
-            let Some(last) = documents.last() else { return Ok(indexed) };
-            after = Some(last.id.clone());
-            indexed += documents.len() as u64;
-            self.index.upsert(documents).await?;
+            tokio::time::sleep(REPLACEMENT_POLL).await;
+            match self.index.adopt_replacement().await {
+                Ok(Some(since)) => {
+                    (self.on_swap)();
+                    tracing::info!("switched to a rebuilt search index");
+                    if let Err(err) = self.catch_up(since).await {
+                        tracing::warn!(error = %err, "catching the rebuilt index up failed");
+                    }
+                }
+                Ok(None) => {}
+                Err(err) => tracing::warn!(error = %err, "adopting a rebuilt search index failed"),
+            }
         }
     }
 
@@ -154,7 +204,7 @@ impl SearchService {
                 tracing::warn!("the search indexer fell behind the catalog events; rebuilding the index");
             }
             let outcome = if batch.contains(&Delivery::Lagged) {
-                self.rebuild().await.map(drop)
+                self.reindex().await.map(drop)
             } else {
                 let ids: BTreeSet<String> = batch
                     .iter()

@@ -12,6 +12,7 @@ mod cluster;
 mod graphql_http;
 mod payments;
 mod playground;
+mod relevance;
 mod schema;
 mod search;
 mod store;

@@ -18,7 +18,9 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use tantivy::collector::{Count, FacetCollector, TopDocs};
-use tantivy::query::{AllQuery, BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::query::{
+    AllQuery, BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery,
+};
 use tantivy::schema::{
     FAST, Facet, FacetOptions, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TantivyDocument,
     TextFieldIndexing, TextOptions, Value,
@@ -31,6 +33,8 @@ use crate::domain::search::{
     FacetCount, SearchDocument, SearchError, SearchFilter, SearchHits, SearchIndex, SearchRequest, SearchSort, Synonyms,
 };
 
+/// Weight of the title-phrase match over a single title word (3.0).
+const PHRASE_BOOST: f32 = 6.0;
 const WRITER_MEMORY: usize = 64 * 1024 * 1024;
 const ANALYZER: &str = "en_stem";
 /// Lower-cases and splits without stemming: the vocabulary spelling corrections come from.
@@ -300,8 +304,9 @@ impl TantivyIndex {
         tokens
     }
 
-    /// Every word must match some field: itself exactly, at one or two edits or (the last
-    /// word) as a prefix, or one of its synonyms exactly (stemmed as the index stores words).
+    /// Every word (all but one of three or more) must match some field: itself exactly, at one
+    /// or two edits or (the last word) as a prefix, or one of its synonyms exactly (stemmed as
+    /// the index stores words). Titles holding the words as a phrase rank higher.
     fn text_query(&self, words: &[String]) -> Box<dyn Query> {
         if words.is_empty() {
             return Box::new(AllQuery);
@@ -342,10 +347,34 @@ impl TantivyIndex {
                         }
                     }
                 }
-                (Occur::Must, Box::new(BooleanQuery::new(variants)) as Box<dyn Query>)
+                (Occur::Should, Box::new(BooleanQuery::new(variants)) as Box<dyn Query>)
             })
             .collect();
-        Box::new(BooleanQuery::new(per_word))
+        // Every word must match, except that a longer query may miss one ("leather tote bag"
+        // still finds other tote bags); products matching more words score higher.
+        let required = if words.len() >= 3 { words.len() - 1 } else { words.len() };
+        let all_words: Box<dyn Query> = Box::new(BooleanQuery::with_minimum_required_clauses(per_word, required));
+        let mut clauses = vec![(Occur::Must, all_words)];
+        if let Some(phrase) = self.title_phrase(words) {
+            clauses.push((Occur::Should, phrase));
+        }
+        Box::new(BooleanQuery::new(clauses))
+    }
+
+    /// Proximity: titles holding the words next to each other, in order (one word apart at
+    /// most), rank above titles that merely contain them ("tote bag" over "bag … tote").
+    fn title_phrase(&self, words: &[String]) -> Option<Box<dyn Query>> {
+        let terms: Vec<Term> = words
+            .iter()
+            .filter_map(|word| self.tokens(ANALYZER, word).into_iter().next())
+            .map(|stem| Term::from_field_text(self.fields.title, &stem))
+            .collect();
+        if terms.len() < 2 {
+            return None;
+        }
+        let mut phrase = PhraseQuery::new(terms);
+        phrase.set_slop(1);
+        Some(Box::new(BoostQuery::new(Box::new(phrase), PHRASE_BOOST)))
     }
 
     /// The query with each word the catalog does not know replaced by the most common known

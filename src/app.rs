@@ -21,12 +21,12 @@ use crate::domain::orders::OrderService;
 use crate::domain::payments::PaymentGateway;
 use crate::domain::ports::{Cache, Store};
 use crate::domain::search::synonyms::DEFAULT_SYNONYMS;
-use crate::domain::search::{SearchService, Synonyms};
+use crate::domain::search::{SearchIndex, SearchService, Synonyms};
 use crate::kv::{LocalBus, LocalCache, connect_redis};
 use crate::metrics::Metrics;
 use crate::notifier::FileNotifier;
 use crate::payments::{StripeGateway, TestGateway};
-use crate::search::TantivyIndex;
+use crate::search::{OpenSearchIndex, TantivyIndex};
 
 /// Entries of the in-process cache (embedded mode).
 const LOCAL_CACHE_ENTRIES: usize = 100_000;
@@ -56,9 +56,6 @@ impl AppContext {
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
-        if config.opensearch_url.is_some() {
-            tracing::warn!("SHOP_OPENSEARCH_URL is set, but this version searches with the embedded tantivy index");
-        }
         let metrics = Arc::new(Metrics::default());
         let query_counter = metrics.store_queries.clone();
         let pool = Pool::open(
@@ -96,11 +93,20 @@ impl AppContext {
                 .with_context(|| format!("reading SHOP_SYNONYMS_FILE {}", path.display()))?,
             None => DEFAULT_SYNONYMS.to_owned(),
         };
-        let index = TantivyIndex::open(&config.data_dir.join("search"), Synonyms::parse(&synonyms))
-            .context("opening the search index")?;
+        let synonyms = Synonyms::parse(&synonyms);
+        let index: Arc<dyn SearchIndex> = match &config.opensearch_url {
+            Some(url) => Arc::new(
+                OpenSearchIndex::connect(url, &config.opensearch_index, synonyms)
+                    .await
+                    .context("connecting to OpenSearch")?,
+            ),
+            None => Arc::new(
+                TantivyIndex::open(&config.data_dir.join("search"), synonyms).context("opening the search index")?,
+            ),
+        };
         let (cache_hits, swaps) = (metrics.search_cache_hits.clone(), metrics.search_index_swaps.clone());
         let search = SearchService::new(
-            Arc::new(index),
+            index,
             store.clone(),
             config.search_cache.then(|| cache.clone()),
             Arc::new(move || {

@@ -33,6 +33,11 @@ pub const KEYS: &[Key] = &[
     },
     Key { name: "opensearch_url", default: "", meaning: "selects the OpenSearch search backend" },
     Key {
+        name: "opensearch_index",
+        default: "shop-products",
+        meaning: "the alias searches and writes use on OpenSearch (a rebuild moves it to a new index)",
+    },
+    Key {
         name: "seed_products",
         default: "10000",
         meaning: "products generated on first start with an empty store; 0 disables",
@@ -146,6 +151,7 @@ pub struct Config {
     pub database_url: Option<String>,
     pub redis_url: Option<String>,
     pub opensearch_url: Option<String>,
+    pub opensearch_index: String,
     pub seed_products: u64,
     pub jwt_secret: Option<String>,
     pub admin: Option<(String, String)>,
@@ -276,6 +282,7 @@ impl Config {
             database_url,
             redis_url: reader.optional("redis_url"),
             opensearch_url: reader.optional("opensearch_url"),
+            opensearch_index: reader.text("opensearch_index"),
             seed_products: reader.parsed("seed_products")?,
             jwt_secret,
             admin,

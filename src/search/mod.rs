@@ -1,5 +1,7 @@
-//! SearchIndex adapters: tantivy (embedded default).
+//! SearchIndex adapters: tantivy (embedded default) and OpenSearch (scale-out).
 
+mod opensearch;
 mod tantivy;
 
+pub use self::opensearch::OpenSearchIndex;
 pub use self::tantivy::TantivyIndex;

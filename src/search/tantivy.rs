@@ -30,7 +30,8 @@ use tokio::sync::Mutex;
 
 use crate::domain::search::model::price_bucket;
 use crate::domain::search::{
-    FacetCount, SearchDocument, SearchError, SearchFilter, SearchHits, SearchIndex, SearchRequest, SearchSort, Synonyms,
+    FacetCount, SearchDocument, SearchError, SearchFilter, SearchHits, SearchIndex, SearchRequest, SearchSort,
+    Synonyms, allowed_edits, correct_spelling, edit_distance, sort_facet_counts,
 };
 
 /// Weight of the title-phrase match over a single title word (3.0).
@@ -122,29 +123,6 @@ fn category_facet(path: &str) -> Facet {
     facet(&path.split('/').collect::<Vec<_>>())
 }
 
-/// Edits (insertions, deletions, substitutions, adjacent transpositions) between two words.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in rows.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in rows[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (rows[i - 1][j] + 1).min(rows[i][j - 1] + 1).min(rows[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(rows[i - 2][j - 2] + 1);
-            }
-            rows[i][j] = best;
-        }
-    }
-    rows[a.len()][b.len()]
-}
-
 /// A facet's children counts, most frequent first.
 fn sorted_counts(counts: &tantivy::collector::FacetCounts, root: &Facet) -> Vec<FacetCount> {
     let mut values: Vec<FacetCount> = counts
@@ -154,7 +132,7 @@ fn sorted_counts(counts: &tantivy::collector::FacetCounts, root: &Facet) -> Vec<
             count,
         })
         .collect();
-    values.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+    sort_facet_counts(&mut values);
     values
 }
 
@@ -335,9 +313,8 @@ impl TantivyIndex {
                         if !own || field == self.fields.description {
                             continue;
                         }
-                        let letters = stem.chars().count();
-                        if letters >= 4 {
-                            let distance = if letters >= 8 { 2 } else { 1 };
+                        let distance = allowed_edits(&stem);
+                        if distance > 0 {
                             let fuzzy = FuzzyTermQuery::new(term.clone(), distance, true);
                             variants.push((Occur::Should, Box::new(BoostQuery::new(Box::new(fuzzy), boost * 0.5))));
                         }
@@ -382,26 +359,11 @@ impl TantivyIndex {
     /// The last word is left alone when it begins a known word (type-ahead).
     fn corrected_query(&self, searcher: &Searcher, words: &[String]) -> Option<String> {
         let known = |word: &str| searcher.doc_freq(&Term::from_field_text(self.fields.spell, word)).unwrap_or(0) > 0;
-        let mut changed = false;
-        let corrected: Vec<String> = words
-            .iter()
-            .enumerate()
-            .map(|(position, word)| {
-                let letters = word.chars().count();
-                if letters < 4 || known(word) || (position + 1 == words.len() && self.begins_a_word(searcher, word)) {
-                    return word.clone();
-                }
-                let limit = if letters >= 8 { 2 } else { 1 };
-                match self.closest_word(searcher, word, limit) {
-                    Some(better) => {
-                        changed = true;
-                        better
-                    }
-                    None => word.clone(),
-                }
-            })
-            .collect();
-        changed.then(|| corrected.join(" "))
+        correct_spelling(
+            words,
+            |last| self.begins_a_word(searcher, last),
+            |word, limit| if known(word) { None } else { self.closest_word(searcher, word, limit) },
+        )
     }
 
     fn begins_a_word(&self, searcher: &Searcher, prefix: &str) -> bool {

@@ -403,3 +403,19 @@ pub async fn gql_response(base: &str, query: &str, variables: Value, token: Opti
     }
     request.send().await.expect("request").json().await.expect("json")
 }
+
+/// Serves a stub of an outside service (Stripe, OpenSearch) on its own thread, so that it
+/// outlives any one test's runtime; returns its base URL.
+pub fn serve_stub(app: axum::Router) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let address = format!("http://{}", listener.local_addr().expect("address"));
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            axum::serve(listener, app).await.expect("stub");
+        });
+    });
+    address
+}

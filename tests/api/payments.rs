@@ -16,7 +16,7 @@ use shop::domain::catalog::Money;
 use shop::domain::payments::{ChargeRequest, GatewayError, PaymentGateway};
 use shop::payments::StripeGateway;
 
-use crate::helpers::{Backend, ServerOptions, TestServer};
+use crate::helpers::{Backend, ServerOptions, TestServer, serve_stub};
 use crate::on_both_backends;
 
 const SECRET: &str = "sk_test_stub";
@@ -98,17 +98,7 @@ fn stub() -> &'static (String, Shared) {
             .route("/v1/payment_intents", post(payment_intents))
             .route("/v1/refunds", post(refunds))
             .with_state(shared.clone());
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let address = format!("http://{}", listener.local_addr().expect("address"));
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                axum::serve(listener, app).await.expect("stub");
-            });
-        });
-        (address, shared)
+        (serve_stub(app), shared)
     })
 }
 

@@ -3,10 +3,13 @@
 
 pub mod model;
 pub mod service;
+pub mod spelling;
 pub mod synonyms;
 
 pub use model::{
     FacetCount, SearchDocument, SearchError, SearchFilter, SearchHits, SearchIndex, SearchRequest, SearchSort,
+    sort_facet_counts,
 };
 pub use service::{SearchPage, SearchService};
+pub use spelling::{allowed_edits, correct_spelling, edit_distance};
 pub use synonyms::Synonyms;

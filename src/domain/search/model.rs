@@ -66,6 +66,11 @@ pub struct FacetCount {
     pub count: u64,
 }
 
+/// The order facets are shown in: most frequent first, then by value.
+pub fn sort_facet_counts(values: &mut [FacetCount]) {
+    values.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+}
+
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SearchHits {
     pub total: u64,

@@ -26,6 +26,14 @@ impl Synonyms {
         Self { groups }
     }
 
+    /// Every group once, as `a, b, c` lines (the Solr format OpenSearch's synonym filters read).
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self.groups.values().map(|group| group.join(", ")).collect();
+        lines.sort();
+        lines.dedup();
+        lines
+    }
+
     /// The word and its synonyms (just the word when it has none).
     pub fn expand(&self, word: &str) -> Vec<String> {
         self.groups.get(word).cloned().unwrap_or_else(|| vec![word.to_owned()])
@@ -42,6 +50,7 @@ mod tests {
         assert_eq!(synonyms.expand("television"), ["tv", "television"]);
         assert_eq!(synonyms.expand("couch"), ["sofa", "couch"]);
         assert_eq!(synonyms.expand("lonely"), ["lonely"]);
+        assert_eq!(synonyms.lines(), ["sofa, couch", "tv, television"]);
         assert!(Synonyms::parse(DEFAULT_SYNONYMS).expand("laptop").contains(&"notebook".to_owned()));
     }
 }

@@ -133,6 +133,48 @@ on_both_backends!(sorts_and_pages, |backend: Backend| async move {
     }
 });
 
+on_both_backends!(
+    pages_continue_after_the_last_product_seen_while_the_catalog_changes,
+    |backend: Backend| async move {
+        let server = seeded(backend).await;
+        let admin = server.admin_token().await;
+        let upsert = "mutation($i: ProductInput!) { adminUpsertProduct(input: $i) { id } }";
+        let cheapest_first = |after: Option<String>| json!({ "s": "PRICE_ASC", "n": 5, "a": after });
+        let ids = |page: &Value| -> Vec<String> {
+            nodes(page).iter().map(|n| n["id"].as_str().expect("id").to_owned()).collect()
+        };
+        let before = ids(&search(&server, json!({ "s": "PRICE_ASC", "n": 15 })).await);
+        let first = search(&server, cheapest_first(None)).await;
+        assert_eq!(ids(&first), before[..5]);
+
+        // A new cheapest product lands ahead of the cursor: an offset would repeat page 1's last.
+        let input = json!({ "id": "penny-1", "title": "Penny Whistle", "description": "", "priceCents": 1 });
+        server.data(upsert, json!({ "i": input }), Some(&admin)).await;
+        let started = Instant::now();
+        while ids(&search(&server, json!({ "s": "PRICE_ASC", "n": 1 })).await) != ["penny-1"] {
+            assert!(started.elapsed() < Duration::from_secs(2), "the new product never showed up");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let second = search(&server, cheapest_first(first["pageInfo"]["endCursor"].as_str().map(str::to_owned))).await;
+        assert_eq!(ids(&second), before[5..10], "{second:#}");
+
+        // Two products already seen move behind the cursor: an offset would skip two.
+        for node in &nodes(&first)[..2] {
+            let input =
+                json!({ "id": node["id"], "title": node["title"], "description": "", "priceCents": 99_999_999 });
+            server.data(upsert, json!({ "i": input }), Some(&admin)).await;
+        }
+        let moved = nodes(&first)[0]["id"].as_str().expect("id").to_owned();
+        let started = Instant::now();
+        while ids(&search(&server, json!({ "s": "PRICE_DESC", "n": 2 })).await).iter().all(|id| *id != moved) {
+            assert!(started.elapsed() < Duration::from_secs(2), "the price change never showed up");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let third = search(&server, cheapest_first(second["pageInfo"]["endCursor"].as_str().map(str::to_owned))).await;
+        assert_eq!(ids(&third), before[10..15], "{third:#}");
+    }
+);
+
 on_both_backends!(bad_search_input_is_refused_or_finds_nothing, |backend: Backend| async move {
     let server = seeded(backend).await;
     for (variables, field) in [

@@ -72,18 +72,36 @@ impl SearchService {
             Some(_) => return Err(SearchError::invalid("first", format!("must be 1 to {MAX_PAGE}"))),
         };
         validate_filter(&filter)?;
-        let offset = after.map(decode_cursor).transpose()?.unwrap_or(0);
+        let cursor = after.map(Cursor::decode).transpose()?;
         if let Some(category) = category.map(str::trim).filter(|c| !c.is_empty()) {
             match self.category_path(category).await? {
                 Some(path) => filter.category_path = Some(path),
                 None => return Ok(SearchPage { hits: empty_hits(), end_cursor: None, has_next_page: false }),
             }
         }
-        let request = SearchRequest { text, filter, sort, limit, offset };
-        let hits = self.cached_search(&request).await?;
-        let end = offset + hits.product_ids.len();
+        // A later page looks up to a page either side of where the previous one ended, and
+        // continues after the last product the shopper saw: products added, removed or moved
+        // ahead of it meanwhile neither repeat nor skip results.
+        let (offset, slack) = match &cursor {
+            Some(cursor) => (cursor.offset, cursor.offset.min(limit)),
+            None => (0, 0),
+        };
+        let window_start = offset - slack;
+        let window_limit = if cursor.is_some() { slack + 2 * limit } else { limit };
+        let request = SearchRequest { text, filter, sort, limit: window_limit, offset: window_start };
+        let mut hits = self.cached_search(&request).await?;
+        let anchored = cursor
+            .as_ref()
+            .and_then(|cursor| hits.product_ids.iter().position(|id| *id == cursor.last_id))
+            .map(|position| position + 1);
+        let first = anchored.unwrap_or(slack).min(hits.product_ids.len());
+        hits.product_ids = hits.product_ids.into_iter().skip(first).take(limit).collect();
+        let end = window_start + first + hits.product_ids.len();
         Ok(SearchPage {
-            end_cursor: (!hits.product_ids.is_empty()).then(|| encode_cursor(end)),
+            end_cursor: hits
+                .product_ids
+                .last()
+                .map(|last_id| Cursor { offset: end, last_id: last_id.clone() }.encode()),
             has_next_page: (end as u64) < hits.total,
             hits,
         })
@@ -252,18 +270,32 @@ fn validate_filter(filter: &SearchFilter) -> SearchResult<()> {
     Ok(())
 }
 
-const CURSOR_PREFIX: &str = "offset:";
-
-fn encode_cursor(offset: usize) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{offset}"))
+/// Where a page ended: its position in the results and its last product.
+struct Cursor {
+    offset: usize,
+    last_id: String,
 }
 
-fn decode_cursor(cursor: &str) -> SearchResult<usize> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| text.strip_prefix(CURSOR_PREFIX).and_then(|n| n.parse().ok()))
-        .filter(|offset| *offset <= 10_000)
-        .ok_or_else(|| SearchError::invalid("after", "malformed cursor"))
+const CURSOR_PREFIX: &str = "after:";
+/// Pages deeper than this are refused; narrowing the search serves better.
+const MAX_CURSOR_OFFSET: usize = 10_000;
+
+impl Cursor {
+    fn encode(&self) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!("{CURSOR_PREFIX}{}:{}", self.offset, self.last_id))
+    }
+
+    fn decode(cursor: &str) -> SearchResult<Self> {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(cursor)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .and_then(|text| {
+                let (offset, last_id) = text.strip_prefix(CURSOR_PREFIX)?.split_once(':')?;
+                Some(Cursor { offset: offset.parse().ok()?, last_id: last_id.to_owned() })
+            })
+            .filter(|cursor| cursor.offset <= MAX_CURSOR_OFFSET && !cursor.last_id.is_empty())
+            .ok_or_else(|| SearchError::invalid("after", "malformed cursor"))
+    }
 }

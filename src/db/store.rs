@@ -20,6 +20,9 @@ use crate::domain::ports::{
 };
 use crate::domain::search::SearchDocument;
 
+/// Ids bound into one statement when loading by id.
+const IDS_PER_STATEMENT: usize = 1_000;
+
 /// The Store port over diesel-async; the pool decides the backend.
 #[derive(Clone)]
 pub struct DbStore {
@@ -121,8 +124,13 @@ impl CatalogStore for DbStore {
     }
 
     async fn search_documents_by_ids(&self, ids: &[String]) -> StoreResult<Vec<SearchDocument>> {
-        let rows = self.pool.with_conn(async |c| catalog::search_rows_by_ids(c, ids).await).await?;
-        Ok(rows.into_iter().map(search_document).collect())
+        let mut documents = Vec::with_capacity(ids.len());
+        // A statement binds at most 32,766 values on SQLite (65,535 on PostgreSQL).
+        for chunk in ids.chunks(IDS_PER_STATEMENT) {
+            let rows = self.pool.with_conn(async |c| catalog::search_rows_by_ids(c, chunk).await).await?;
+            documents.extend(rows.into_iter().map(search_document));
+        }
+        Ok(documents)
     }
 
     async fn catalog_changes_since(&self, since: DateTime<Utc>) -> StoreResult<Vec<String>> {

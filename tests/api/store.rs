@@ -91,6 +91,18 @@ on_both_backends!(catalog_upsert_and_reads, |backend: Backend| async move {
     assert_eq!(store.category_children(&[roots[0].id.clone()]).await.expect("children").len(), 1);
 });
 
+on_both_backends!(loading_more_products_than_a_statement_can_bind, |backend: Backend| async move {
+    let db = TestDatabase::new(backend).await;
+    let store = db.store().await;
+    let sofas = levels("Home/Furniture/Sofas");
+    store.upsert_catalog(&sofas, &[record("p1", sofas.last(), Some(5))]).await.expect("insert");
+    // Right after a big import the search indexer asks for every product it changed.
+    let mut ids: Vec<String> = (0..70_000).map(|n| format!("missing-{n}")).collect();
+    ids.push("p1".to_owned());
+    let documents = store.search_documents_by_ids(&ids).await.expect("more ids than SQLite binds in one statement");
+    assert_eq!(documents.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["p1"]);
+});
+
 on_both_backends!(stock_changes_bump_the_version_and_never_go_negative, |backend: Backend| async move {
     let db = TestDatabase::new(backend).await;
     let store = db.store().await;

@@ -164,12 +164,22 @@ impl SearchService {
             }
         })
         .boxed();
-        // Last, the products changed while the pages were read, so the new index goes live
-        // complete.
+        // Last, the products changed while the pages were read (a page at a time: right after
+        // a big import that is much of the catalog), so the new index goes live complete.
         let store = self.store.clone();
-        let changed_meanwhile = futures::stream::once(async move {
-            let ids = store.catalog_changes_since(snapshot_started).await?;
-            Ok(store.search_documents_by_ids(&ids).await?)
+        let changed_meanwhile = futures::stream::try_unfold(None::<Vec<Vec<String>>>, move |chunks| {
+            let store = store.clone();
+            async move {
+                let mut chunks = match chunks {
+                    Some(chunks) => chunks,
+                    None => {
+                        let ids = store.catalog_changes_since(snapshot_started).await?;
+                        ids.chunks(INDEX_BATCH).rev().map(<[String]>::to_vec).collect()
+                    }
+                };
+                let Some(ids) = chunks.pop() else { return Ok(None) };
+                Ok(Some((store.search_documents_by_ids(&ids).await?, Some(chunks))))
+            }
         });
         self.index.replace_all(pages.chain(changed_meanwhile).boxed(), snapshot_started).await?;
         (self.on_swap)();

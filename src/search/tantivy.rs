@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use tantivy::collector::{Count, FacetCollector, TopDocs};
+use tantivy::collector::{Count, FacetCollector, FruitHandle, MultiCollector, MultiFruit, TopDocs};
 use tantivy::query::{
     AllQuery, BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery,
 };
@@ -156,6 +156,16 @@ impl Generation {
         let index = Index::open_or_create(directory, schema).map_err(index_error)?;
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(index_error)?;
         Ok(Self { name: name.to_owned(), index, reader, writer: tokio::sync::OnceCell::new() })
+    }
+
+    /// Closes the writer once its merges have finished.
+    async fn finish_merges(self) -> Result<(), SearchError> {
+        let Some(writer) = self.writer.into_inner() else { return Ok(()) };
+        let writer = Arc::try_unwrap(writer).map_err(|_| index_error("the index writer is still in use"))?.into_inner();
+        tokio::task::spawn_blocking(move || writer.wait_merging_threads())
+            .await
+            .map_err(index_error)?
+            .map_err(index_error)
     }
 
     async fn writer(&self) -> Result<Arc<Mutex<IndexWriter>>, SearchError> {
@@ -464,16 +474,8 @@ impl TantivyIndex {
             BooleanQuery::new(clauses)
         };
         let query = query_without(None);
-        let addresses = self.top_documents(&searcher, &query, request)?;
-        let mut product_ids = Vec::with_capacity(addresses.len());
-        for address in addresses {
-            let doc: TantivyDocument = searcher.doc(address).map_err(index_error)?;
-            if let Some(id) = doc.get_first(self.fields.id).and_then(|v| v.as_str()) {
-                product_ids.push(id.to_owned());
-            }
-        }
-        // One pass counts the matches and every facet; a facet whose own selection is active
-        // is then recounted without it.
+        // One pass collects the page, the match count and every facet; a facet whose own
+        // selection is active is then recounted without it.
         let f = self.fields;
         let category_root = request.filter.category_path.as_deref().map_or_else(Facet::root, category_facet);
         let facet_roots = [
@@ -488,25 +490,37 @@ impl TantivyIndex {
             collector
         };
         let [brand, category, price, attributes] = &facet_roots;
-        let (total, ((brand_counts, category_counts), (price_counts, attribute_counts))) = searcher
-            .search(
-                &query,
-                &(
-                    Count,
-                    (
-                        (collector(brand.1, &brand.2), collector(category.1, &category.2)),
-                        (collector(price.1, &price.2), collector(attributes.1, &attributes.2)),
-                    ),
-                ),
-            )
-            .map_err(index_error)?;
+        let mut collectors = MultiCollector::new();
+        let page = self.add_top_documents(&mut collectors, request);
+        let count = collectors.add_collector(Count);
+        let brand_collected = collectors.add_collector(collector(brand.1, &brand.2));
+        let category_collected = collectors.add_collector(collector(category.1, &category.2));
+        let price_collected = collectors.add_collector(collector(price.1, &price.2));
+        let attributes_collected = collectors.add_collector(collector(attributes.1, &attributes.2));
+        let mut fruits = searcher.search(&query, &collectors).map_err(index_error)?;
+        let mut product_ids = Vec::new();
+        for address in page(&mut fruits) {
+            let doc: TantivyDocument = searcher.doc(address).map_err(index_error)?;
+            if let Some(id) = doc.get_first(self.fields.id).and_then(|v| v.as_str()) {
+                product_ids.push(id.to_owned());
+            }
+        }
+        let total = count.extract(&mut fruits);
+        let (brand_counts, category_counts, price_counts, attribute_counts) = (
+            brand_collected.extract(&mut fruits),
+            category_collected.extract(&mut fruits),
+            price_collected.extract(&mut fruits),
+            attributes_collected.extract(&mut fruits),
+        );
         let active: Vec<&str> = filters.iter().map(|(name, _)| name.as_str()).collect();
         let counts_for = |name: &str,
                           field: Field,
                           root: &Facet,
                           unfiltered: tantivy::collector::FacetCounts|
          -> Result<Vec<FacetCount>, SearchError> {
-            let counts = if active.contains(&name) {
+            // The category facet lists the selected category's children, whose counts its own
+            // filter cannot change.
+            let counts = if active.contains(&name) && name != "category" {
                 searcher.search(&query_without(Some(name)), &collector(field, root)).map_err(index_error)?
             } else {
                 unfiltered
@@ -545,17 +559,12 @@ impl TantivyIndex {
         Ok(SearchHits { total: total as u64, product_ids, facets, corrected_query })
     }
 
-    fn top_documents(
-        &self,
-        searcher: &Searcher,
-        query: &dyn Query,
-        request: &SearchRequest,
-    ) -> Result<Vec<DocAddress>, SearchError> {
+    /// Adds the collector of the requested page, in the requested order, to `collectors`;
+    /// the returned function takes the page's addresses out of the collected fruits.
+    fn add_top_documents(&self, collectors: &mut MultiCollector<'_>, request: &SearchRequest) -> PageOfAddresses {
         let top = || TopDocs::with_limit(request.limit).and_offset(request.offset);
-        let by = |field: &str, order: Order| -> Result<Vec<DocAddress>, SearchError> {
-            let hits: Vec<(Option<i64>, DocAddress)> =
-                searcher.search(query, &top().order_by_fast_field::<i64>(field, order)).map_err(index_error)?;
-            Ok(hits.into_iter().map(|(_, address)| address).collect())
+        let mut by = |field: &'static str, order: Order| -> PageOfAddresses {
+            addresses_of(collectors.add_collector(top().order_by_fast_field::<i64>(field, order)))
         };
         match request.sort {
             SearchSort::PriceAsc => by("price", Order::Asc),
@@ -563,10 +572,7 @@ impl TantivyIndex {
             SearchSort::Newest => by("created_at", Order::Desc),
             SearchSort::Popularity => by("popularity", Order::Desc),
             SearchSort::Rating => {
-                let hits: Vec<(Option<f64>, DocAddress)> = searcher
-                    .search(query, &top().order_by_fast_field::<f64>("rating", Order::Desc))
-                    .map_err(index_error)?;
-                Ok(hits.into_iter().map(|(_, address)| address).collect())
+                addresses_of(collectors.add_collector(top().order_by_fast_field::<f64>("rating", Order::Desc)))
             }
             SearchSort::Relevance => {
                 let blended = top().tweak_score(|segment: &SegmentReader| {
@@ -579,11 +585,17 @@ impl TantivyIndex {
                         score * (1.0 + 0.1 * (1.0 + popularity).ln()) * (0.8 + 0.04 * rating)
                     }
                 });
-                let hits: Vec<(f32, DocAddress)> = searcher.search(query, &blended).map_err(index_error)?;
-                Ok(hits.into_iter().map(|(_, address)| address).collect())
+                addresses_of(collectors.add_collector(blended))
             }
         }
     }
+}
+
+/// Takes a page's document addresses out of a MultiCollector's fruits.
+type PageOfAddresses = Box<dyn FnOnce(&mut MultiFruit) -> Vec<DocAddress>>;
+
+fn addresses_of<Key: Send + Sync + 'static>(page: FruitHandle<Vec<(Key, DocAddress)>>) -> PageOfAddresses {
+    Box::new(move |fruits| page.extract(fruits).into_iter().map(|(_, address)| address).collect())
 }
 
 impl TantivyIndex {
@@ -655,7 +667,12 @@ impl SearchIndex for TantivyIndex {
             Ok::<_, SearchError>(())
         }
         .await;
-        drop(next);
+        // Merges still running would be cut off by the rename below and leave many small
+        // segments, each of which every search then visits.
+        let built = match built {
+            Ok(()) => next.finish_merges().await,
+            Err(err) => Err(err),
+        };
         if let Err(err) = built {
             let _ = std::fs::remove_dir_all(self.root.join(&building));
             return Err(err);

@@ -216,6 +216,7 @@ impl TantivyIndex {
     /// generations left behind by earlier swaps.
     pub fn open(root: &Path, synonyms: Synonyms) -> Result<Self, SearchError> {
         std::fs::create_dir_all(root).map_err(index_error)?;
+        discard_other_formats(root)?;
         let name = match read_current(root) {
             Some((name, _)) => name,
             None => {
@@ -615,6 +616,29 @@ impl TantivyIndex {
         .await
         .map_err(index_error)?
     }
+}
+
+/// `<root>/FORMAT`: how this version writes indices. Version 2 leaves the dictionaries of facet
+/// columns uncompressed (a search reads many of their blocks, and tantivy sets up a zstd
+/// context for every compressed one), which this build can no longer read; an index in another
+/// format is dropped, and start-up rebuilds it from the store.
+const FORMAT: &str = "FORMAT";
+const FORMAT_VERSION: &str = "2";
+
+fn discard_other_formats(root: &Path) -> Result<(), SearchError> {
+    let format = std::fs::read_to_string(root.join(FORMAT)).unwrap_or_default();
+    if format.trim() == FORMAT_VERSION {
+        return Ok(());
+    }
+    if read_current(root).is_some() {
+        tracing::info!("the search index was written in another format; it is rebuilt");
+    }
+    for entry in std::fs::read_dir(root).map_err(index_error)?.flatten() {
+        let path = entry.path();
+        let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        removed.map_err(index_error)?;
+    }
+    std::fs::write(root.join(FORMAT), FORMAT_VERSION).map_err(index_error)
 }
 
 /// Deletes generation directories not in `keep` (and builds a crashed `shop reindex` left).

@@ -350,3 +350,23 @@ on_both_backends!(shop_reindex_swaps_in_a_new_index_without_a_gap, |backend: Bac
     searching.store(false, std::sync::atomic::Ordering::Relaxed);
     assert!(searcher.await.expect("searcher") > 0);
 });
+
+#[tokio::test]
+async fn an_index_written_in_an_older_format_is_dropped_for_a_rebuild() {
+    use shop::domain::search::{SearchIndex, Synonyms};
+    let root = tempfile::tempdir().expect("dir");
+    std::fs::write(root.path().join("CURRENT"), "gen-initial\n\n").expect("current");
+    std::fs::create_dir_all(root.path().join("gen-initial")).expect("generation");
+    std::fs::write(root.path().join("gen-initial").join("meta.json"), "{ compressed dictionaries }").expect("meta");
+    let index = shop::search::TantivyIndex::open(root.path(), Synonyms::default()).expect("opens");
+    assert_eq!(index.document_count().await.expect("count"), 0, "empty, so start-up rebuilds it from the store");
+    assert_eq!(std::fs::read_to_string(root.path().join("FORMAT")).expect("format"), "2");
+    assert_ne!(
+        std::fs::read_to_string(root.path().join("gen-initial").join("meta.json")).ok().as_deref(),
+        Some("{ compressed dictionaries }")
+    );
+    drop(index);
+    std::fs::write(root.path().join("gen-initial").join("marker"), "kept").expect("marker");
+    shop::search::TantivyIndex::open(root.path(), Synonyms::default()).expect("reopens");
+    assert!(root.path().join("gen-initial").join("marker").exists(), "an index in this format is kept");
+}

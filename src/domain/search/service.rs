@@ -110,7 +110,7 @@ impl SearchService {
     /// Identical requests against the same index generation share one result. The cache is
     /// an accelerator only: when it fails, the index answers.
     async fn cached_search(&self, request: &SearchRequest) -> SearchResult<SearchHits> {
-        let Some(cache) = &self.results else { return self.index.search(request).await };
+        let Some(cache) = &self.results else { return self.search_index(request).await };
         let generation = self.index.generation();
         let key = format!("search:{generation}:{}", serde_json::to_string(request).unwrap_or_default());
         if let Ok(Some(json)) = cache.get(&key).await
@@ -119,12 +119,18 @@ impl SearchService {
             (self.on_cache_hit)();
             return Ok(hits);
         }
-        let hits = self.index.search(request).await?;
+        let hits = self.search_index(request).await?;
         if let Ok(json) = serde_json::to_string(&hits)
             && let Err(err) = cache.put_versioned(&key, 0, &json, RESULT_TTL).await
         {
             tracing::debug!(error = %err, "search result cache unavailable");
         }
+        Ok(hits)
+    }
+
+    async fn search_index(&self, request: &SearchRequest) -> SearchResult<SearchHits> {
+        let mut hits = self.index.search(request).await?;
+        keep_main_attribute_facets(&mut hits, &request.filter);
         Ok(hits)
     }
 
@@ -259,6 +265,30 @@ impl SearchService {
     }
 }
 
+/// Attribute facets shown besides brand, category and price: the attributes most of the
+/// matching products have, plus every attribute the shopper is filtering by.
+const MAIN_ATTRIBUTE_FACETS: usize = 10;
+
+/// Keeps the attribute facets covering the most matches (and the selected ones), in their
+/// order: a catalog-wide browse otherwise lists dozens that apply to a few products each.
+fn keep_main_attribute_facets(hits: &mut SearchHits, filter: &SearchFilter) {
+    const FIXED: [&str; 3] = ["brand", "category", "price"];
+    let mut coverage: Vec<(u64, &str)> = hits
+        .facets
+        .iter()
+        .filter(|(name, _)| !FIXED.contains(&name.as_str()))
+        .map(|(name, values)| (values.iter().map(|v| v.count).sum(), name.as_str()))
+        .collect();
+    coverage.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+    let main: BTreeSet<String> = coverage
+        .into_iter()
+        .take(MAIN_ATTRIBUTE_FACETS)
+        .map(|(_, name)| name.to_owned())
+        .chain(filter.attributes.iter().map(|(name, _)| name.clone()))
+        .collect();
+    hits.facets.retain(|(name, _)| FIXED.contains(&name.as_str()) || main.contains(name));
+}
+
 fn empty_hits() -> SearchHits {
     SearchHits { total: 0, product_ids: Vec::new(), facets: Vec::new(), corrected_query: None }
 }
@@ -307,5 +337,30 @@ impl Cursor {
             })
             .filter(|cursor| cursor.offset <= MAX_CURSOR_OFFSET && !cursor.last_id.is_empty())
             .ok_or_else(|| SearchError::invalid("after", "malformed cursor"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::search::FacetCount;
+
+    fn facet(name: &str, count: u64) -> (String, Vec<FacetCount>) {
+        (name.to_owned(), vec![FacetCount { value: "x".to_owned(), count }])
+    }
+
+    #[test]
+    fn only_the_main_attributes_and_the_selected_ones_stay_facets() {
+        let mut facets = vec![facet("brand", 1), facet("category", 1), facet("price", 1)];
+        facets.extend((1..=12).map(|n| facet(&format!("attribute {n:02}"), n)));
+        let mut hits = SearchHits { total: 100, product_ids: Vec::new(), facets, corrected_query: None };
+        let filter =
+            SearchFilter { attributes: vec![("attribute 01".to_owned(), vec!["x".to_owned()])], ..Default::default() };
+        keep_main_attribute_facets(&mut hits, &filter);
+        let names: Vec<&str> = hits.facets.iter().map(|(name, _)| name.as_str()).collect();
+        let mut expected = vec!["brand", "category", "price", "attribute 01"];
+        let main: Vec<String> = (3..=12).map(|n| format!("attribute {n:02}")).collect();
+        expected.extend(main.iter().map(String::as_str));
+        assert_eq!(names, expected, "the 10 widest attributes and the selected one, in their order");
     }
 }

@@ -73,8 +73,9 @@ impl OpenSearchIndex {
     /// and creates the first index behind `alias` if there is none.
     pub async fn connect(url: &str, alias: &str, synonyms: Synonyms) -> Result<Self, SearchError> {
         let mut url = Url::parse(url).map_err(|err| SearchError::Index(format!("SHOP_OPENSEARCH_URL: {err}")))?;
-        let credentials = (!url.username().is_empty())
-            .then(|| Credentials::Basic(url.username().to_owned(), url.password().unwrap_or_default().to_owned()));
+        let credentials = (!url.username().is_empty()).then(|| {
+            Credentials::Basic(percent_decoded(url.username()), percent_decoded(url.password().unwrap_or_default()))
+        });
         let _ = url.set_username("");
         let _ = url.set_password(None);
         let mut transport = TransportBuilder::new(SingleNodeConnectionPool::new(url)).timeout(Duration::from_secs(30));
@@ -210,6 +211,31 @@ impl OpenSearchIndex {
         }
         Ok(())
     }
+}
+
+/// A URL's user or password as typed before encoding (a password may hold `@` or `:` as `%40`
+/// or `%3A`).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut position = 0;
+    while position < bytes.len() {
+        let escaped = (bytes[position] == b'%')
+            .then(|| text.get(position + 1..position + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                decoded.push(byte);
+                position += 3;
+            }
+            None => {
+                decoded.push(bytes[position]);
+                position += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
 }
 
 /// The indexed form of a product.
@@ -626,5 +652,17 @@ impl SearchIndex for OpenSearchIndex {
 
     fn generation(&self) -> String {
         format!("os-{}-{}", self.instance, self.generation.load(Ordering::Acquire))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_the_url_are_percent_decoded() {
+        assert_eq!(percent_decoded("p%40ss%3Aw%2Frd"), "p@ss:w/rd");
+        assert_eq!(percent_decoded("plain"), "plain");
+        assert_eq!(percent_decoded("100%"), "100%", "a lone % stays");
     }
 }

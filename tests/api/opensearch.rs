@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -33,6 +33,7 @@ struct Recorded {
     path: String,
     query: String,
     body: String,
+    authorization: Option<String>,
 }
 
 impl Recorded {
@@ -63,7 +64,13 @@ fn acknowledged() -> (StatusCode, Value) {
     (StatusCode::OK, json!({ "acknowledged": true }))
 }
 
-async fn answer(State(cluster): State<Shared>, method: Method, uri: Uri, body: String) -> impl IntoResponse {
+async fn answer(
+    State(cluster): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: String,
+) -> impl IntoResponse {
     let mut cluster = cluster.lock().expect("cluster");
     let path = uri.path().to_owned();
     cluster.requests.push(Recorded {
@@ -71,6 +78,7 @@ async fn answer(State(cluster): State<Shared>, method: Method, uri: Uri, body: S
         path: path.clone(),
         query: uri.query().unwrap_or_default().to_owned(),
         body: body.clone(),
+        authorization: headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned),
     });
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let parsed = || serde_json::from_str::<Value>(&body).unwrap_or(Value::Null);
@@ -186,6 +194,17 @@ async fn the_first_instance_creates_one_index_with_analyzers_synonyms_and_the_al
     assert_eq!(properties["title"], json!({ "type": "text", "analyzer": "shop_text" }));
     assert_eq!(properties["brand"], json!({ "type": "keyword" }));
     assert_eq!(properties["price"], json!({ "type": "long" }));
+}
+
+#[tokio::test]
+async fn credentials_in_the_url_become_basic_auth() {
+    use base64::Engine;
+    let (url, cluster) = spawn_cluster();
+    let with_credentials = url.replace("http://", "http://search-user:p%40ss@");
+    OpenSearchIndex::connect(&with_credentials, ALIAS, Synonyms::default()).await.expect("connect");
+    let expected = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("search-user:p@ss"));
+    let sent = requests(&cluster);
+    assert!(!sent.is_empty() && sent.iter().all(|r| r.authorization.as_deref() == Some(expected.as_str())), "{sent:?}");
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@ pub mod checkout_models;
 mod checkout_store;
 pub mod models;
 pub mod pool;
+pub mod prepared;
 pub mod repo;
 pub mod schema;
 mod store;

@@ -53,11 +53,14 @@ pub(crate) use on_conn;
 
 /// Executes an owned write statement built by `$stmt`. Multi-row INSERTs (with ON CONFLICT) only
 /// compile for SQLite through diesel's synchronous connection, so the SQLite arm runs the very
-/// same statement on the wrapper's blocking thread.
+/// same statement on the wrapper's blocking thread. On PostgreSQL the statement's preparation is
+/// cached (see `prepared`).
 macro_rules! execute_batch {
     ($conn:expr, $stmt:expr) => {
         match $conn {
-            $crate::db::pool::Conn::Postgres(inner) => ::diesel_async::RunQueryDsl::execute($stmt, &mut **inner).await,
+            $crate::db::pool::Conn::Postgres(inner) => {
+                ::diesel_async::RunQueryDsl::execute($crate::db::prepared::Prepared($stmt), &mut **inner).await
+            }
             $crate::db::pool::Conn::Sqlite(inner) => {
                 let stmt = $stmt;
                 inner.spawn_blocking(move |sync| ::diesel::RunQueryDsl::execute(stmt, sync)).await

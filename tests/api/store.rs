@@ -357,3 +357,42 @@ mod carts_and_outbox {
         assert_eq!(store.delete_expired_carts(now, now + chrono::Duration::seconds(1)).await.expect("sweep"), 1);
     });
 }
+
+#[tokio::test]
+async fn postgres_prepares_an_update_once_per_connection() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use diesel::connection::InstrumentationEvent;
+    use diesel::prelude::*;
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    use shop::db::prepared::Prepared;
+    use shop::db::schema::carts;
+
+    if !crate::helpers::postgres_enabled() {
+        return;
+    }
+    let db = TestDatabase::new(Backend::Postgres).await;
+    db.store().await;
+    let mut conn = AsyncPgConnection::establish(db.url.as_deref().expect("url")).await.expect("connect");
+    let preparations = Arc::new(AtomicUsize::new(0));
+    let counter = preparations.clone();
+    conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+        if let InstrumentationEvent::CacheQuery { .. } = event {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let lock_cart = |id: &'static str| diesel::update(carts::table.find(id)).set(carts::version.eq(carts::version));
+    for id in ["a", "b", "c"] {
+        Prepared(lock_cart(id)).execute(&mut conn).await.expect("update");
+    }
+    assert_eq!(AtomicUsize::load(&preparations, Ordering::SeqCst), 1, "prepared once, then reused for other values");
+    for id in ["a", "b"] {
+        lock_cart(id).execute(&mut conn).await.expect("update");
+    }
+    assert_eq!(
+        AtomicUsize::load(&preparations, Ordering::SeqCst),
+        1,
+        "diesel alone prepares an UPDATE afresh every time"
+    );
+}

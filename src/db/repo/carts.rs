@@ -40,8 +40,11 @@ pub async fn items_of(conn: &mut Conn<'_>, cart_ids: &[String]) -> StoreResult<V
     .map_err(store_error("loading cart lines"))
 }
 
+/// A cart another transaction is inserting at the same moment is left to it. The id derives from
+/// the owner, so either unique index may be the one that sees the race; naming one (`owner`)
+/// made PostgreSQL report the other (`carts_pkey`) as an error.
 pub async fn insert_missing_carts(conn: &mut Conn<'_>, rows: &[CartRow]) -> StoreResult<()> {
-    execute_batch!(conn, diesel::insert_into(carts::table).values(rows.to_vec()).on_conflict(carts::owner).do_nothing())
+    execute_batch!(conn, diesel::insert_into(carts::table).values(rows.to_vec()).on_conflict_do_nothing())
         .map(drop)
         .map_err(store_error("creating carts"))
 }

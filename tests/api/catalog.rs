@@ -178,3 +178,23 @@ on_both_backends!(bad_product_input_is_rejected_and_writes_nothing, |backend: Ba
         server.data(PRODUCT, json!({ "id": "prod-0000001" }), None).await["product"]["availableQuantity"].clone();
     assert_eq!(before, after);
 });
+
+on_both_backends!(products_created_at_once_in_a_new_category_all_succeed, |backend: Backend| async move {
+    let server = std::sync::Arc::new(TestServer::start(backend).await);
+    let admin = server.admin_token().await;
+    let upsert = "mutation($i: ProductInput!) { adminUpsertProduct(input: $i) { id category { path } } }";
+    let writes: Vec<_> = (0..12)
+        .map(|n| {
+            let (server, admin) = (server.clone(), admin.clone());
+            let input = json!({ "id": format!("rake-{n}"), "title": "Garden Rake", "description": "", "priceCents": 1999, "categoryPath": "Garden/Tools/Rakes" });
+            tokio::spawn(async move { server.gql(upsert, json!({ "i": input }), Some(&admin)).await })
+        })
+        .collect();
+    for write in writes {
+        let response = write.await.expect("task");
+        assert_eq!(response["data"]["adminUpsertProduct"]["category"]["path"], "Garden/Tools/Rakes", "{response}");
+    }
+    let roots = server.data("{ categories { path } }", json!({}), None).await;
+    let gardens = roots["categories"].as_array().expect("roots").iter().filter(|c| c["path"] == "Garden").count();
+    assert_eq!(gardens, 1, "{roots}");
+});

@@ -70,14 +70,13 @@ pub async fn stock_levels(conn: &mut Conn<'_>, product_ids: &[String]) -> StoreR
     .map_err(store_error("loading stock levels"))
 }
 
-/// Inserts categories that are new by path; rows must come parents first.
+/// Inserts categories that are new by path; rows must come parents first. The id derives from
+/// the path, so a category another writer is inserting meanwhile may collide on either unique
+/// index; both are left to it (see `carts::insert_missing_carts`).
 pub async fn insert_missing_categories(conn: &mut Conn<'_>, rows: &[CategoryRow]) -> StoreResult<()> {
     for chunk in rows.chunks(INSERT_CHUNK) {
-        execute_batch!(
-            conn,
-            diesel::insert_into(categories::table).values(chunk.to_vec()).on_conflict(categories::path).do_nothing()
-        )
-        .map_err(store_error("inserting categories"))?;
+        execute_batch!(conn, diesel::insert_into(categories::table).values(chunk.to_vec()).on_conflict_do_nothing())
+            .map_err(store_error("inserting categories"))?;
     }
     Ok(())
 }

@@ -34,7 +34,8 @@ pub enum Conn<'a> {
     Sqlite(&'a mut SqliteConn),
 }
 
-/// Runs `$body` with `$c` bound to the concrete connection inside a `&mut Conn`.
+/// Runs `$body` with `$c` bound to the concrete connection inside a `&mut Conn`. UPDATEs end in
+/// `.prepared()` (see `prepared`): diesel alone would prepare them afresh on every call.
 macro_rules! on_conn {
     ($conn:expr, $c:ident => $body:expr) => {
         match $conn {

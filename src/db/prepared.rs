@@ -3,8 +3,8 @@
 //! diesel caches a statement's preparation only when the statement's Rust type alone fixes its
 //! SQL, so it never caches UPDATEs (their changesets may skip `None` fields) nor INSERTs of
 //! optional or batched values. On PostgreSQL each such statement costs a parse, a plan and an
-//! extra round trip every time; a purchase sends dozens. `Prepared` marks a statement cacheable
-//! with its SQL text as the cache key (its type has no static id), which is right whatever the
+//! extra round trip every time; a purchase sends dozens. `.prepared()` marks a statement
+//! cacheable with its SQL text as the cache key (its type has no static id), which is right whatever the
 //! values: statements that differ in text are cached apart.
 
 use diesel::QueryResult;
@@ -37,3 +37,12 @@ impl<Statement> QueryId for Prepared<Statement> {
 impl<Statement: Query> Query for Prepared<Statement> {
     type SqlType = Statement::SqlType;
 }
+
+/// `statement.prepared()`: the statement, its preparation cached per connection.
+pub trait PrepareOnce: Sized {
+    fn prepared(self) -> Prepared<Self> {
+        Prepared(self)
+    }
+}
+
+impl<Statement> PrepareOnce for Statement {}

@@ -52,10 +52,6 @@ const FACET_SIZE: usize = 500;
 const RELEVANCE_SCRIPT: &str = "_score * (1 + 0.1 * Math.log(1 + Math.max(doc['popularity'].value, 0))) \
                                 * (0.8 + 0.04 * doc['rating'].value)";
 
-fn index_error(err: impl std::fmt::Display) -> SearchError {
-    SearchError::Index(err.to_string())
-}
-
 #[derive(Clone)]
 pub struct OpenSearchIndex {
     client: OpenSearch,
@@ -83,7 +79,7 @@ impl OpenSearchIndex {
             transport = transport.auth(credentials);
         }
         let index = Self {
-            client: OpenSearch::new(transport.build().map_err(index_error)?),
+            client: OpenSearch::new(transport.build().map_err(SearchError::index)?),
             alias: alias.to_owned(),
             synonyms: Arc::new(synonyms),
             generation: Arc::default(),
@@ -103,7 +99,7 @@ impl OpenSearchIndex {
             .get_alias(IndicesGetAliasParts::Name(&[&self.alias]))
             .send()
             .await
-            .map_err(index_error)?;
+            .map_err(SearchError::index)?;
         if response.status_code().as_u16() == 404 {
             return Ok(Vec::new());
         }
@@ -126,9 +122,9 @@ impl OpenSearchIndex {
             .body(body)
             .send()
             .await
-            .map_err(index_error)?;
+            .map_err(SearchError::index)?;
         if response.status_code().as_u16() == 400 {
-            let text = response.text().await.map_err(index_error)?;
+            let text = response.text().await.map_err(SearchError::index)?;
             if text.contains("resource_already_exists_exception") {
                 return Ok(());
             }
@@ -204,7 +200,7 @@ impl OpenSearchIndex {
             if let Some(refresh) = refresh {
                 request = request.refresh(refresh);
             }
-            let body = checked(request.send().await.map_err(index_error)?, "bulk indexing").await?;
+            let body = checked(request.send().await.map_err(SearchError::index)?, "bulk indexing").await?;
             if let Some(reason) = first_bulk_error(&body) {
                 return Err(SearchError::Index(format!("bulk indexing: {reason}")));
             }
@@ -286,7 +282,7 @@ fn regex_literal(text: &str) -> String {
 async fn checked(response: Response, what: &str) -> Result<Value, SearchError> {
     let status = response.status_code();
     if status.is_success() {
-        return response.json::<Value>().await.map_err(index_error);
+        return response.json::<Value>().await.map_err(SearchError::index);
     }
     let text = response.text().await.unwrap_or_default();
     Err(SearchError::Index(format!("{what}: HTTP {status}: {}", text.chars().take(500).collect::<String>())))
@@ -554,7 +550,7 @@ impl SearchIndex for OpenSearchIndex {
             .body(search_body(request))
             .send()
             .await
-            .map_err(index_error)?;
+            .map_err(SearchError::index)?;
         parse_search_response(request, &checked(response, "searching").await?)
     }
 
@@ -566,7 +562,7 @@ impl SearchIndex for OpenSearchIndex {
     }
 
     async fn document_count(&self) -> Result<u64, SearchError> {
-        let response = self.client.count(CountParts::Index(&[&self.alias])).send().await.map_err(index_error)?;
+        let response = self.client.count(CountParts::Index(&[&self.alias])).send().await.map_err(SearchError::index)?;
         Ok(checked(response, "counting documents").await?["count"].as_u64().unwrap_or_default())
     }
 
@@ -582,7 +578,7 @@ impl SearchIndex for OpenSearchIndex {
             .body(self.index_definition(Some(snapshot_started)))
             .send()
             .await
-            .map_err(index_error)?;
+            .map_err(SearchError::index)?;
         checked(created, "creating the new index").await?;
         let built = async {
             while let Some(page) = pages.next().await {
@@ -593,16 +589,21 @@ impl SearchIndex for OpenSearchIndex {
                 .body(json!({ "index": { "refresh_interval": "1s" } }))
                 .send()
                 .await
-                .map_err(index_error)?;
+                .map_err(SearchError::index)?;
             checked(settings, "turning refreshes back on").await?;
-            let refreshed = indices.refresh(IndicesRefreshParts::Index(&[&name])).send().await.map_err(index_error)?;
+            let refreshed =
+                indices.refresh(IndicesRefreshParts::Index(&[&name])).send().await.map_err(SearchError::index)?;
             checked(refreshed, "refreshing the new index").await?;
             let previous = self.aliased_indices().await?;
             let mut actions: Vec<Value> =
                 previous.iter().map(|index| json!({ "remove": { "index": index, "alias": self.alias } })).collect();
             actions.push(json!({ "add": { "index": name, "alias": self.alias } }));
-            let swapped =
-                indices.update_aliases().body(json!({ "actions": actions })).send().await.map_err(index_error)?;
+            let swapped = indices
+                .update_aliases()
+                .body(json!({ "actions": actions }))
+                .send()
+                .await
+                .map_err(SearchError::index)?;
             checked(swapped, "moving the alias").await?;
             Ok::<_, SearchError>(previous)
         }
@@ -641,7 +642,7 @@ impl SearchIndex for OpenSearchIndex {
             .get_mapping(IndicesGetMappingParts::Index(&[&live]))
             .send()
             .await
-            .map_err(index_error)?;
+            .map_err(SearchError::index)?;
         let mapping = checked(response, "reading the new index's mapping").await?;
         let since = mapping[&live]["mappings"]["_meta"]["snapshot_started"]
             .as_str()

@@ -107,10 +107,6 @@ impl Fields {
     }
 }
 
-fn index_error(err: impl std::fmt::Display) -> SearchError {
-    SearchError::Index(err.to_string())
-}
-
 fn facet(segments: &[&str]) -> Facet {
     Facet::from_path(segments.iter().copied())
 }
@@ -150,28 +146,30 @@ struct Generation {
 impl Generation {
     fn open(root: &Path, name: &str) -> Result<Self, SearchError> {
         let dir = root.join(name);
-        std::fs::create_dir_all(&dir).map_err(index_error)?;
+        std::fs::create_dir_all(&dir).map_err(SearchError::index)?;
         let (schema, _) = Fields::schema();
-        let directory = tantivy::directory::MmapDirectory::open(&dir).map_err(index_error)?;
-        let index = Index::open_or_create(directory, schema).map_err(index_error)?;
-        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(index_error)?;
+        let directory = tantivy::directory::MmapDirectory::open(&dir).map_err(SearchError::index)?;
+        let index = Index::open_or_create(directory, schema).map_err(SearchError::index)?;
+        let reader =
+            index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(SearchError::index)?;
         Ok(Self { name: name.to_owned(), index, reader, writer: tokio::sync::OnceCell::new() })
     }
 
     /// Closes the writer once its merges have finished.
     async fn finish_merges(self) -> Result<(), SearchError> {
         let Some(writer) = self.writer.into_inner() else { return Ok(()) };
-        let writer = Arc::try_unwrap(writer).map_err(|_| index_error("the index writer is still in use"))?.into_inner();
+        let writer =
+            Arc::try_unwrap(writer).map_err(|_| SearchError::index("the index writer is still in use"))?.into_inner();
         tokio::task::spawn_blocking(move || writer.wait_merging_threads())
             .await
-            .map_err(index_error)?
-            .map_err(index_error)
+            .map_err(SearchError::index)?
+            .map_err(SearchError::index)
     }
 
     async fn writer(&self) -> Result<Arc<Mutex<IndexWriter>>, SearchError> {
         self.writer
             .get_or_try_init(|| async {
-                self.index.writer(WRITER_MEMORY).map(|w| Arc::new(Mutex::new(w))).map_err(index_error)
+                self.index.writer(WRITER_MEMORY).map(|w| Arc::new(Mutex::new(w))).map_err(SearchError::index)
             })
             .await
             .cloned()
@@ -195,8 +193,8 @@ fn read_current(root: &Path) -> Option<(String, Option<DateTime<Utc>>)> {
 fn write_current(root: &Path, name: &str, since: Option<DateTime<Utc>>) -> Result<(), SearchError> {
     let temporary = root.join(format!("{CURRENT}.tmp-{}", uuid::Uuid::new_v4().simple()));
     let text = format!("{name}\n{}\n", since.map(|t| t.to_rfc3339()).unwrap_or_default());
-    std::fs::write(&temporary, text).map_err(index_error)?;
-    std::fs::rename(&temporary, root.join(CURRENT)).map_err(index_error)
+    std::fs::write(&temporary, text).map_err(SearchError::index)?;
+    std::fs::rename(&temporary, root.join(CURRENT)).map_err(SearchError::index)
 }
 
 #[derive(Clone)]
@@ -215,7 +213,7 @@ impl TantivyIndex {
     /// Opens the generation CURRENT names under `root` (a first, empty one if none), and removes
     /// generations left behind by earlier swaps.
     pub fn open(root: &Path, synonyms: Synonyms) -> Result<Self, SearchError> {
-        std::fs::create_dir_all(root).map_err(index_error)?;
+        std::fs::create_dir_all(root).map_err(SearchError::index)?;
         discard_other_formats(root)?;
         let name = match read_current(root) {
             Some((name, _)) => name,
@@ -301,12 +299,13 @@ impl TantivyIndex {
             return Box::new(AllQuery);
         }
         let last = words.len() - 1;
+        let word_stems: Vec<Vec<String>> = words.iter().map(|word| self.tokens(ANALYZER, word)).collect();
         let per_word: Vec<(Occur, Box<dyn Query>)> = words
             .iter()
+            .zip(&word_stems)
             .enumerate()
-            .map(|(position, word)| {
+            .map(|(position, (word, own_stems))| {
                 let mut variants: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-                let own_stems = self.tokens(ANALYZER, word);
                 let synonym_stems = self
                     .synonyms
                     .expand(word)
@@ -343,7 +342,7 @@ impl TantivyIndex {
         let required = if words.len() >= 3 { words.len() - 1 } else { words.len() };
         let all_words: Box<dyn Query> = Box::new(BooleanQuery::with_minimum_required_clauses(per_word, required));
         let mut clauses = vec![(Occur::Must, all_words)];
-        if let Some(phrase) = self.title_phrase(words) {
+        if let Some(phrase) = self.title_phrase(&word_stems) {
             clauses.push((Occur::Should, phrase));
         }
         Box::new(BooleanQuery::new(clauses))
@@ -351,11 +350,11 @@ impl TantivyIndex {
 
     /// Proximity: titles holding the words next to each other, in order (one word apart at
     /// most), rank above titles that merely contain them ("tote bag" over "bag … tote").
-    fn title_phrase(&self, words: &[String]) -> Option<Box<dyn Query>> {
-        let terms: Vec<Term> = words
+    fn title_phrase(&self, word_stems: &[Vec<String>]) -> Option<Box<dyn Query>> {
+        let terms: Vec<Term> = word_stems
             .iter()
-            .filter_map(|word| self.tokens(ANALYZER, word).into_iter().next())
-            .map(|stem| Term::from_field_text(self.fields.title, &stem))
+            .filter_map(|stems| stems.first())
+            .map(|stem| Term::from_field_text(self.fields.title, stem))
             .collect();
         if terms.len() < 2 {
             return None;
@@ -498,10 +497,10 @@ impl TantivyIndex {
         let category_collected = collectors.add_collector(collector(category.1, &category.2));
         let price_collected = collectors.add_collector(collector(price.1, &price.2));
         let attributes_collected = collectors.add_collector(collector(attributes.1, &attributes.2));
-        let mut fruits = searcher.search(&query, &collectors).map_err(index_error)?;
+        let mut fruits = searcher.search(&query, &collectors).map_err(SearchError::index)?;
         let mut product_ids = Vec::new();
         for address in page(&mut fruits) {
-            let doc: TantivyDocument = searcher.doc(address).map_err(index_error)?;
+            let doc: TantivyDocument = searcher.doc(address).map_err(SearchError::index)?;
             if let Some(id) = doc.get_first(self.fields.id).and_then(|v| v.as_str()) {
                 product_ids.push(id.to_owned());
             }
@@ -519,10 +518,8 @@ impl TantivyIndex {
                           root: &Facet,
                           unfiltered: tantivy::collector::FacetCounts|
          -> Result<Vec<FacetCount>, SearchError> {
-            // The category facet lists the selected category's children, whose counts its own
-            // filter cannot change.
-            let counts = if active.contains(&name) && name != "category" {
-                searcher.search(&query_without(Some(name)), &collector(field, root)).map_err(index_error)?
+            let counts = if active.contains(&name) {
+                searcher.search(&query_without(Some(name)), &collector(field, root)).map_err(SearchError::index)?
             } else {
                 unfiltered
             };
@@ -530,7 +527,9 @@ impl TantivyIndex {
         };
         let mut facets = vec![
             ("brand".to_owned(), counts_for("brand", brand.1, &brand.2, brand_counts)?),
-            ("category".to_owned(), counts_for("category", category.1, &category.2, category_counts)?),
+            // The category facet lists the selected category's children, whose counts that
+            // selection cannot change: no recount.
+            ("category".to_owned(), sorted_counts(&category_counts, &category.2)),
             ("price".to_owned(), counts_for("price", price.1, &price.2, price_counts)?),
         ];
         let mut by_name: BTreeMap<String, Vec<FacetCount>> = BTreeMap::new();
@@ -545,7 +544,7 @@ impl TantivyIndex {
         for (name, _) in &request.filter.attributes {
             let widened = searcher
                 .search(&query_without(Some(name)), &collector(f.attributes, &Facet::root()))
-                .map_err(index_error)?;
+                .map_err(SearchError::index)?;
             let values = sorted_counts(&widened, &Facet::root())
                 .into_iter()
                 .filter_map(|pair| {
@@ -608,13 +607,13 @@ impl TantivyIndex {
         tokio::task::spawn_blocking(move || {
             for (id, doc) in docs {
                 writer.delete_term(Term::from_field_text(id_field, &id));
-                writer.add_document(doc).map_err(index_error)?;
+                writer.add_document(doc).map_err(SearchError::index)?;
             }
-            writer.commit().map_err(index_error)?;
-            reader.reload().map_err(index_error)
+            writer.commit().map_err(SearchError::index)?;
+            reader.reload().map_err(SearchError::index)
         })
         .await
-        .map_err(index_error)?
+        .map_err(SearchError::index)?
     }
 }
 
@@ -633,12 +632,12 @@ fn discard_other_formats(root: &Path) -> Result<(), SearchError> {
     if read_current(root).is_some() {
         tracing::info!("the search index was written in another format; it is rebuilt");
     }
-    for entry in std::fs::read_dir(root).map_err(index_error)?.flatten() {
+    for entry in std::fs::read_dir(root).map_err(SearchError::index)?.flatten() {
         let path = entry.path();
         let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
-        removed.map_err(index_error)?;
+        removed.map_err(SearchError::index)?;
     }
-    std::fs::write(root.join(FORMAT), FORMAT_VERSION).map_err(index_error)
+    std::fs::write(root.join(FORMAT), FORMAT_VERSION).map_err(SearchError::index)
 }
 
 /// Deletes generation directories not in `keep` (and builds a crashed `shop reindex` left).
@@ -662,7 +661,7 @@ impl SearchIndex for TantivyIndex {
     async fn search(&self, request: &SearchRequest) -> Result<SearchHits, SearchError> {
         let this = self.clone();
         let request = request.clone();
-        tokio::task::spawn_blocking(move || this.search_blocking(&request)).await.map_err(index_error)?
+        tokio::task::spawn_blocking(move || this.search_blocking(&request)).await.map_err(SearchError::index)?
     }
 
     async fn upsert(&self, documents: Vec<SearchDocument>) -> Result<(), SearchError> {
@@ -701,7 +700,7 @@ impl SearchIndex for TantivyIndex {
             let _ = std::fs::remove_dir_all(self.root.join(&building));
             return Err(err);
         }
-        std::fs::rename(self.root.join(&building), self.root.join(&name)).map_err(index_error)?;
+        std::fs::rename(self.root.join(&building), self.root.join(&name)).map_err(SearchError::index)?;
         let next = Generation::open(&self.root, &name)?;
         write_current(&self.root, &name, Some(snapshot_started))?;
         self.adopt(next);
@@ -714,7 +713,8 @@ impl SearchIndex for TantivyIndex {
             return Ok(None);
         }
         let root = self.root.clone();
-        let next = tokio::task::spawn_blocking(move || Generation::open(&root, &name)).await.map_err(index_error)??;
+        let next =
+            tokio::task::spawn_blocking(move || Generation::open(&root, &name)).await.map_err(SearchError::index)??;
         self.adopt(next);
         Ok(Some(since.unwrap_or_else(Utc::now)))
     }

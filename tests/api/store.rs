@@ -359,40 +359,33 @@ mod carts_and_outbox {
 }
 
 #[tokio::test]
-async fn postgres_prepares_an_update_once_per_connection() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use diesel::connection::InstrumentationEvent;
-    use diesel::prelude::*;
-    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-    use shop::db::prepared::Prepared;
-    use shop::db::schema::carts;
+async fn postgres_prepares_the_store_s_updates_once_per_connection() {
+    use diesel::sql_types::BigInt;
+    use diesel_async::RunQueryDsl;
+    use shop::db::pool::Conn;
+    use shop::db::{DbStore, Pool};
 
     if !crate::helpers::postgres_enabled() {
         return;
     }
     let db = TestDatabase::new(Backend::Postgres).await;
-    db.store().await;
-    let mut conn = AsyncPgConnection::establish(db.url.as_deref().expect("url")).await.expect("connect");
-    let preparations = Arc::new(AtomicUsize::new(0));
-    let counter = preparations.clone();
-    conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
-        if let InstrumentationEvent::CacheQuery { .. } = event {
-            counter.fetch_add(1, Ordering::SeqCst);
-        }
-    });
-    let lock_cart = |id: &'static str| diesel::update(carts::table.find(id)).set(carts::version.eq(carts::version));
-    for id in ["a", "b", "c"] {
-        Prepared(lock_cart(id)).execute(&mut conn).await.expect("update");
+    // One connection, so that the statements it keeps prepared can be read back on it.
+    let pool = Pool::open(db.url.as_deref().expect("url"), 1, std::sync::Arc::new(|| ())).await.expect("pool");
+    let store = DbStore::new(pool.clone());
+    for available in [3, 4, 5] {
+        store.set_stock("p1", available).await.expect("set stock");
     }
-    assert_eq!(AtomicUsize::load(&preparations, Ordering::SeqCst), 1, "prepared once, then reused for other values");
-    for id in ["a", "b"] {
-        lock_cart(id).execute(&mut conn).await.expect("update");
-    }
-    assert_eq!(
-        AtomicUsize::load(&preparations, Ordering::SeqCst),
-        1,
-        "diesel alone prepares an UPDATE afresh every time"
-    );
+    let kept = pool
+        .with_conn(async |c| match c {
+            Conn::Postgres(pg) => diesel::select(diesel::dsl::sql::<BigInt>(
+                "(SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'UPDATE \"inventory\" SET \"available\"%')",
+            ))
+            .get_result::<i64>(&mut **pg)
+            .await
+            .map_err(|err| StoreError::internal("reading prepared statements", err)),
+            Conn::Sqlite(_) => unreachable!("a PostgreSQL pool"),
+        })
+        .await
+        .expect("prepared statements");
+    assert_eq!(kept, 1, "prepared once and kept for the next calls (diesel alone prepares an UPDATE every time)");
 }

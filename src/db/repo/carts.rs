@@ -1,4 +1,4 @@
-use crate::db::prepared::Prepared;
+use crate::db::prepared::PrepareOnce;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::upsert::excluded;
@@ -52,9 +52,10 @@ pub async fn insert_missing_carts(conn: &mut Conn<'_>, rows: &[CartRow]) -> Stor
 /// Takes the cart's row lock (PostgreSQL; SQLite already has the single writer), so that
 /// concurrent changes to one cart run one after another. False when the cart does not exist.
 pub async fn lock_cart(conn: &mut Conn<'_>, cart_id: &str) -> StoreResult<bool> {
-    on_conn!(conn, c => Prepared(diesel::update(carts::table.find(cart_id))
+    on_conn!(conn, c => diesel::update(carts::table.find(cart_id))
         .set(carts::version.eq(carts::version))
-        ).execute(c)
+        .prepared()
+        .execute(c)
         .await)
     .map(|rows| rows > 0)
     .map_err(store_error("locking a cart"))
@@ -66,10 +67,11 @@ pub async fn bump_version(
     now: NaiveDateTime,
     expires_at: Option<NaiveDateTime>,
 ) -> StoreResult<CartRow> {
-    on_conn!(conn, c => Prepared(diesel::update(carts::table.find(cart_id))
+    on_conn!(conn, c => diesel::update(carts::table.find(cart_id))
         .set((carts::version.eq(carts::version + 1), carts::updated_at.eq(now), carts::expires_at.eq(expires_at)))
         .returning(CartRow::as_returning())
-        ).get_result(c)
+        .prepared()
+        .get_result(c)
         .await)
     .map_err(store_error("updating a cart"))
 }

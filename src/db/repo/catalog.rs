@@ -1,4 +1,4 @@
-use crate::db::prepared::Prepared;
+use crate::db::prepared::PrepareOnce;
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 use diesel_async::RunQueryDsl;
@@ -136,10 +136,11 @@ pub async fn upsert_inventory(conn: &mut Conn<'_>, rows: &[InventoryRow], replac
 }
 
 pub async fn set_available(conn: &mut Conn<'_>, product_id: &str, available: i32) -> StoreResult<Option<InventoryRow>> {
-    on_conn!(conn, c => Prepared(diesel::update(inventory::table.find(product_id))
+    on_conn!(conn, c => diesel::update(inventory::table.find(product_id))
         .set((inventory::available.eq(available), inventory::version.eq(inventory::version + 1)))
         .returning(InventoryRow::as_returning())
-        ).get_result(c)
+        .prepared()
+        .get_result(c)
         .await
         .optional())
     .map_err(store_error("setting stock"))

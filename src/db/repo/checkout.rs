@@ -1,6 +1,6 @@
 //! Queries of checkout sessions, reservations, inventory moves, sagas and payments.
 
-use crate::db::prepared::Prepared;
+use crate::db::prepared::PrepareOnce;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -56,14 +56,15 @@ pub async fn expired_sessions(conn: &mut Conn<'_>, now: NaiveDateTime, limit: i6
 
 /// RESERVED and free -> `status`; false when the session was not both.
 pub async fn close_free_session(conn: &mut Conn<'_>, id: &str, status: &str, now: NaiveDateTime) -> StoreResult<bool> {
-    on_conn!(conn, c => Prepared(diesel::update(
+    on_conn!(conn, c => diesel::update(
         checkout_sessions::table
             .find(id)
             .filter(checkout_sessions::status.eq(RESERVED))
             .filter(checkout_sessions::saga_id.is_null()),
     )
     .set((checkout_sessions::status.eq(status), checkout_sessions::updated_at.eq(now)))
-    ).execute(c)
+    .prepared()
+    .execute(c)
     .await)
     .map(|n| n > 0)
     .map_err(store_error("closing a checkout session"))
@@ -77,7 +78,7 @@ pub async fn claim_session(
     saga_id: &str,
     now: NaiveDateTime,
 ) -> StoreResult<bool> {
-    on_conn!(conn, c => Prepared(diesel::update(
+    on_conn!(conn, c => diesel::update(
         checkout_sessions::table
             .find(id)
             .filter(checkout_sessions::owner.eq(owner))
@@ -86,7 +87,8 @@ pub async fn claim_session(
             .filter(checkout_sessions::saga_id.is_null().or(checkout_sessions::saga_id.eq(saga_id))),
     )
     .set((checkout_sessions::saga_id.eq(saga_id), checkout_sessions::updated_at.eq(now)))
-    ).execute(c)
+    .prepared()
+    .execute(c)
     .await)
     .map(|n| n > 0)
     .map_err(store_error("claiming a checkout session"))
@@ -94,20 +96,22 @@ pub async fn claim_session(
 
 /// Lets go of the session if the saga holds it.
 pub async fn free_session(conn: &mut Conn<'_>, id: &str, saga_id: &str, now: NaiveDateTime) -> StoreResult<()> {
-    on_conn!(conn, c => Prepared(diesel::update(
+    on_conn!(conn, c => diesel::update(
         checkout_sessions::table.find(id).filter(checkout_sessions::saga_id.eq(saga_id)),
     )
     .set((checkout_sessions::saga_id.eq(None::<String>), checkout_sessions::updated_at.eq(now)))
-    ).execute(c)
+    .prepared()
+    .execute(c)
     .await)
     .map(drop)
     .map_err(store_error("freeing a checkout session"))
 }
 
 pub async fn set_session_status(conn: &mut Conn<'_>, id: &str, status: &str, now: NaiveDateTime) -> StoreResult<()> {
-    on_conn!(conn, c => Prepared(diesel::update(checkout_sessions::table.find(id))
+    on_conn!(conn, c => diesel::update(checkout_sessions::table.find(id))
         .set((checkout_sessions::status.eq(status), checkout_sessions::updated_at.eq(now)))
-        ).execute(c)
+        .prepared()
+        .execute(c)
         .await)
     .map(drop)
     .map_err(store_error("updating a checkout session"))
@@ -116,7 +120,7 @@ pub async fn set_session_status(conn: &mut Conn<'_>, id: &str, status: &str, now
 /// The one serialization point of stock: takes `quantity` from available into reserved only if
 /// that many are available. False when they are not.
 pub async fn reserve_stock(conn: &mut Conn<'_>, product_id: &str, quantity: i32) -> StoreResult<bool> {
-    on_conn!(conn, c => Prepared(diesel::update(
+    on_conn!(conn, c => diesel::update(
         inventory::table.find(product_id).filter(inventory::available.ge(quantity)),
     )
     .set((
@@ -124,7 +128,8 @@ pub async fn reserve_stock(conn: &mut Conn<'_>, product_id: &str, quantity: i32)
         inventory::reserved.eq(inventory::reserved + quantity),
         inventory::version.eq(inventory::version + 1),
     ))
-    ).execute(c)
+    .prepared()
+    .execute(c)
     .await)
     .map(|n| n > 0)
     .map_err(store_error("reserving stock"))
@@ -132,9 +137,10 @@ pub async fn reserve_stock(conn: &mut Conn<'_>, product_id: &str, quantity: i32)
 
 /// Reserved units become sold (an order was made).
 pub async fn sell_reserved(conn: &mut Conn<'_>, product_id: &str, quantity: i32) -> StoreResult<()> {
-    on_conn!(conn, c => Prepared(diesel::update(inventory::table.find(product_id))
+    on_conn!(conn, c => diesel::update(inventory::table.find(product_id))
         .set((inventory::reserved.eq(inventory::reserved - quantity), inventory::version.eq(inventory::version + 1)))
-        ).execute(c)
+        .prepared()
+        .execute(c)
         .await)
     .map(drop)
     .map_err(store_error("confirming stock"))
@@ -148,13 +154,14 @@ pub async fn return_stock(
     from_reserved: bool,
 ) -> StoreResult<()> {
     let taken_from_reserved = if from_reserved { quantity } else { 0 };
-    on_conn!(conn, c => Prepared(diesel::update(inventory::table.find(product_id))
+    on_conn!(conn, c => diesel::update(inventory::table.find(product_id))
         .set((
             inventory::available.eq(inventory::available + quantity),
             inventory::reserved.eq(inventory::reserved - taken_from_reserved),
             inventory::version.eq(inventory::version + 1),
         ))
-        ).execute(c)
+        .prepared()
+        .execute(c)
         .await)
     .map(drop)
     .map_err(store_error("returning stock"))
@@ -190,11 +197,12 @@ pub async fn reservations_of(conn: &mut Conn<'_>, session_id: &str, status: &str
 }
 
 pub async fn set_reservations_status(conn: &mut Conn<'_>, session_id: &str, from: &str, to: &str) -> StoreResult<()> {
-    on_conn!(conn, c => Prepared(diesel::update(
+    on_conn!(conn, c => diesel::update(
         reservations::table.filter(reservations::session_id.eq(session_id)).filter(reservations::status.eq(from)),
     )
     .set(reservations::status.eq(to))
-    ).execute(c)
+    .prepared()
+    .execute(c)
     .await)
     .map(drop)
     .map_err(store_error("updating reservations"))
@@ -255,14 +263,15 @@ pub async fn advance_saga(
     failure: Option<&str>,
     now: NaiveDateTime,
 ) -> StoreResult<bool> {
-    on_conn!(conn, c => Prepared(diesel::update(checkout_sagas::table.find(id).filter(checkout_sagas::step.eq(from)))
+    on_conn!(conn, c => diesel::update(checkout_sagas::table.find(id).filter(checkout_sagas::step.eq(from)))
         .set((
             checkout_sagas::step.eq(to),
             checkout_sagas::order_id.eq(order_id),
             checkout_sagas::failure.eq(failure),
             checkout_sagas::updated_at.eq(now),
         ))
-        ).execute(c)
+        .prepared()
+        .execute(c)
         .await)
     .map(|n| n > 0)
     .map_err(store_error("advancing a checkout saga"))
@@ -311,22 +320,24 @@ pub async fn set_payment_status(
     failure: Option<&str>,
     now: NaiveDateTime,
 ) -> StoreResult<()> {
-    on_conn!(conn, c => Prepared(diesel::update(payments::table.find(id))
+    on_conn!(conn, c => diesel::update(payments::table.find(id))
         .set((payments::status.eq(status), payments::failure.eq(failure), payments::updated_at.eq(now)))
-        ).execute(c)
+        .prepared()
+        .execute(c)
         .await)
     .map(drop)
     .map_err(store_error("updating a payment"))
 }
 
 pub async fn complete_payment(conn: &mut Conn<'_>, id: &str, reference: &str, now: NaiveDateTime) -> StoreResult<()> {
-    on_conn!(conn, c => Prepared(diesel::update(payments::table.find(id))
+    on_conn!(conn, c => diesel::update(payments::table.find(id))
         .set((
             payments::status.eq("COMPLETED"),
             payments::gateway_reference.eq(reference),
             payments::updated_at.eq(now),
         ))
-        ).execute(c)
+        .prepared()
+        .execute(c)
         .await)
     .map(drop)
     .map_err(store_error("completing a payment"))

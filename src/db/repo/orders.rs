@@ -1,6 +1,6 @@
 //! Queries of orders, their events, and confirmation notifications.
 
-use crate::db::prepared::Prepared;
+use crate::db::prepared::PrepareOnce;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -73,18 +73,20 @@ pub async fn events_of(conn: &mut Conn<'_>, order_ids: &[String]) -> StoreResult
 pub async fn advance_order(conn: &mut Conn<'_>, event: &OrderEventRow, payment_id: Option<&str>) -> StoreResult<bool> {
     let target = orders::table.find(&event.order_id).filter(orders::version.eq(event.seq - 1));
     let changed = match payment_id {
-        Some(payment_id) => on_conn!(conn, c => Prepared(diesel::update(target)
+        Some(payment_id) => on_conn!(conn, c => diesel::update(target)
             .set((
                 orders::status.eq(&event.status),
                 orders::version.eq(event.seq),
                 orders::updated_at.eq(event.at),
                 orders::payment_id.eq(payment_id),
             ))
-            ).execute(c)
+            .prepared()
+            .execute(c)
             .await),
-        None => on_conn!(conn, c => Prepared(diesel::update(target)
+        None => on_conn!(conn, c => diesel::update(target)
             .set((orders::status.eq(&event.status), orders::version.eq(event.seq), orders::updated_at.eq(event.at)))
-            ).execute(c)
+            .prepared()
+            .execute(c)
             .await),
     };
     changed.map(|n| n > 0).map_err(store_error("updating an order"))
@@ -120,20 +122,22 @@ pub async fn lease_notification(
     now: NaiveDateTime,
     until: NaiveDateTime,
 ) -> StoreResult<bool> {
-    on_conn!(conn, c => Prepared(diesel::update(
+    on_conn!(conn, c => diesel::update(
         notifications::table.find(id).filter(notifications::sent_at.is_null()).filter(notifications::next_attempt_at.le(now)),
     )
     .set(notifications::next_attempt_at.eq(until))
-    ).execute(c)
+    .prepared()
+    .execute(c)
     .await)
     .map(|n| n > 0)
     .map_err(store_error("leasing a notification"))
 }
 
 pub async fn mark_sent(conn: &mut Conn<'_>, id: &str, now: NaiveDateTime) -> StoreResult<()> {
-    on_conn!(conn, c => Prepared(diesel::update(notifications::table.find(id))
+    on_conn!(conn, c => diesel::update(notifications::table.find(id))
         .set((notifications::sent_at.eq(now), notifications::attempts.eq(notifications::attempts + 1)))
-        ).execute(c)
+        .prepared()
+        .execute(c)
         .await)
     .map(drop)
     .map_err(store_error("recording a sent notification"))
@@ -146,13 +150,14 @@ pub async fn mark_failed(
     retry_at: NaiveDateTime,
     error: &str,
 ) -> StoreResult<()> {
-    on_conn!(conn, c => Prepared(diesel::update(notifications::table.find(id))
+    on_conn!(conn, c => diesel::update(notifications::table.find(id))
         .set((
             notifications::attempts.eq(attempts),
             notifications::next_attempt_at.eq(retry_at),
             notifications::last_error.eq(error),
         ))
-        ).execute(c)
+        .prepared()
+        .execute(c)
         .await)
     .map(drop)
     .map_err(store_error("recording a failed notification"))

@@ -1,4 +1,4 @@
-use crate::db::prepared::Prepared;
+use crate::db::prepared::PrepareOnce;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -25,12 +25,13 @@ pub async fn claim(conn: &mut Conn<'_>, limit: i64, now: NaiveDateTime) -> Store
         .filter(pending.field(outbox::published_at).is_null())
         .order(pending.field(outbox::id))
         .limit(limit);
-    on_conn!(conn, c => Prepared(diesel::update(outbox::table)
+    on_conn!(conn, c => diesel::update(outbox::table)
         .filter(outbox::id.eq_any(oldest))
         .filter(outbox::published_at.is_null())
         .set(outbox::published_at.eq(now))
         .returning((outbox::id, outbox::topic, outbox::payload))
-        ).get_results(c)
+        .prepared()
+        .get_results(c)
         .await)
     .map_err(store_error("claiming outbox events"))
 }

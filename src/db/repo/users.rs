@@ -1,4 +1,4 @@
-use crate::db::prepared::Prepared;
+use crate::db::prepared::PrepareOnce;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::upsert::excluded;
@@ -62,13 +62,14 @@ pub async fn mark_refresh_token_used(
     token_hash: &str,
     now: NaiveDateTime,
 ) -> StoreResult<Option<(String, String)>> {
-    on_conn!(conn, c => Prepared(diesel::update(refresh_tokens::table)
+    on_conn!(conn, c => diesel::update(refresh_tokens::table)
         .filter(refresh_tokens::token_hash.eq(token_hash))
         .filter(refresh_tokens::used_at.is_null())
         .filter(refresh_tokens::expires_at.gt(now))
         .set(refresh_tokens::used_at.eq(now))
         .returning((refresh_tokens::user_id, refresh_tokens::family_id))
-        ).get_result(c)
+        .prepared()
+        .get_result(c)
         .await
         .optional())
     .map_err(store_error("using a refresh token"))

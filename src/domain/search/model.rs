@@ -108,6 +108,11 @@ pub enum SearchError {
 }
 
 impl SearchError {
+    /// A failure of the index backend, kept as its message.
+    pub fn index(err: impl std::fmt::Display) -> Self {
+        SearchError::Index(err.to_string())
+    }
+
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         SearchError::InvalidInput { field, message: message.into() }
     }

@@ -139,19 +139,32 @@ on_both_backends!(
         let server = seeded(backend).await;
         let admin = server.admin_token().await;
         let upsert = "mutation($i: ProductInput!) { adminUpsertProduct(input: $i) { id } }";
-        let cheapest_first = |after: Option<String>| json!({ "s": "PRICE_ASC", "n": 5, "a": after });
+        // Products of their own, each at its own price: the embedded index orders equal prices
+        // by where documents sit, which a merge of index segments may change.
+        const SHELF: &str = "Test/Cursor/Pages";
+        for n in 1..=15 {
+            let input = json!({ "id": format!("shelf-{n:02}"), "title": format!("Shelf Item {n}"), "description": "", "priceCents": n * 1_000, "categoryPath": SHELF });
+            server.data(upsert, json!({ "i": input }), Some(&admin)).await;
+        }
+        let on_shelf = |sort: &str, n: i64, after: Option<String>| json!({ "f": { "category": SHELF }, "s": sort, "n": n, "a": after });
+        let cheapest_first = |after: Option<String>| on_shelf("PRICE_ASC", 5, after);
         let ids = |page: &Value| -> Vec<String> {
             nodes(page).iter().map(|n| n["id"].as_str().expect("id").to_owned()).collect()
         };
-        let before = ids(&search(&server, json!({ "s": "PRICE_ASC", "n": 15 })).await);
+        let started = Instant::now();
+        while search(&server, on_shelf("PRICE_ASC", 15, None)).await["totalCount"] != 15 {
+            assert!(started.elapsed() < Duration::from_secs(2), "the shelf never showed up");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let before = ids(&search(&server, on_shelf("PRICE_ASC", 15, None)).await);
         let first = search(&server, cheapest_first(None)).await;
         assert_eq!(ids(&first), before[..5]);
 
         // A new cheapest product lands ahead of the cursor: an offset would repeat page 1's last.
-        let input = json!({ "id": "penny-1", "title": "Penny Whistle", "description": "", "priceCents": 1 });
+        let input = json!({ "id": "penny-1", "title": "Penny Whistle", "description": "", "priceCents": 1, "categoryPath": SHELF });
         server.data(upsert, json!({ "i": input }), Some(&admin)).await;
         let started = Instant::now();
-        while ids(&search(&server, json!({ "s": "PRICE_ASC", "n": 1 })).await) != ["penny-1"] {
+        while ids(&search(&server, on_shelf("PRICE_ASC", 1, None)).await) != ["penny-1"] {
             assert!(started.elapsed() < Duration::from_secs(2), "the new product never showed up");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -160,13 +173,12 @@ on_both_backends!(
 
         // Two products already seen move behind the cursor: an offset would skip two.
         for node in &nodes(&first)[..2] {
-            let input =
-                json!({ "id": node["id"], "title": node["title"], "description": "", "priceCents": 99_999_999 });
+            let input = json!({ "id": node["id"], "title": node["title"], "description": "", "priceCents": 99_999_999, "categoryPath": SHELF });
             server.data(upsert, json!({ "i": input }), Some(&admin)).await;
         }
         let moved = nodes(&first)[0]["id"].as_str().expect("id").to_owned();
         let started = Instant::now();
-        while ids(&search(&server, json!({ "s": "PRICE_DESC", "n": 2 })).await).iter().all(|id| *id != moved) {
+        while ids(&search(&server, on_shelf("PRICE_DESC", 2, None)).await).iter().all(|id| *id != moved) {
             assert!(started.elapsed() < Duration::from_secs(2), "the price change never showed up");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

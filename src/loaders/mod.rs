@@ -5,6 +5,7 @@ mod categories;
 mod inventory;
 mod orders;
 mod products;
+mod related;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 
@@ -12,6 +13,7 @@ pub use categories::{CategoryChildrenLoader, CategoryLoader};
 pub use inventory::StockLoader;
 pub use orders::{OrderEventsLoader, PaymentLoader};
 pub use products::ProductLoader;
+pub use related::Related;
 
 use crate::app::AppContext;
 

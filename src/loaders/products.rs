@@ -2,9 +2,11 @@ use std::collections::HashMap;
 
 use async_graphql::dataloader::Loader;
 
-use crate::domain::catalog::{CatalogService, Product};
+use crate::domain::catalog::CatalogService;
 use crate::error::ApiError;
+use crate::resolvers::types::Product;
 
+/// Products of one batch load their stock and categories together (see `Related`).
 pub struct ProductLoader(pub CatalogService);
 
 impl Loader<String> for ProductLoader {
@@ -12,7 +14,7 @@ impl Loader<String> for ProductLoader {
     type Error = ApiError;
 
     async fn load(&self, ids: &[String]) -> Result<HashMap<String, Product>, ApiError> {
-        let products = self.0.products_by_ids(ids).await?;
-        Ok(products.into_iter().map(|p| (p.id.clone(), p)).collect())
+        let products = Product::batch(self.0.products_by_ids(ids).await?);
+        Ok(products.into_iter().map(|p| (p.record.id.clone(), p)).collect())
     }
 }

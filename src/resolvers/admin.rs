@@ -54,13 +54,13 @@ impl AdminMutation {
     async fn admin_upsert_product(&self, ctx: &Context<'_>, input: ProductInput) -> ApiResult<Product> {
         let app = app(ctx);
         app.auth.require_admin(viewer(ctx))?;
-        Ok(Product(app.catalog.upsert_product(input.into()).await?))
+        Ok(Product::from(app.catalog.upsert_product(input.into()).await?))
     }
 
     /// Sets the units available to sell.
     async fn admin_set_stock(&self, ctx: &Context<'_>, product_id: ID, quantity: i32) -> ApiResult<Product> {
         let app = app(ctx);
         app.auth.require_admin(viewer(ctx))?;
-        Ok(Product(app.catalog.set_stock(&product_id, quantity).await?))
+        Ok(Product::from(app.catalog.set_stock(&product_id, quantity).await?))
     }
 }

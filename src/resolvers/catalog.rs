@@ -12,12 +12,12 @@ pub struct CatalogQuery;
 impl CatalogQuery {
     async fn product(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<Product>> {
         validate_id("id", &id)?;
-        Ok(loaders(ctx).products.load_one(id.0).await?.map(Product))
+        Ok(loaders(ctx).products.load_one(id.0).await?)
     }
 
     /// Category tree roots.
     async fn categories(&self, ctx: &Context<'_>) -> ApiResult<Vec<Category>> {
         let roots = app(ctx).catalog.root_categories().await?;
-        Ok(roots.into_iter().map(Category::from).collect())
+        Ok(Category::batch(roots))
     }
 }

@@ -1,6 +1,6 @@
 use async_graphql::{Context, Object};
 
-use super::types::{Facet, FacetValue, PageInfo, Product, ProductFilter, ProductSearchResult, ProductSort};
+use super::types::{Facet, FacetValue, PageInfo, ProductFilter, ProductSearchResult, ProductSort};
 use super::{app, loaders};
 use crate::error::ApiResult;
 
@@ -27,7 +27,7 @@ impl SearchQuery {
             .await?;
         let products = loaders(ctx).products.load_many(page.hits.product_ids.iter().cloned()).await?;
         // In the index's order; a product deleted since it was indexed is left out.
-        let nodes = page.hits.product_ids.iter().filter_map(|id| products.get(id).cloned().map(Product)).collect();
+        let nodes = page.hits.product_ids.iter().filter_map(|id| products.get(id).cloned()).collect();
         Ok(ProductSearchResult {
             total_count: i32::try_from(page.hits.total).unwrap_or(i32::MAX),
             nodes,

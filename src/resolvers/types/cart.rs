@@ -61,13 +61,13 @@ impl CartItem {
     /// Today's price of the product.
     async fn current_price(&self, ctx: &Context<'_>) -> ApiResult<Money> {
         let product = self.load_product(ctx).await?;
-        Ok(Money::from(&product.0.price))
+        Ok(Money::from(&product.record.price))
     }
 
     /// Whether today's price differs from the price the line was added at.
     async fn price_changed(&self, ctx: &Context<'_>) -> ApiResult<bool> {
         let product = self.load_product(ctx).await?;
-        Ok(product.0.price != self.0.unit_price)
+        Ok(product.record.price != self.0.unit_price)
     }
 }
 
@@ -77,7 +77,6 @@ impl CartItem {
             .products
             .load_one(self.0.product_id.clone())
             .await?
-            .map(Product)
             .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("product {} not found", self.0.product_id)))
     }
 }

@@ -1,8 +1,12 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use async_graphql::{ComplexObject, Context, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use crate::domain::catalog as domain;
 use crate::error::ApiResult;
+use crate::loaders::Related;
 use crate::resolvers::loaders;
 
 #[derive(SimpleObject, Clone, Debug)]
@@ -24,7 +28,7 @@ pub struct Attribute {
     pub value: String,
 }
 
-#[derive(SimpleObject, Clone, Debug)]
+#[derive(SimpleObject, Clone)]
 #[graphql(complex)]
 pub struct Category {
     pub id: ID,
@@ -32,66 +36,135 @@ pub struct Category {
     pub path: String,
     #[graphql(skip)]
     parent_id: Option<String>,
+    #[graphql(skip)]
+    siblings: Arc<CategorySiblings>,
 }
 
-impl From<domain::Category> for Category {
-    fn from(c: domain::Category) -> Self {
-        Category { id: ID(c.id), name: c.name, path: c.path, parent_id: c.parent_id }
+/// The parents and children of categories resolved together.
+struct CategorySiblings {
+    parents: Related<Category>,
+    children: Related<Vec<Category>>,
+}
+
+impl Category {
+    /// Categories resolved together: the first to need its parent or children loads those of all.
+    pub fn batch(categories: Vec<domain::Category>) -> Vec<Category> {
+        let siblings = Arc::new(CategorySiblings {
+            parents: Related::new(categories.iter().filter_map(|c| c.parent_id.clone())),
+            children: Related::new(categories.iter().map(|c| c.id.clone())),
+        });
+        categories
+            .into_iter()
+            .map(|c| Category {
+                id: ID(c.id),
+                name: c.name,
+                path: c.path,
+                parent_id: c.parent_id,
+                siblings: siblings.clone(),
+            })
+            .collect()
+    }
+
+    async fn load(ctx: &Context<'_>, ids: Vec<String>) -> ApiResult<HashMap<String, Category>> {
+        let found = loaders(ctx).categories.load_many(ids).await?;
+        Ok(Category::batch(found.into_values().collect()).into_iter().map(|c| (c.id.to_string(), c)).collect())
+    }
+
+    async fn load_children(ctx: &Context<'_>, parent_ids: Vec<String>) -> ApiResult<HashMap<String, Vec<Category>>> {
+        let found = loaders(ctx).category_children.load_many(parent_ids).await?;
+        let mut by_parent: HashMap<String, Vec<Category>> = HashMap::new();
+        for child in Category::batch(found.into_values().flatten().collect()) {
+            by_parent.entry(child.parent_id.clone().unwrap_or_default()).or_default().push(child);
+        }
+        Ok(by_parent)
     }
 }
 
 #[ComplexObject]
 impl Category {
     async fn parent(&self, ctx: &Context<'_>) -> ApiResult<Option<Category>> {
-        let Some(parent_id) = self.parent_id.clone() else { return Ok(None) };
-        Ok(loaders(ctx).categories.load_one(parent_id).await?.map(Category::from))
+        let Some(parent_id) = &self.parent_id else { return Ok(None) };
+        self.siblings.parents.get(parent_id, |ids| Category::load(ctx, ids)).await
     }
 
     async fn children(&self, ctx: &Context<'_>) -> ApiResult<Vec<Category>> {
-        let children = loaders(ctx).category_children.load_one(self.id.to_string()).await?;
-        Ok(children.unwrap_or_default().into_iter().map(Category::from).collect())
+        let children = self.siblings.children.get(&self.id, |ids| Category::load_children(ctx, ids)).await?;
+        Ok(children.unwrap_or_default())
     }
 }
 
-pub struct Product(pub domain::Product);
+#[derive(Clone)]
+pub struct Product {
+    pub record: domain::Product,
+    siblings: Arc<ProductSiblings>,
+}
+
+/// The stock and categories of products resolved together.
+struct ProductSiblings {
+    stock: Related<domain::StockLevel>,
+    categories: Related<Category>,
+}
+
+impl Product {
+    /// Products resolved together: the first to need its stock or category loads those of all.
+    pub fn batch(records: Vec<domain::Product>) -> Vec<Product> {
+        let siblings = ProductSiblings::of(&records);
+        records.into_iter().map(|record| Product { record, siblings: siblings.clone() }).collect()
+    }
+}
+
+impl From<domain::Product> for Product {
+    fn from(record: domain::Product) -> Self {
+        Product { siblings: ProductSiblings::of(std::slice::from_ref(&record)), record }
+    }
+}
+
+impl ProductSiblings {
+    fn of(records: &[domain::Product]) -> Arc<Self> {
+        Arc::new(ProductSiblings {
+            stock: Related::new(records.iter().map(|p| p.id.clone())),
+            categories: Related::new(records.iter().filter_map(|p| p.category_id.clone())),
+        })
+    }
+}
 
 #[Object]
 impl Product {
     async fn id(&self) -> ID {
-        ID(self.0.id.clone())
+        ID(self.record.id.clone())
     }
 
     async fn title(&self) -> &str {
-        &self.0.title
+        &self.record.title
     }
 
     async fn description(&self) -> &str {
-        &self.0.description
+        &self.record.description
     }
 
     async fn brand(&self) -> Option<&str> {
-        self.0.brand.as_deref()
+        self.record.brand.as_deref()
     }
 
     async fn category(&self, ctx: &Context<'_>) -> ApiResult<Option<Category>> {
-        let Some(category_id) = self.0.category_id.clone() else { return Ok(None) };
-        Ok(loaders(ctx).categories.load_one(category_id).await?.map(Category::from))
+        let Some(category_id) = &self.record.category_id else { return Ok(None) };
+        self.siblings.categories.get(category_id, |ids| Category::load(ctx, ids)).await
     }
 
     async fn price(&self) -> Money {
-        Money::from(&self.0.price)
+        Money::from(&self.record.price)
     }
 
     async fn rating(&self) -> Option<f64> {
-        self.0.rating
+        self.record.rating
     }
 
     async fn review_count(&self) -> i32 {
-        self.0.review_count
+        self.record.review_count
     }
 
     async fn attributes(&self) -> Vec<Attribute> {
-        self.0.attributes.iter().map(|a| Attribute { name: a.name.clone(), value: a.value.clone() }).collect()
+        self.record.attributes.iter().map(|a| Attribute { name: a.name.clone(), value: a.value.clone() }).collect()
     }
 
     async fn in_stock(&self, ctx: &Context<'_>) -> ApiResult<bool> {
@@ -104,13 +177,13 @@ impl Product {
     }
 
     async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+        self.record.created_at
     }
 }
 
 impl Product {
     async fn available(&self, ctx: &Context<'_>) -> ApiResult<i32> {
-        let level = loaders(ctx).stock.load_one(self.0.id.clone()).await?;
+        let level = self.siblings.stock.get(&self.record.id, |ids| loaders(ctx).stock.load_many(ids)).await?;
         Ok(level.map_or(0, |l| l.available))
     }
 }

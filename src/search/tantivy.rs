@@ -17,7 +17,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use tantivy::collector::{Count, FacetCollector, FruitHandle, MultiCollector, MultiFruit, TopDocs};
+use sha2::{Digest, Sha256};
+use tantivy::collector::sort_key::SortByStaticFastValue;
+use tantivy::collector::{Count, FacetCollector, FruitHandle, MultiCollector, MultiFruit, SortKeyComputer, TopDocs};
+use tantivy::fastfield::FastValue;
 use tantivy::query::{
     AllQuery, BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery,
 };
@@ -59,6 +62,7 @@ struct Fields {
     popularity: Field,
     created_at: Field,
     available: Field,
+    tie: Field,
 }
 
 impl Fields {
@@ -91,6 +95,7 @@ impl Fields {
             popularity: builder.add_i64_field("popularity", FAST),
             created_at: builder.add_i64_field("created_at", FAST),
             available: builder.add_i64_field("available", INDEXED | FAST),
+            tie: builder.add_u64_field(TIE, FAST),
         };
         (builder.build(), fields)
     }
@@ -277,6 +282,7 @@ impl TantivyIndex {
         doc.add_i64(f.popularity, source.popularity);
         doc.add_i64(f.created_at, source.created_at);
         doc.add_i64(f.available, i64::from(source.available));
+        doc.add_u64(f.tie, tie_breaker(&source.id));
         doc
     }
 
@@ -560,35 +566,64 @@ impl TantivyIndex {
     }
 
     /// Adds the collector of the requested page, in the requested order, to `collectors`;
-    /// the returned function takes the page's addresses out of the collected fruits.
+    /// the returned function takes the page's addresses out of the collected fruits. Every
+    /// order ends with the `tie` field (see `tie_breaker`).
     fn add_top_documents(&self, collectors: &mut MultiCollector<'_>, request: &SearchRequest) -> PageOfAddresses {
         let top = || TopDocs::with_limit(request.limit).and_offset(request.offset);
-        let mut by = |field: &'static str, order: Order| -> PageOfAddresses {
-            addresses_of(collectors.add_collector(top().order_by_fast_field::<i64>(field, order)))
-        };
         match request.sort {
-            SearchSort::PriceAsc => by("price", Order::Asc),
-            SearchSort::PriceDesc => by("price", Order::Desc),
-            SearchSort::Newest => by("created_at", Order::Desc),
-            SearchSort::Popularity => by("popularity", Order::Desc),
+            SearchSort::PriceAsc => {
+                addresses_of(collectors.add_collector(top().order_by(then_by_tie::<i64>("price", Order::Asc))))
+            }
+            SearchSort::PriceDesc => {
+                addresses_of(collectors.add_collector(top().order_by(then_by_tie::<i64>("price", Order::Desc))))
+            }
+            SearchSort::Newest => {
+                addresses_of(collectors.add_collector(top().order_by(then_by_tie::<i64>("created_at", Order::Desc))))
+            }
+            SearchSort::Popularity => {
+                addresses_of(collectors.add_collector(top().order_by(then_by_tie::<i64>("popularity", Order::Desc))))
+            }
             SearchSort::Rating => {
-                addresses_of(collectors.add_collector(top().order_by_fast_field::<f64>("rating", Order::Desc)))
+                addresses_of(collectors.add_collector(top().order_by(then_by_tie::<f64>("rating", Order::Desc))))
             }
             SearchSort::Relevance => {
                 let blended = top().tweak_score(|segment: &SegmentReader| {
                     let fast = segment.fast_fields();
                     let popularity = fast.i64("popularity").ok().map(|c| c.first_or_default_col(0));
                     let rating = fast.f64("rating").ok().map(|c| c.first_or_default_col(0.0));
+                    let tie = fast.u64(TIE).ok().map(|c| c.first_or_default_col(0));
                     move |doc: tantivy::DocId, score: tantivy::Score| {
                         let popularity = popularity.as_ref().map_or(0, |c| c.get_val(doc)).max(0) as f32;
                         let rating = rating.as_ref().map_or(0.0, |c| c.get_val(doc)) as f32;
-                        score * (1.0 + 0.1 * (1.0 + popularity).ln()) * (0.8 + 0.04 * rating)
+                        let blended = score * (1.0 + 0.1 * (1.0 + popularity).ln()) * (0.8 + 0.04 * rating);
+                        (blended, tie.as_ref().map_or(0, |c| c.get_val(doc)))
                     }
                 });
                 addresses_of(collectors.add_collector(blended))
             }
         }
     }
+}
+
+/// Names the fast field holding each product's `tie_breaker`.
+const TIE: &str = "tie";
+
+/// A number of its own per product (the first 8 bytes of its id's SHA-256) that orders products
+/// equal in the sort key. Without it tantivy orders them by where they sit in the index, which
+/// re-indexing a product or merging segments changes, and pages would repeat or skip them.
+fn tie_breaker(id: &str) -> u64 {
+    let digest = Sha256::digest(id.as_bytes());
+    let mut first = [0; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
+/// Orders by a fast field, then by `tie_breaker`.
+fn then_by_tie<T: FastValue>(
+    field: &str,
+    order: Order,
+) -> impl SortKeyComputer<SortKey = (Option<T>, Option<u64>)> + Send + 'static {
+    ((SortByStaticFastValue::<T>::for_field(field), order), (SortByStaticFastValue::<u64>::for_field(TIE), Order::Asc))
 }
 
 /// Takes a page's document addresses out of a MultiCollector's fruits.
@@ -619,10 +654,10 @@ impl TantivyIndex {
 
 /// `<root>/FORMAT`: how this version writes indices. Version 2 leaves the dictionaries of facet
 /// columns uncompressed (a search reads many of their blocks, and tantivy sets up a zstd
-/// context for every compressed one), which this build can no longer read; an index in another
-/// format is dropped, and start-up rebuilds it from the store.
+/// context for every compressed one), which this build can no longer read; version 3 adds the
+/// `tie` field. An index in another format is dropped, and start-up rebuilds it from the store.
 const FORMAT: &str = "FORMAT";
-const FORMAT_VERSION: &str = "2";
+const FORMAT_VERSION: &str = "3";
 
 fn discard_other_formats(root: &Path) -> Result<(), SearchError> {
     let format = std::fs::read_to_string(root.join(FORMAT)).unwrap_or_default();

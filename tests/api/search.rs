@@ -21,6 +21,10 @@ fn nodes(result: &Value) -> &Vec<Value> {
     result["nodes"].as_array().expect("nodes")
 }
 
+fn ids(result: &Value) -> Vec<String> {
+    nodes(result).iter().map(|n| n["id"].as_str().expect("id").to_owned()).collect()
+}
+
 fn facet<'a>(result: &'a Value, name: &str) -> Vec<(&'a str, i64)> {
     result["facets"]
         .as_array()
@@ -139,8 +143,7 @@ on_both_backends!(
         let server = seeded(backend).await;
         let admin = server.admin_token().await;
         let upsert = "mutation($i: ProductInput!) { adminUpsertProduct(input: $i) { id } }";
-        // Products of their own, each at its own price: the embedded index orders equal prices
-        // by where documents sit, which a merge of index segments may change.
+        // Products of their own, each at its own price, so that every move below is a price change.
         const SHELF: &str = "Test/Cursor/Pages";
         for n in 1..=15 {
             let input = json!({ "id": format!("shelf-{n:02}"), "title": format!("Shelf Item {n}"), "description": "", "priceCents": n * 1_000, "categoryPath": SHELF });
@@ -148,9 +151,6 @@ on_both_backends!(
         }
         let on_shelf = |sort: &str, n: i64, after: Option<String>| json!({ "f": { "category": SHELF }, "s": sort, "n": n, "a": after });
         let cheapest_first = |after: Option<String>| on_shelf("PRICE_ASC", 5, after);
-        let ids = |page: &Value| -> Vec<String> {
-            nodes(page).iter().map(|n| n["id"].as_str().expect("id").to_owned()).collect()
-        };
         let started = Instant::now();
         while search(&server, on_shelf("PRICE_ASC", 15, None)).await["totalCount"] != 15 {
             assert!(started.elapsed() < Duration::from_secs(2), "the shelf never showed up");
@@ -186,6 +186,54 @@ on_both_backends!(
         assert_eq!(ids(&third), before[10..15], "{third:#}");
     }
 );
+
+on_both_backends!(products_of_one_price_keep_one_order_while_they_are_re_indexed, |backend: Backend| async move {
+    let server = seeded(backend).await;
+    let admin = server.admin_token().await;
+    let upsert = "mutation($i: ProductInput!) { adminUpsertProduct(input: $i) { id } }";
+    const SHELF: &str = "Test/Ties/Pages";
+    let tied = |id: &str, title: &str| json!({ "i": { "id": id, "title": title, "description": "", "priceCents": 1_500, "categoryPath": SHELF } });
+    for n in 1..=12 {
+        server.data(upsert, tied(&format!("tie-{n:02}"), &format!("Tied Item {n}")), Some(&admin)).await;
+    }
+    let cheapest_first =
+        |n: i64, after: Option<String>| json!({ "f": { "category": SHELF }, "s": "PRICE_ASC", "n": n, "a": after });
+    let started = Instant::now();
+    while search(&server, cheapest_first(12, None)).await["totalCount"] != 12 {
+        assert!(started.elapsed() < Duration::from_secs(2), "the shelf never showed up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = ids(&search(&server, cheapest_first(12, None)).await);
+    let first = search(&server, cheapest_first(4, None)).await;
+    assert_eq!(ids(&first), before[..4]);
+
+    // Every product is re-indexed, last first, each on its own: the index then holds them in
+    // other places, which must not change their order.
+    for id in before.iter().rev() {
+        let title = format!("Retitled {id}");
+        server.data(upsert, tied(id, &title), Some(&admin)).await;
+        let started = Instant::now();
+        while !nodes(&search(&server, cheapest_first(12, None)).await)
+            .iter()
+            .any(|n| n["id"] == *id && n["title"] == title)
+        {
+            assert!(started.elapsed() < Duration::from_secs(2), "{id} was never re-indexed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(ids(&search(&server, cheapest_first(12, None)).await), before, "equal prices changed order");
+    let mut seen = ids(&first);
+    let mut after = first["pageInfo"]["endCursor"].as_str().map(str::to_owned);
+    while let Some(cursor) = after {
+        let page = search(&server, cheapest_first(4, Some(cursor))).await;
+        seen.extend(ids(&page));
+        after = page["pageInfo"]["endCursor"]
+            .as_str()
+            .filter(|_| page["pageInfo"]["hasNextPage"] == true)
+            .map(str::to_owned);
+    }
+    assert_eq!(seen, before, "pages repeated or skipped products of equal price");
+});
 
 on_both_backends!(bad_search_input_is_refused_or_finds_nothing, |backend: Backend| async move {
     let server = seeded(backend).await;
@@ -367,12 +415,13 @@ on_both_backends!(shop_reindex_swaps_in_a_new_index_without_a_gap, |backend: Bac
 async fn an_index_written_in_an_older_format_is_dropped_for_a_rebuild() {
     use shop::domain::search::{SearchIndex, Synonyms};
     let root = tempfile::tempdir().expect("dir");
+    std::fs::write(root.path().join("FORMAT"), "2").expect("format");
     std::fs::write(root.path().join("CURRENT"), "gen-initial\n\n").expect("current");
     std::fs::create_dir_all(root.path().join("gen-initial")).expect("generation");
     std::fs::write(root.path().join("gen-initial").join("meta.json"), "{ compressed dictionaries }").expect("meta");
     let index = shop::search::TantivyIndex::open(root.path(), Synonyms::default()).expect("opens");
     assert_eq!(index.document_count().await.expect("count"), 0, "empty, so start-up rebuilds it from the store");
-    assert_eq!(std::fs::read_to_string(root.path().join("FORMAT")).expect("format"), "2");
+    assert_eq!(std::fs::read_to_string(root.path().join("FORMAT")).expect("format"), "3");
     assert_ne!(
         std::fs::read_to_string(root.path().join("gen-initial").join("meta.json")).ok().as_deref(),
         Some("{ compressed dictionaries }")

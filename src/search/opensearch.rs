@@ -612,6 +612,9 @@ impl SearchIndex for OpenSearchIndex {
         // failed build.
         let (stale, outcome) = match built {
             Ok(previous) => {
+                // This instance already searches the new index: adopting it again would count
+                // a second swap and re-apply the changes since the snapshot for nothing.
+                *self.live_index.lock().unwrap_or_else(PoisonError::into_inner) = Some(name);
                 self.generation.fetch_add(1, Ordering::Release);
                 (previous, Ok(()))
             }

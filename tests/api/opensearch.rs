@@ -377,6 +377,7 @@ async fn a_rebuild_fills_a_new_index_then_moves_the_alias_in_one_call() {
     assert!(position(&format!(" /{new_index}/_refresh")) < position("POST /_aliases"));
     assert!(position("POST /_aliases") < position(&format!("DELETE /{ALIAS}-initial")), "the old index goes last");
 
+    assert_eq!(index.adopt_replacement().await.expect("adopt"), None, "the rebuilding instance already switched");
     assert_eq!(other_instance.adopt_replacement().await.expect("adopt"), Some(snapshot), "catch up from the snapshot");
     assert_eq!(other_instance.adopt_replacement().await.expect("adopt"), None, "reported once");
 }

@@ -184,7 +184,14 @@ impl CheckoutService {
         }
         let now = self.clock.now();
         let session = self.own_session(viewer, &request.session_id).await?;
-        payable(&session, now)?;
+        if let Err(refusal) = payable(&session, now) {
+            // A request with the same key may have taken the session (or even finished) since
+            // the key was looked up: its answer is this request's answer too.
+            return match self.store.saga_by_key(&owner, &key).await? {
+                Some(saga) => self.replay(&saga, &hash).await?.ok_or(refusal),
+                None => Err(refusal),
+            };
+        }
         let totals = self.rules.pricing.price(&session.lines, &request.shipping_address.country)?;
         let (verdict, recipient) = self.fraud_check(viewer, &owner, &request, &totals).await?;
         if verdict == FraudVerdict::Decline {

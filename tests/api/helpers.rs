@@ -164,12 +164,24 @@ pub struct TestServer {
     _db: TestDatabase,
 }
 
+/// In-process servers log internal errors (clients see only INTERNAL_SERVER_ERROR) to the test
+/// output, so that a failing test shows their cause; `SHOP_TEST_LOG` sets another filter.
+fn show_internal_errors() {
+    let filter = std::env::var("SHOP_TEST_LOG").unwrap_or_else(|_| "error".to_owned());
+    // Only the first call installs it; the others find one installed.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_test_writer()
+        .try_init();
+}
+
 impl TestServer {
     pub async fn start(backend: Backend) -> Self {
         Self::start_with(backend, ServerOptions::default()).await
     }
 
     pub async fn start_with(backend: Backend, options: ServerOptions) -> Self {
+        show_internal_errors();
         let db = TestDatabase::new(backend).await;
         let mut config = db.config();
         config.seed_products = options.seed_products;

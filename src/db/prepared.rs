@@ -4,8 +4,8 @@
 //! SQL, so it never caches UPDATEs (their changesets may skip `None` fields) nor INSERTs of
 //! optional or batched values. On PostgreSQL each such statement costs a parse, a plan and an
 //! extra round trip every time; a purchase sends dozens. `.prepared()` marks a statement
-//! cacheable with its SQL text as the cache key (its type has no static id), which is right whatever the
-//! values: statements that differ in text are cached apart.
+//! cacheable with its SQL text as the cache key (its type has no static id), which is right
+//! whatever the values: statements that differ in text are cached apart.
 
 use diesel::QueryResult;
 use diesel::backend::Backend;

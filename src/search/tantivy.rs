@@ -570,19 +570,14 @@ impl TantivyIndex {
     /// order ends with the `tie` field (see `tie_breaker`).
     fn add_top_documents(&self, collectors: &mut MultiCollector<'_>, request: &SearchRequest) -> PageOfAddresses {
         let top = || TopDocs::with_limit(request.limit).and_offset(request.offset);
+        let mut by = |field: &'static str, order: Order| -> PageOfAddresses {
+            addresses_of(collectors.add_collector(top().order_by(then_by_tie::<i64>(field, order))))
+        };
         match request.sort {
-            SearchSort::PriceAsc => {
-                addresses_of(collectors.add_collector(top().order_by(then_by_tie::<i64>("price", Order::Asc))))
-            }
-            SearchSort::PriceDesc => {
-                addresses_of(collectors.add_collector(top().order_by(then_by_tie::<i64>("price", Order::Desc))))
-            }
-            SearchSort::Newest => {
-                addresses_of(collectors.add_collector(top().order_by(then_by_tie::<i64>("created_at", Order::Desc))))
-            }
-            SearchSort::Popularity => {
-                addresses_of(collectors.add_collector(top().order_by(then_by_tie::<i64>("popularity", Order::Desc))))
-            }
+            SearchSort::PriceAsc => by("price", Order::Asc),
+            SearchSort::PriceDesc => by("price", Order::Desc),
+            SearchSort::Newest => by("created_at", Order::Desc),
+            SearchSort::Popularity => by("popularity", Order::Desc),
             SearchSort::Rating => {
                 addresses_of(collectors.add_collector(top().order_by(then_by_tie::<f64>("rating", Order::Desc))))
             }

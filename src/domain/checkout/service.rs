@@ -187,10 +187,7 @@ impl CheckoutService {
         if let Err(refusal) = payable(&session, now) {
             // A request with the same key may have taken the session (or even finished) since
             // the key was looked up: its answer is this request's answer too.
-            return match self.store.saga_by_key(&owner, &key).await? {
-                Some(saga) => self.replay(&saga, &hash).await?.ok_or(refusal),
-                None => Err(refusal),
-            };
+            return self.after_contention(&owner, &key, &hash, refusal).await;
         }
         let totals = self.rules.pricing.price(&session.lines, &request.shipping_address.country)?;
         let (verdict, recipient) = self.fraud_check(viewer, &owner, &request, &totals).await?;
@@ -226,7 +223,9 @@ impl CheckoutService {
         };
         let payment = match self.store.claim_payment(&claim).await {
             Ok(payment) => payment,
-            Err(CheckoutError::PaymentInProgress) => return self.after_contention(&owner, &key, &hash).await,
+            Err(CheckoutError::PaymentInProgress) => {
+                return self.after_contention(&owner, &key, &hash, CheckoutError::PaymentInProgress).await;
+            }
             Err(CheckoutError::Conflict(_)) => {
                 let session = self.own_session(viewer, &request.session_id).await?;
                 payable(&session, self.clock.now())?;
@@ -415,14 +414,18 @@ impl CheckoutService {
         }
     }
 
-    /// Another request holds the key (or the session): answer as it stands now.
-    async fn after_contention(&self, owner: &CartOwner, key: &str, hash: &str) -> CheckoutResult<Order> {
+    /// Another request may hold the key (or the session): answer as that request stands now,
+    /// or with `otherwise` when the key has no outcome to share.
+    async fn after_contention(
+        &self,
+        owner: &CartOwner,
+        key: &str,
+        hash: &str,
+        otherwise: CheckoutError,
+    ) -> CheckoutResult<Order> {
         match self.store.saga_by_key(owner, key).await? {
-            Some(saga) => match self.replay(&saga, hash).await? {
-                Some(order) => Ok(order),
-                None => Err(CheckoutError::PaymentInProgress),
-            },
-            None => Err(CheckoutError::PaymentInProgress),
+            Some(saga) => self.replay(&saga, hash).await?.ok_or(otherwise),
+            None => Err(otherwise),
         }
     }
 

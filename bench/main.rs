@@ -15,6 +15,10 @@
 //! - `search`: searchProducts with facets over a mix of distinct queries and filters (64
 //!   connections; use `--products 100000` or `1000000` for the catalog sizes, and
 //!   `--env SHOP_SEARCH_CACHE=false` to measure without the result cache).
+//! - `ceiling`: `{__typename}` through the same client, the framework's ceiling on this box.
+//! Every report ends with the ceiling measured in the same run (after the scenario, same
+//! connections, 5 s) and gives each figure as a fraction of it, since absolute figures drift
+//! between machines.
 //! - `checkout`: complete purchases (guest session, add, initiateCheckout, placeOrder with the
 //!   test gateway) per second with p99 per step, spread over 200 products, or all on one product
 //!   with `--hot`; reports the units taken from stock beside the orders made.
@@ -59,7 +63,9 @@ struct Options {
 impl Options {
     fn parse() -> anyhow::Result<Self> {
         let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
-        let scenario = args.next().ok_or_else(|| anyhow::anyhow!("usage: bench <cart|sync|idle> [options]"))?;
+        let scenario = args
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("usage: bench <ceiling|cart|sync|idle|search|checkout> [options]"))?;
         let mut options = Options {
             scenario,
             backend: "sqlite".to_owned(),
@@ -245,8 +251,57 @@ fn row(name: &str, histogram: &Histogram<u64>, errors: u64, seconds: f64) -> Val
     })
 }
 
-fn report(options: &Options, server: &Server, rows: Vec<Value>, extra: Value) {
+/// `{__typename}` as fast as `connections` clients can send it for `duration`.
+async fn ceiling_row(base: &str, connections: usize, duration: Duration) -> anyhow::Result<Value> {
+    let client = Client { http: reqwest::Client::new(), base: base.to_owned() };
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..connections {
+        let client = client.clone();
+        workers.push(tokio::spawn(async move {
+            let (mut latencies, mut errors) = (histogram(), 0u64);
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                match client.gql("{ __typename }", json!({}), None).await {
+                    Ok(_) => {
+                        let _ = latencies.record(sent.elapsed().as_micros() as u64);
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let (mut all, mut errors) = (histogram(), 0);
+    for worker in workers {
+        let (latencies, worker_errors) = worker.await?;
+        let _ = all.add(&latencies);
+        errors += worker_errors;
+    }
+    Ok(row("ceiling {__typename}", &all, errors, started.elapsed().as_secs_f64()))
+}
+
+/// How long the ceiling is measured after each scenario.
+const CEILING_SECONDS: u64 = 5;
+
+async fn ceiling_scenario(options: &Options, server: &Server) -> anyhow::Result<()> {
+    report(options, server, Vec::new(), json!({ "connections": options.connections })).await
+}
+
+/// Prints the scenario's rows and the same run's ceiling, each throughput also as a fraction of
+/// the ceiling's.
+async fn report(options: &Options, server: &Server, mut rows: Vec<Value>, extra: Value) -> anyhow::Result<()> {
     let (peak, current) = server.memory_mib();
+    let ceiling_time =
+        if options.scenario == "ceiling" { options.duration } else { Duration::from_secs(CEILING_SECONDS) };
+    let ceiling = ceiling_row(&server.base, options.connections, ceiling_time).await?;
+    let ceiling_rate = ceiling["requests_per_s"].as_f64().unwrap_or_default().max(1.0);
+    rows.push(ceiling);
+    for r in &mut rows {
+        let fraction = r["requests_per_s"].as_f64().unwrap_or_default() / ceiling_rate;
+        r["of_ceiling"] = json!((fraction * 10_000.0).round() / 10_000.0);
+    }
     println!();
     println!(
         "scenario {} | backend {}{} | {} products",
@@ -256,15 +311,16 @@ fn report(options: &Options, server: &Server, rows: Vec<Value>, extra: Value) {
         options.products
     );
     println!(
-        "{:<22} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7}",
-        "operation", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors"
+        "{:<22} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
+        "operation", "requests", "req/s", "×ceiling", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors"
     );
     for r in &rows {
         println!(
-            "{:<22} {:>9} {:>10} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>7}",
+            "{:<22} {:>9} {:>10} {:>9.4} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>7}",
             r["operation"].as_str().unwrap_or_default(),
             r["requests"],
             r["requests_per_s"],
+            r["of_ceiling"].as_f64().unwrap_or_default(),
             r["p50_ms"].as_f64().unwrap_or_default(),
             r["p95_ms"].as_f64().unwrap_or_default(),
             r["p99_ms"].as_f64().unwrap_or_default(),
@@ -286,7 +342,7 @@ fn report(options: &Options, server: &Server, rows: Vec<Value>, extra: Value) {
         "server_rss_mib": current,
         "extra": extra,
     });
-    println!("JSON {summary}");
+    println!("JSON {summary}").await
 }
 
 /// Raises the stock of the first products so the cart scenario is not refused for stock.
@@ -382,8 +438,8 @@ async fn cart_scenario(options: &Options, server: &Server) -> anyhow::Result<()>
         server,
         rows,
         json!({ "connections": options.connections, "offered_rate": options.rate, "seconds": seconds }),
-    );
-    Ok(())
+    )
+    .await
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -475,8 +531,7 @@ async fn sync_scenario(options: &Options, server: &Server) -> anyhow::Result<()>
         server,
         rows,
         json!({ "devices": options.devices, "changes": options.changes, "events_expected": expected, "events_delivered": delivered }),
-    );
-    Ok(())
+    ).await
 }
 
 async fn idle_scenario(options: &Options, server: &Server) -> anyhow::Result<()> {
@@ -520,8 +575,7 @@ async fn idle_scenario(options: &Options, server: &Server) -> anyhow::Result<()>
             "subscriptions_per_gib": per_gib,
         }),
     );
-    drop(sockets);
-    Ok(())
+    drop(sockets).await
 }
 
 /// Distinct searches a shopper would run: words, categories, price ranges, stock and sorts.
@@ -620,8 +674,7 @@ async fn search_scenario(options: &Options, server: &Server) -> anyhow::Result<(
     let seconds = started.elapsed().as_secs_f64();
     let cache = !options.server_env.iter().any(|(k, v)| k == "SHOP_SEARCH_CACHE" && v == "false");
     let extra = json!({ "distinct_searches": mix.len(), "connections": options.connections, "result_cache": cache });
-    report(options, server, vec![row("searchProducts+facets", &all, errors, seconds)], extra);
-    Ok(())
+    report(options, server, vec![row("searchProducts+facets", &all, errors, seconds)], extra).await
 }
 
 /// The steps of one purchase, in order.
@@ -721,8 +774,7 @@ async fn checkout_scenario(options: &Options, server: &Server) -> anyhow::Result
     let taken = i64::from(STOCK) * products.len() as i64 - stock_left;
     let extra = json!({ "connections": options.connections, "hot_product": options.hot, "orders": purchases.len(),
         "orders_per_s": (purchases.len() as f64 / seconds).round(), "units_taken": taken });
-    report(options, server, rows, extra);
-    Ok(())
+    report(options, server, rows, extra).await
 }
 
 #[tokio::main]
@@ -735,6 +787,7 @@ async fn main() -> anyhow::Result<()> {
         "idle" => idle_scenario(&options, &server).await,
         "search" => search_scenario(&options, &server).await,
         "checkout" => checkout_scenario(&options, &server).await,
-        other => anyhow::bail!("unknown scenario {other}: cart, sync, idle, search or checkout"),
+        "ceiling" => ceiling_scenario(&options, &server).await,
+        other => anyhow::bail!("unknown scenario {other}: ceiling, cart, sync, idle, search or checkout"),
     }
 }

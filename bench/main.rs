@@ -342,7 +342,8 @@ async fn report(options: &Options, server: &Server, mut rows: Vec<Value>, extra:
         "server_rss_mib": current,
         "extra": extra,
     });
-    println!("JSON {summary}").await
+    println!("JSON {summary}");
+    Ok(())
 }
 
 /// Raises the stock of the first products so the cart scenario is not refused for stock.
@@ -574,8 +575,10 @@ async fn idle_scenario(options: &Options, server: &Server) -> anyhow::Result<()>
             "kib_per_subscription": per_subscription_kib,
             "subscriptions_per_gib": per_gib,
         }),
-    );
-    drop(sockets).await
+    )
+    .await?;
+    drop(sockets);
+    Ok(())
 }
 
 /// Distinct searches a shopper would run: words, categories, price ranges, stock and sorts.

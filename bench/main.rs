@@ -16,12 +16,13 @@
 //!   connections; use `--products 100000` or `1000000` for the catalog sizes, and
 //!   `--env SHOP_SEARCH_CACHE=false` to measure without the result cache).
 //! - `ceiling`: `{__typename}` through the same client, the framework's ceiling on this box.
-//! Every report ends with the ceiling measured in the same run (after the scenario, same
-//! connections, 5 s) and gives each figure as a fraction of it, since absolute figures drift
-//! between machines.
 //! - `checkout`: complete purchases (guest session, add, initiateCheckout, placeOrder with the
 //!   test gateway) per second with p99 per step, spread over 200 products, or all on one product
 //!   with `--hot`; reports the units taken from stock beside the orders made.
+//!
+//! Every report ends with the ceiling measured in the same run (after the scenario, same
+//! connections, 5 s) and gives each figure as a fraction of it, since absolute figures drift
+//! between machines.
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};

@@ -8,25 +8,23 @@ use anyhow::Context as _;
 use rand::RngCore;
 
 use crate::config::{Config, GatewayChoice};
-use crate::db::{DbStore, Pool};
-use crate::domain::auth::AuthService;
+use crate::db::Pool;
 use crate::domain::auth::tokens::TokenIssuer;
-use crate::domain::cart::{CartLimits, CartService};
-use crate::domain::catalog::CatalogService;
-use crate::domain::checkout::{CheckoutRules, CheckoutService};
-use crate::domain::clock::Clock;
-use crate::domain::events::{EventBus, OutboxDispatcher};
-use crate::domain::notify::NotificationWorker;
-use crate::domain::orders::OrderService;
-use crate::domain::payments::PaymentGateway;
-use crate::domain::ports::{Cache, Store};
+use crate::domain::cart::CartLimits;
+use crate::domain::search::Synonyms;
 use crate::domain::search::synonyms::DEFAULT_SYNONYMS;
-use crate::domain::search::{SearchIndex, SearchService, Synonyms};
 use crate::kv::{LocalBus, LocalCache, connect_redis};
 use crate::metrics::Metrics;
 use crate::notifier::FileNotifier;
 use crate::payments::{StripeGateway, TestGateway};
+use crate::ports::{Cache, Clock, EventBus, Notifier, PaymentGateway, SearchIndex};
 use crate::search::{OpenSearchIndex, TantivyIndex};
+use crate::services::auth::AuthService;
+use crate::services::cart::CartService;
+use crate::services::catalog::CatalogService;
+use crate::services::checkout::{CheckoutRules, CheckoutService};
+use crate::services::orders::OrderService;
+use crate::services::search::SearchService;
 
 /// Entries of the in-process cache (embedded mode).
 const LOCAL_CACHE_ENTRIES: usize = 100_000;
@@ -34,7 +32,7 @@ const LOCAL_CACHE_ENTRIES: usize = 100_000;
 #[derive(Clone)]
 pub struct AppContext {
     pub config: Arc<Config>,
-    pub store: Arc<dyn Store>,
+    pub db: Pool,
     pub catalog: CatalogService,
     pub auth: AuthService,
     pub carts: CartService,
@@ -43,10 +41,7 @@ pub struct AppContext {
     pub orders: OrderService,
     pub bus: Arc<dyn EventBus>,
     pub clock: Arc<dyn Clock>,
-    /// Woken after each change, so the outbox dispatcher publishes at once.
-    pub outbox_ready: Arc<tokio::sync::Notify>,
-    /// Woken after each order, so its confirmation is sent at once.
-    pub notifications_ready: Arc<tokio::sync::Notify>,
+    pub notifier: Arc<dyn Notifier>,
     pub metrics: Arc<Metrics>,
     /// Set once the store is migrated and the first-start catalog is in place.
     pub catalog_ready: Arc<AtomicBool>,
@@ -57,17 +52,11 @@ impl AppContext {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
         let metrics = Arc::new(Metrics::default());
-        let query_counter = metrics.store_queries.clone();
-        let pool = Pool::open(
-            &config.store_url(),
-            config.db_pool_size,
-            Arc::new(move || {
-                query_counter.inc();
-            }),
-        )
-        .await
-        .context("opening the store")?;
-        let store: Arc<dyn Store> = Arc::new(DbStore::new(pool));
+        let statements = metrics.clone();
+        let db =
+            Pool::open(&config.store_url(), config.db_pool_size, Arc::new(move |scope| statements.statement(scope)))
+                .await
+                .context("opening the store")?;
         let (bus, cache): (Arc<dyn EventBus>, Arc<dyn Cache>) = match &config.redis_url {
             Some(url) => {
                 let redis = connect_redis(url, &config.redis_namespace).await.context("connecting to Redis")?;
@@ -75,19 +64,17 @@ impl AppContext {
             }
             None => (Arc::new(LocalBus::default()), Arc::new(LocalCache::new(LOCAL_CACHE_ENTRIES))),
         };
-        let outbox_ready = Arc::new(tokio::sync::Notify::new());
         let limits = CartLimits {
             max_lines: config.cart_max_lines,
             max_line_quantity: config.cart_max_line_quantity,
             guest_ttl: config.guest_cart_ttl,
             retention: config.cart_retention,
         };
-        let carts =
-            CartService::new(store.clone(), cache.clone(), bus.clone(), clock.clone(), limits, outbox_ready.clone());
+        let carts = CartService::new(db.clone(), cache.clone(), bus.clone(), clock.clone(), limits);
         let secret = jwt_secret(&config)?;
         let tokens = TokenIssuer::new(&secret, config.access_token_ttl, config.guest_token_ttl);
-        let auth = AuthService::new(store.clone(), clock.clone(), tokens, config.refresh_token_ttl, carts.clone());
-        let catalog = CatalogService::new(store.clone(), clock.clone(), config.currency.clone());
+        let auth = AuthService::new(db.clone(), clock.clone(), tokens, config.refresh_token_ttl, carts.clone());
+        let catalog = CatalogService::new(db.clone(), clock.clone(), config.currency.clone());
         let synonyms = match &config.synonyms_file {
             Some(path) => std::fs::read_to_string(path)
                 .with_context(|| format!("reading SHOP_SYNONYMS_FILE {}", path.display()))?,
@@ -107,7 +94,7 @@ impl AppContext {
         let (cache_hits, swaps) = (metrics.search_cache_hits.clone(), metrics.search_index_swaps.clone());
         let search = SearchService::new(
             index,
-            store.clone(),
+            db.clone(),
             config.search_cache.then(|| cache.clone()),
             Arc::new(move || {
                 cache_hits.inc();
@@ -116,7 +103,6 @@ impl AppContext {
                 swaps.inc();
             }),
         );
-        let notifications_ready = Arc::new(tokio::sync::Notify::new());
         let gateway: Arc<dyn PaymentGateway> = match &config.payment_gateway {
             GatewayChoice::Test => {
                 let ledger = config.data_dir.join("test-gateway.jsonl");
@@ -135,28 +121,13 @@ impl AppContext {
             retry: config.payment_retry.clone(),
             abort_after_charge: config.fault_abort_after_charge,
         };
-        let checkout = CheckoutService::new(
-            store.clone(),
-            carts.clone(),
-            gateway.clone(),
-            clock.clone(),
-            rules,
-            outbox_ready.clone(),
-            notifications_ready.clone(),
-        );
-        let orders = OrderService::new(
-            store.clone(),
-            bus.clone(),
-            gateway,
-            config.payment_retry.clone(),
-            clock.clone(),
-            outbox_ready.clone(),
-            notifications_ready.clone(),
-        );
-        tracing::info!(backend = store.backend_name(), redis = config.redis_url.is_some(), "store ready");
+        let checkout = CheckoutService::new(db.clone(), carts.clone(), gateway.clone(), clock.clone(), rules);
+        let orders = OrderService::new(db.clone(), bus.clone(), gateway, config.payment_retry.clone(), clock.clone());
+        let notifier: Arc<dyn Notifier> = Arc::new(FileNotifier { path: config.data_dir.join("notifications.log") });
+        tracing::info!(backend = db.backend_name(), redis = config.redis_url.is_some(), "store ready");
         Ok(Self {
             config: Arc::new(config),
-            store,
+            db,
             catalog,
             auth,
             carts,
@@ -165,34 +136,10 @@ impl AppContext {
             orders,
             bus,
             clock,
-            outbox_ready,
-            notifications_ready,
+            notifier,
             metrics,
             catalog_ready: Arc::new(AtomicBool::new(false)),
         })
-    }
-}
-
-impl AppContext {
-    pub fn outbox_dispatcher(&self) -> OutboxDispatcher {
-        OutboxDispatcher {
-            store: self.store.clone(),
-            bus: self.bus.clone(),
-            clock: self.clock.clone(),
-            wake: self.outbox_ready.clone(),
-        }
-    }
-}
-
-impl AppContext {
-    /// Sends order confirmations through the file notifier in the data dir.
-    pub fn notification_worker(&self) -> NotificationWorker {
-        NotificationWorker {
-            store: self.store.clone(),
-            notifier: Arc::new(FileNotifier { path: self.config.data_dir.join("notifications.log") }),
-            clock: self.clock.clone(),
-            wake: self.notifications_ready.clone(),
-        }
     }
 }
 

@@ -56,7 +56,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => server::serve(config).await,
         Command::Migrate => {
             let app = open(config).await?;
-            println!("store migrated ({})", app.store.backend_name());
+            println!("store migrated ({})", app.db.backend_name());
             Ok(())
         }
         Command::Seed { products, seed } => {

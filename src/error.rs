@@ -250,7 +250,7 @@ mod tests {
 
     #[test]
     fn internal_causes_never_reach_the_client() {
-        let store_failure = crate::domain::ports::StoreError::internal(
+        let store_failure = crate::ports::StoreError::internal(
             "loading products",
             std::io::Error::other("connection to 10.0.0.7 refused, password=hunter2"),
         );

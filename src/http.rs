@@ -311,7 +311,7 @@ async fn graphql_ws(State(state): State<HttpState>, protocol: GraphQLProtocol, u
 
 /// 200 once the store answers and the first-start catalog is in place; 503 before.
 async fn readyz(State(state): State<HttpState>) -> Response {
-    if let Err(err) = state.app.store.ping().await {
+    if let Err(err) = state.app.db.ping().await {
         tracing::warn!(error = %err, "readiness: store unreachable");
         return (StatusCode::SERVICE_UNAVAILABLE, "store unreachable").into_response();
     }

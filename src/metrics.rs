@@ -18,12 +18,20 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScopeLabels {
+    /// A GraphQL root field (`addCartItem`), a worker (`worker:outbox`), or `other`.
+    pub scope: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_duration: Family<RouteLabels, Histogram>,
     /// Statements sent to the store; the N+1 test reads it through `/metrics`.
     pub store_queries: Counter,
+    /// The same, by what sent them; the statement-budget test reads it.
+    pub store_statements: Family<ScopeLabels, Counter>,
     pub search_cache_hits: Counter,
     pub search_index_swaps: Counter,
 }
@@ -39,15 +47,35 @@ impl Default for Metrics {
         registry.register("http_requests", "HTTP requests by method, route and status", http_requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency by route", http_duration.clone());
         registry.register("store_queries", "Statements sent to the store", store_queries.clone());
+        let store_statements = Family::<ScopeLabels, Counter>::default();
+        registry.register(
+            "store_statements",
+            "Statements sent to the store, by GraphQL root field or background worker",
+            store_statements.clone(),
+        );
         let search_cache_hits = Counter::default();
         registry.register("search_cache_hits", "Searches answered from the result cache", search_cache_hits.clone());
         let search_index_swaps = Counter::default();
         registry.register("search_index_swaps", "Switches to a rebuilt search index", search_index_swaps.clone());
-        Self { registry, http_requests, http_duration, store_queries, search_cache_hits, search_index_swaps }
+        Self {
+            registry,
+            http_requests,
+            http_duration,
+            store_queries,
+            store_statements,
+            search_cache_hits,
+            search_index_swaps,
+        }
     }
 }
 
 impl Metrics {
+    /// Counts one statement sent in `scope`.
+    pub fn statement(&self, scope: &'static str) {
+        self.store_queries.inc();
+        self.store_statements.get_or_create(&ScopeLabels { scope }).inc();
+    }
+
     pub fn render(&self) -> String {
         let mut text = String::new();
         // Writing into a String cannot fail.

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 
-use crate::domain::notify::{Notification, Notifier, NotifyError};
+use crate::domain::notify::Notification;
+use crate::ports::{Notifier, NotifyError};
 
 pub struct FileNotifier {
     pub path: PathBuf,

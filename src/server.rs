@@ -1,10 +1,9 @@
-//! Starting and stopping the HTTP server, and what runs once at start: the admin from the
-//! environment and the first-start demo catalog.
+//! Starting and stopping the HTTP server with its background workers, and what runs once at
+//! start: the admin from the environment and the recovery of interrupted checkouts.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use tokio::sync::oneshot;
@@ -12,10 +11,11 @@ use tokio::task::JoinHandle;
 
 use crate::app::AppContext;
 use crate::config::Config;
-use crate::domain::catalog::generator::CatalogGenerator;
-use crate::domain::clock::{Clock, SystemClock};
+use crate::domain::clock::SystemClock;
 use crate::http;
+use crate::ports::Clock;
 use crate::resolvers::build_schema;
+use crate::workers::Workers;
 
 /// Seed of the first-start demo catalog, so every fresh install shows the same products.
 pub const DEMO_SEED: u64 = 42;
@@ -25,51 +25,25 @@ pub struct RunningServer {
     pub app: AppContext,
     shutdown: oneshot::Sender<()>,
     serving: JoinHandle<std::io::Result<()>>,
-    background: Vec<JoinHandle<()>>,
+    workers: Workers,
 }
+
+/// How long shutdown waits for background workers to finish the item they are on.
+const WORKER_DRAIN: Duration = Duration::from_secs(10);
 
 impl RunningServer {
-    /// Stops accepting connections, lets running requests finish, and waits.
+    /// Stops accepting connections, lets running requests finish, then lets the background
+    /// workers finish their current item, and waits.
     pub async fn stop(self) -> anyhow::Result<()> {
-        for task in &self.background {
-            task.abort();
-        }
         let _ = self.shutdown.send(());
-        self.serving.await.context("server task")?.context("serving")
+        let served = self.serving.await.context("server task")?.context("serving");
+        self.workers.stop(WORKER_DRAIN).await;
+        served
     }
 }
 
-/// A checkout still CHARGING after this long has lost its request (a crash, a hung gateway).
-const STUCK_CHECKOUT: chrono::Duration = chrono::Duration::minutes(2);
-
-/// Returns expired reservations' stock, resumes stuck checkouts, deletes expired carts and old
-/// published events, every `sweep_interval`.
-async fn sweep(app: AppContext) {
-    let mut ticks =
-        tokio::time::interval(app.config.sweep_interval.to_std().unwrap_or(std::time::Duration::from_secs(60)));
-    loop {
-        ticks.tick().await;
-        match app.checkout.expire_due().await {
-            Ok(0) => {}
-            Ok(expired) => tracing::info!(expired, "expired checkout reservations returned to stock"),
-            Err(err) => tracing::warn!(error = %err, "expiring reservations failed"),
-        }
-        if let Err(err) = app.checkout.recover(app.clock.now() - STUCK_CHECKOUT).await {
-            tracing::warn!(error = %err, "resuming stuck checkouts failed");
-        }
-        match app.carts.sweep_expired().await {
-            Ok(0) => {}
-            Ok(deleted) => tracing::info!(deleted, "expired carts deleted"),
-            Err(err) => tracing::warn!(error = %err, "sweeping carts failed"),
-        }
-        let published_before = app.clock.now() - chrono::Duration::hours(1);
-        if let Err(err) = app.store.delete_published_events(published_before).await {
-            tracing::warn!(error = %err, "cleaning the outbox failed");
-        }
-    }
-}
-
-/// Binds, starts serving, and starts the first-start work; `/readyz` turns 200 when it is done.
+/// Binds, starts serving, resumes interrupted checkouts and starts the background workers
+/// (the first-start catalog among them); `/readyz` turns 200 when the catalog is ready.
 pub async fn start(app: AppContext) -> anyhow::Result<RunningServer> {
     if let Some((email, password)) = app.config.admin.clone() {
         app.auth.ensure_admin(&email, &password).await.context("creating the configured admin")?;
@@ -95,45 +69,8 @@ pub async fn start(app: AppContext) -> anyhow::Result<RunningServer> {
         Ok(count) => tracing::info!(count, "unfinished checkouts resumed"),
         Err(err) => tracing::warn!(error = %err, "resuming unfinished checkouts failed"),
     }
-    let background = vec![
-        tokio::spawn(app.notification_worker().run()),
-        tokio::spawn(prepare_catalog(app.clone())),
-        tokio::spawn(app.outbox_dispatcher().run()),
-        tokio::spawn(sweep(app.clone())),
-        tokio::spawn(app.search.clone().follow_catalog(app.bus.clone())),
-        tokio::spawn(app.search.clone().follow_replacements()),
-    ];
-    Ok(RunningServer { addr, app, shutdown, serving, background })
-}
-
-/// Seeds the demo catalog into an empty store, makes sure search holds the whole catalog,
-/// then marks the catalog ready.
-async fn prepare_catalog(app: AppContext) {
-    let wanted = app.config.seed_products;
-    let outcome = async {
-        if wanted > 0 && app.catalog.product_count().await.map_err(|e| e.to_string())? == 0 {
-            let started = Instant::now();
-            tracing::info!(products = wanted, "empty store: seeding the demo catalog");
-            let generator = CatalogGenerator::new(DEMO_SEED);
-            let written = app
-                .catalog
-                .import_all((0..wanted).map(|i| generator.product(i)), |_| ())
-                .await
-                .map_err(|e| e.to_string())?;
-            tracing::info!(products = written, seconds = started.elapsed().as_secs_f64(), "demo catalog seeded");
-        }
-        let started = Instant::now();
-        let indexed = app.search.rebuild_if_stale().await.map_err(|e| e.to_string())?;
-        if indexed > 0 {
-            tracing::info!(products = indexed, seconds = started.elapsed().as_secs_f64(), "search index built");
-        }
-        Ok::<_, String>(())
-    }
-    .await;
-    match outcome {
-        Ok(()) => app.catalog_ready.store(true, Ordering::Release),
-        Err(err) => tracing::error!(error = %err, "preparing the catalog failed; /readyz stays unavailable"),
-    }
+    let workers = Workers::start(&app);
+    Ok(RunningServer { addr, app, shutdown, serving, workers })
 }
 
 /// `shop serve`: runs until Ctrl-C or SIGTERM.

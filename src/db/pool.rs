@@ -3,6 +3,7 @@
 //! and type-checked against both PostgreSQL and SQLite.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use deadpool::managed::Manager;
@@ -10,40 +11,137 @@ use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel::{ConnectionResult, SqliteConnection};
 use diesel_async::pooled_connection::deadpool::{Object, Pool as DeadPool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, PoolError, RecyclingMethod};
-use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::sync_connection_wrapper::{SpawnBlocking, SyncConnectionWrapper};
 use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 
-use crate::domain::ports::StoreError;
+use crate::ports::StoreError;
 
-pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+/// A SQLite connection whose statements run right where they are called. The pool runs a whole
+/// transaction (or read) in one blocking call (`blocking`), instead of handing every statement
+/// to another thread while the writer lock is held.
+pub type SqliteConn = SyncConnectionWrapper<SqliteConnection, Inline>;
+
+/// Runs the wrapper's "blocking" work on the calling thread: the caller is already off the
+/// async workers (see `blocking`).
+pub struct Inline;
+
+impl SpawnBlocking for Inline {
+    fn spawn_blocking<'a, R>(
+        &mut self,
+        task: impl FnOnce() -> R + Send + 'static,
+    ) -> BoxFuture<'a, Result<R, Box<dyn std::error::Error + Send + Sync + 'static>>>
+    where
+        R: Send + 'static,
+    {
+        futures::future::ready(Ok(task())).boxed()
+    }
+
+    fn get_runtime() -> Self {
+        Inline
+    }
+}
+
+/// Runs SQLite work (which blocks) in one hand-off: the worker thread gives its async work to
+/// another thread for the duration. A current-thread runtime (a CLI command) just runs it.
+async fn blocking<F: Future>(work: F) -> F::Output {
+    let runtime = tokio::runtime::Handle::current();
+    match runtime.runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(|| runtime.block_on(work)),
+        _ => work.await,
+    }
+}
 
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
-/// Called once per statement sent to the store; feeds the `shop_store_queries_total` metric.
-pub type QueryObserver = Arc<dyn Fn() + Send + Sync>;
+/// Called once per statement sent to the store, with the scope it was sent in (see `scoped`):
+/// feeds the `shop_store_statements_total` metric.
+pub type StatementObserver = Arc<dyn Fn(&'static str) + Send + Sync>;
 
-/// A borrowed connection of either backend. Repository functions take `&mut Conn` so that they
-/// compose inside a transaction as well as on a plain pooled connection.
-pub enum Conn<'a> {
+tokio::task_local! {
+    static STATEMENT_SCOPE: &'static str;
+}
+
+/// Runs `work` with its statements counted under `scope` (a GraphQL root field, a worker).
+pub async fn scoped<F: Future>(scope: &'static str, work: F) -> F::Output {
+    STATEMENT_SCOPE.scope(scope, work).await
+}
+
+/// The scope of the running task's statements; `other` outside any.
+pub fn statement_scope() -> &'static str {
+    STATEMENT_SCOPE.try_with(|scope| *scope).unwrap_or("other")
+}
+
+/// Background work that a committed write hands over: the pool wakes its worker after commit,
+/// so no service has to remember to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queue {
+    Outbox = 1,
+    Notifications = 2,
+}
+
+/// One wake-up per queue, shared by the pool (which wakes) and the workers (which wait).
+#[derive(Default)]
+pub struct Wakers {
+    outbox: Notify,
+    notifications: Notify,
+}
+
+impl Wakers {
+    pub fn of(&self, queue: Queue) -> &Notify {
+        match queue {
+            Queue::Outbox => &self.outbox,
+            Queue::Notifications => &self.notifications,
+        }
+    }
+
+    fn wake(&self, queued: u8) {
+        for queue in [Queue::Outbox, Queue::Notifications] {
+            if queued & queue as u8 != 0 {
+                self.of(queue).notify_one();
+            }
+        }
+    }
+}
+
+/// A borrowed connection of either backend, and the queues its writes fed. Repository
+/// functions take `&mut Conn` so that they compose inside a transaction as well as on a plain
+/// pooled connection.
+pub struct Conn<'a> {
+    pub backend: Backend<'a>,
+    queued: &'a AtomicU8,
+}
+
+pub enum Backend<'a> {
     Postgres(&'a mut AsyncPgConnection),
     Sqlite(&'a mut SqliteConn),
+}
+
+impl Conn<'_> {
+    /// Notes that this write gave `queue` work; its worker wakes once the write is committed.
+    pub fn queued(&mut self, queue: Queue) {
+        self.queued.fetch_or(queue as u8, Ordering::Relaxed);
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
 }
 
 /// Runs `$body` with `$c` bound to the concrete connection inside a `&mut Conn`. UPDATEs end in
 /// `.prepared()` (see `prepared`): diesel alone would prepare them afresh on every call.
 macro_rules! on_conn {
     ($conn:expr, $c:ident => $body:expr) => {
-        match $conn {
-            $crate::db::pool::Conn::Postgres(inner) => {
+        match &mut $conn.backend {
+            $crate::db::pool::Backend::Postgres(inner) => {
                 let $c: &mut ::diesel_async::AsyncPgConnection = &mut **inner;
                 $body
             }
-            $crate::db::pool::Conn::Sqlite(inner) => {
+            $crate::db::pool::Backend::Sqlite(inner) => {
                 let $c: &mut $crate::db::pool::SqliteConn = &mut **inner;
                 $body
             }
@@ -54,15 +152,15 @@ pub(crate) use on_conn;
 
 /// Executes an owned write statement built by `$stmt`. Multi-row INSERTs (with ON CONFLICT) only
 /// compile for SQLite through diesel's synchronous connection, so the SQLite arm runs the very
-/// same statement on the wrapper's blocking thread. On PostgreSQL the statement's preparation is
+/// same statement on the wrapper's connection. On PostgreSQL the statement's preparation is
 /// cached (see `prepared`).
 macro_rules! execute_batch {
     ($conn:expr, $stmt:expr) => {
-        match $conn {
-            $crate::db::pool::Conn::Postgres(inner) => {
+        match &mut $conn.backend {
+            $crate::db::pool::Backend::Postgres(inner) => {
                 ::diesel_async::RunQueryDsl::execute($crate::db::prepared::Prepared($stmt), &mut **inner).await
             }
-            $crate::db::pool::Conn::Sqlite(inner) => {
+            $crate::db::pool::Backend::Sqlite(inner) => {
                 let stmt = $stmt;
                 inner.spawn_blocking(move |sync| ::diesel::RunQueryDsl::execute(stmt, sync)).await
             }
@@ -72,7 +170,13 @@ macro_rules! execute_batch {
 pub(crate) use execute_batch;
 
 #[derive(Clone)]
-pub enum Pool {
+pub struct Pool {
+    backend: Backends,
+    wakers: Arc<Wakers>,
+}
+
+#[derive(Clone)]
+enum Backends {
     Postgres(DeadPool<AsyncPgConnection>),
     /// SQLite allows one writer at a time; write transactions take `writer` first so that two of
     /// them never both start reading and then fail to upgrade to a write lock (SQLITE_BUSY).
@@ -84,30 +188,36 @@ pub enum Pool {
 
 impl Pool {
     /// Opens a pool for `database_url` (`postgres://…` or a SQLite file path) and migrates it.
-    pub async fn open(database_url: &str, max_size: usize, observer: QueryObserver) -> Result<Self, StoreError> {
-        let pool = if is_postgres_url(database_url) {
+    pub async fn open(database_url: &str, max_size: usize, observer: StatementObserver) -> Result<Self, StoreError> {
+        let backend = if is_postgres_url(database_url) {
             let manager = AsyncDieselConnectionManager::new_with_config(
                 database_url,
                 manager_config(observer, |conn| futures::future::ok(conn).boxed()),
             );
-            Pool::Postgres(build_pool(manager, max_size)?)
+            Backends::Postgres(build_pool(manager, max_size)?)
         } else {
             let manager = AsyncDieselConnectionManager::new_with_config(
                 database_url,
                 manager_config(observer, |conn| prepare_sqlite(conn).boxed()),
             );
-            Pool::Sqlite { pool: build_pool(manager, max_size)?, writer: Arc::new(Mutex::new(())) }
+            Backends::Sqlite { pool: build_pool(manager, max_size)?, writer: Arc::new(Mutex::new(())) }
         };
+        let pool = Pool { backend, wakers: Arc::default() };
         pool.migrate(database_url).await?;
         Ok(pool)
+    }
+
+    /// The wake-ups of the queues this pool's writes feed.
+    pub fn wakers(&self) -> &Arc<Wakers> {
+        &self.wakers
     }
 
     /// Runs pending migrations on a dedicated connection. The harness blocks on the runtime, which
     /// is only allowed off the async worker threads.
     async fn migrate(&self, database_url: &str) -> Result<(), StoreError> {
         let url = database_url.to_owned();
-        let outcome = match self {
-            Pool::Postgres(_) => {
+        let outcome = match &self.backend {
+            Backends::Postgres(_) => {
                 let conn = AsyncPgConnection::establish(&url)
                     .await
                     .map_err(|err| StoreError::internal("connecting to the store", err))?;
@@ -116,7 +226,7 @@ impl Pool {
                 })
                 .await
             }
-            Pool::Sqlite { .. } => {
+            Backends::Sqlite { .. } => {
                 let conn = SqliteConn::establish(&url)
                     .await
                     .map_err(|err| StoreError::internal("connecting to the store", err))?;
@@ -133,35 +243,48 @@ impl Pool {
             .map_err(|err| StoreError::internal("migrations", std::io::Error::other(err.to_string())))
     }
 
+    /// One round trip to the store, for readiness.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.with_conn(async |c| {
+            on_conn!(c, conn => conn.batch_execute("SELECT 1").await)
+                .map_err(|err| StoreError::internal("pinging the store", err))
+        })
+        .await
+    }
+
     pub fn backend_name(&self) -> &'static str {
-        match self {
-            Pool::Postgres(_) => "postgres",
-            Pool::Sqlite { .. } => "sqlite",
+        match &self.backend {
+            Backends::Postgres(_) => "postgres",
+            Backends::Sqlite { .. } => "sqlite",
         }
     }
 
     /// Runs `f` on a pooled connection outside any transaction.
-    pub async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub async fn with_conn<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        for<'r, 's> F: AsyncFnOnce(&'r mut Conn<'s>) -> Result<T, StoreError>
-            + AsyncFunc<&'r mut Conn<'s>, Result<T, StoreError>, Fut: Send>
-            + Send,
+        for<'r, 's> F:
+            AsyncFnOnce(&'r mut Conn<'s>) -> Result<T, E> + AsyncFunc<&'r mut Conn<'s>, Result<T, E>, Fut: Send> + Send,
         T: Send,
+        E: From<StoreError> + Send,
     {
-        match self {
-            Pool::Postgres(pool) => {
+        let queued = AtomicU8::new(0);
+        let outcome = match &self.backend {
+            Backends::Postgres(pool) => {
                 let mut obj = checkout(pool).await?;
-                f(&mut Conn::Postgres(&mut obj)).await
+                f(&mut Conn { backend: Backend::Postgres(&mut obj), queued: &queued }).await
             }
-            Pool::Sqlite { pool, .. } => {
+            Backends::Sqlite { pool, .. } => {
                 let mut obj = checkout(pool).await?;
-                f(&mut Conn::Sqlite(&mut obj)).await
+                blocking(f(&mut Conn { backend: Backend::Sqlite(&mut obj), queued: &queued })).await
             }
-        }
+        };
+        self.wakers.wake(queued.into_inner());
+        outcome
     }
 
     /// Runs `f` in one transaction: committed when it returns Ok, rolled back on Err (a store
-    /// error, or a domain error that refuses the change).
+    /// error, or a domain error that refuses the change). The queues its writes fed are woken
+    /// after the commit.
     pub async fn transaction<T, E, F>(&self, f: F) -> Result<T, E>
     where
         for<'r, 's> F:
@@ -169,16 +292,37 @@ impl Pool {
         T: Send,
         E: From<StoreError> + From<diesel::result::Error> + Send,
     {
-        match self {
-            Pool::Postgres(pool) => {
+        let queued = AtomicU8::new(0);
+        let outcome = match &self.backend {
+            Backends::Postgres(pool) => {
                 let mut obj = checkout(pool).await?;
-                obj.transaction(async move |c| f(&mut Conn::Postgres(c)).await).await
+                obj.transaction(async |c| f(&mut Conn { backend: Backend::Postgres(c), queued: &queued }).await).await
             }
-            Pool::Sqlite { pool, writer } => {
+            Backends::Sqlite { pool, writer } => {
                 let _write_lock = writer.lock().await;
                 let mut obj = checkout(pool).await?;
-                obj.transaction(async move |c| f(&mut Conn::Sqlite(c)).await).await
+                blocking(obj.transaction(async |c| f(&mut Conn { backend: Backend::Sqlite(c), queued: &queued }).await))
+                    .await
             }
+        };
+        if outcome.is_ok() {
+            self.wakers.wake(queued.into_inner());
+        }
+        outcome
+    }
+
+    /// Runs `f` atomically where that costs nothing extra: on PostgreSQL as it is (each of its
+    /// statements is atomic by itself), on SQLite in a transaction. For a single `Writes`.
+    pub async fn atomically<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        for<'r, 's> F:
+            AsyncFnOnce(&'r mut Conn<'s>) -> Result<T, E> + AsyncFunc<&'r mut Conn<'s>, Result<T, E>, Fut: Send> + Send,
+        T: Send,
+        E: From<StoreError> + From<diesel::result::Error> + Send,
+    {
+        match &self.backend {
+            Backends::Postgres(_) => self.with_conn(f).await,
+            Backends::Sqlite { .. } => self.transaction(f).await,
         }
     }
 }
@@ -209,7 +353,7 @@ where
 
 /// Every pooled connection counts its statements and is prepared once after connecting.
 fn manager_config<C>(
-    observer: QueryObserver,
+    observer: StatementObserver,
     prepare: fn(C) -> BoxFuture<'static, ConnectionResult<C>>,
 ) -> ManagerConfig<C>
 where
@@ -232,21 +376,22 @@ where
     config
 }
 
-struct QueryCounter(QueryObserver);
+struct QueryCounter(StatementObserver);
 
 impl Instrumentation for QueryCounter {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         if let InstrumentationEvent::StartQuery { .. } = event {
-            (self.0)();
+            (self.0)(statement_scope());
         }
     }
 }
 
 /// WAL lets readers run beside the writer; the busy timeout covers other processes (the CLI)
-/// writing to the same file.
+/// writing to the same file. `synchronous = FULL` syncs the log at every commit, so a paid
+/// order survives a power cut (NORMAL could lose the last commits).
 async fn prepare_sqlite(mut conn: SqliteConn) -> ConnectionResult<SqliteConn> {
     conn.batch_execute(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
     )
     .await
     .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;

@@ -67,17 +67,7 @@ diesel::table! {
         version -> BigInt,
         updated_at -> Timestamp,
         expires_at -> Nullable<Timestamp>,
-    }
-}
-
-diesel::table! {
-    cart_items (cart_id, product_id) {
-        cart_id -> Text,
-        product_id -> Text,
-        quantity -> Integer,
-        unit_price_cents -> BigInt,
-        currency_code -> Text,
-        added_at -> Timestamp,
+        lines -> Text,
     }
 }
 
@@ -106,18 +96,6 @@ diesel::table! {
         expires_at -> Timestamp,
         created_at -> Timestamp,
         updated_at -> Timestamp,
-    }
-}
-
-diesel::table! {
-    reservations (session_id, product_id) {
-        session_id -> Text,
-        product_id -> Text,
-        quantity -> Integer,
-        owner -> Text,
-        status -> Text,
-        expires_at -> Timestamp,
-        created_at -> Timestamp,
     }
 }
 
@@ -203,10 +181,8 @@ diesel::table! {
 }
 
 diesel::joinable!(products -> categories (category_id));
-diesel::joinable!(cart_items -> carts (cart_id));
 diesel::joinable!(inventory -> products (product_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
-diesel::joinable!(reservations -> checkout_sessions (session_id));
 diesel::joinable!(order_events -> orders (order_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -216,10 +192,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     users,
     refresh_tokens,
     carts,
-    cart_items,
     outbox,
     checkout_sessions,
-    reservations,
     checkout_sagas,
     payments,
     orders,

@@ -1,12 +1,10 @@
+//! The clocks: the system's, and one tests move by hand.
+
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 
-/// Injected time, so that expiries can be tested without sleeping. Times have microsecond
-/// precision, which both backends store exactly, so what is written reads back equal.
-pub trait Clock: Send + Sync {
-    fn now(&self) -> DateTime<Utc>;
-}
+use crate::ports::Clock;
 
 pub struct SystemClock;
 

@@ -1,5 +1,5 @@
-//! Business rules. Nothing here knows GraphQL, HTTP, diesel or any other adapter: the adapters
-//! implement the traits in `ports` and the services are built on them in `app.rs`.
+//! Models and pure business rules. Nothing here knows GraphQL, HTTP, diesel or any other
+//! adapter; the services (`crate::services`) run these rules inside their transactions.
 
 pub mod auth;
 pub mod cart;
@@ -10,5 +10,5 @@ pub mod events;
 pub mod notify;
 pub mod orders;
 pub mod payments;
-pub mod ports;
+pub mod primitives;
 pub mod search;

@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::domain::catalog::Money;
 use crate::domain::checkout::model::stored_enum;
+use crate::domain::primitives::Money;
+use crate::ports::{Charge, ChargeRequest, GatewayError, PaymentGateway};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PaymentStatus {
@@ -39,44 +39,15 @@ pub struct Payment {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone)]
-pub struct ChargeRequest {
-    pub amount: Money,
-    pub payment_method: String,
-    pub idempotency_key: String,
-    pub description: String,
+/// The key the gateway sees for a saga's attempt: asking again with it never charges twice, and
+/// a new attempt (after a decline) is a new charge.
+pub fn attempt_key(saga_id: &str, attempt: i32) -> String {
+    format!("{saga_id}:{attempt}")
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Charge {
-    pub reference: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum GatewayError {
-    /// The card was refused; nothing was charged.
-    #[error("declined: {0}")]
-    Declined(String),
-    #[error("unknown payment method {0}")]
-    UnknownPaymentMethod(String),
-    /// Worth retrying: the processor did not charge this time.
-    #[error("temporary failure: {0}")]
-    Transient(String),
-    /// The outcome is unknown (the processor did not answer); asking again with the same
-    /// idempotency key tells.
-    #[error("payment processor unavailable: {0}")]
-    Unavailable(String),
-    /// The gateway broke in a way a retry will not fix.
-    #[error("{0}")]
-    Failed(String),
-}
-
-#[async_trait]
-pub trait PaymentGateway: Send + Sync {
-    /// Charges once per idempotency key: asking again returns the first charge.
-    async fn charge(&self, request: &ChargeRequest) -> Result<Charge, GatewayError>;
-    /// Refunds a charge in full; idempotent per key as well.
-    async fn refund(&self, reference: &str, idempotency_key: &str) -> Result<(), GatewayError>;
+/// The key of the refund of a charge made under `charge_key`.
+pub fn refund_key(charge_key: &str) -> String {
+    format!("refund:{charge_key}")
 }
 
 /// Waits between attempts after transient failures (1 s, 2 s, 4 s by default).

@@ -8,8 +8,9 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::sync::broadcast;
 
-use crate::domain::events::{BusError, CATALOG_TOPIC, Delivery, Event, EventBus};
-use crate::domain::ports::{Cache, CacheError};
+use crate::domain::events::CATALOG_TOPIC;
+use crate::ports::{BusError, Delivery, Event, EventBus};
+use crate::ports::{Cache, CacheError};
 
 /// Events a slow subscriber may fall behind by before it is told it lagged.
 const TOPIC_BUFFER: usize = 64;

@@ -14,8 +14,8 @@ use fred::prelude::{
 use futures::stream::BoxStream;
 
 use super::LocalBus;
-use crate::domain::events::{BusError, Delivery, Event, EventBus};
-use crate::domain::ports::{Cache, CacheError};
+use crate::ports::{BusError, Delivery, Event, EventBus};
+use crate::ports::{Cache, CacheError};
 
 /// Sets the value unless the stored one carries a higher version (`<version>|<value>`).
 const PUT_VERSIONED: &str = r"

@@ -2,8 +2,9 @@ use std::collections::HashMap;
 
 use async_graphql::dataloader::Loader;
 
-use crate::domain::catalog::{CatalogService, Category};
+use crate::domain::catalog::Category;
 use crate::error::ApiError;
+use crate::services::catalog::CatalogService;
 
 pub struct CategoryLoader(pub CatalogService);
 

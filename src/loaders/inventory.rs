@@ -2,8 +2,9 @@ use std::collections::HashMap;
 
 use async_graphql::dataloader::Loader;
 
-use crate::domain::catalog::{CatalogService, StockLevel};
+use crate::domain::catalog::StockLevel;
 use crate::error::ApiError;
+use crate::services::catalog::CatalogService;
 
 /// Stock levels keyed by product id.
 pub struct StockLoader(pub CatalogService);

@@ -2,9 +2,10 @@ use std::collections::HashMap;
 
 use async_graphql::dataloader::Loader;
 
-use crate::domain::orders::{OrderEvent, OrderService};
+use crate::domain::orders::OrderEvent;
 use crate::domain::payments::Payment;
 use crate::error::ApiError;
+use crate::services::orders::OrderService;
 
 /// Each order's events, oldest first, keyed by order id.
 pub struct OrderEventsLoader(pub OrderService);

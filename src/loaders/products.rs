@@ -2,9 +2,9 @@ use std::collections::HashMap;
 
 use async_graphql::dataloader::Loader;
 
-use crate::domain::catalog::CatalogService;
 use crate::error::ApiError;
 use crate::resolvers::types::Product;
+use crate::services::catalog::CatalogService;
 
 /// Products of one batch load their stock and categories together (see `Related`).
 pub struct ProductLoader(pub CatalogService);

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::domain::payments::{Charge, ChargeRequest, GatewayError, PaymentGateway};
+use crate::ports::{Charge, ChargeRequest, GatewayError, PaymentGateway};
 
 pub struct StripeGateway {
     http: reqwest::Client,

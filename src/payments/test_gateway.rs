@@ -11,7 +11,7 @@ use std::sync::{Mutex, PoisonError};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::payments::{Charge, ChargeRequest, GatewayError, PaymentGateway};
+use crate::ports::{Charge, ChargeRequest, GatewayError, PaymentGateway};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -119,7 +119,7 @@ impl PaymentGateway for TestGateway {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::catalog::Money;
+    use crate::domain::primitives::Money;
 
     fn request(method: &str, key: &str) -> ChargeRequest {
         ChargeRequest {

@@ -11,6 +11,7 @@ mod meta;
 mod orders;
 mod pending;
 mod search;
+mod statement_scope;
 pub mod types;
 
 use async_graphql::{Context, MergedObject, MergedSubscription, Schema, SchemaBuilder};
@@ -62,6 +63,7 @@ pub fn build_schema(app: AppContext) -> ShopSchema {
         .limit_recursive_depth(32)
         .limit_directives(16)
         .extension(error_codes::DefaultErrorCode)
+        .extension(statement_scope::StatementScope)
         .data(app)
         .finish()
 }

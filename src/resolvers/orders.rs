@@ -3,8 +3,8 @@ use futures::{Stream, StreamExt};
 
 use super::types::{Order, OrderConnection, OrderEdge, OrderEvent, OrderStatus, PageInfo};
 use super::{app, viewer};
-use crate::domain::orders::service::cursor_of;
 use crate::error::{ApiError, ApiResult};
+use crate::services::orders::cursor_of;
 
 #[derive(Default)]
 pub struct OrderQuery;

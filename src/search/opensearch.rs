@@ -34,9 +34,10 @@ use serde_json::{Value, json};
 
 use crate::domain::search::model::{PRICE_BUCKETS, price_bucket};
 use crate::domain::search::{
-    FacetCount, SearchDocument, SearchError, SearchFilter, SearchHits, SearchIndex, SearchRequest, SearchSort,
-    Synonyms, allowed_edits, correct_spelling, edit_distance, sort_facet_counts,
+    FacetCount, SearchDocument, SearchError, SearchFilter, SearchHits, SearchRequest, SearchSort, Synonyms,
+    allowed_edits, correct_spelling, edit_distance, sort_facet_counts,
 };
+use crate::ports::SearchIndex;
 
 /// Documents per `_bulk` request.
 const BULK_BATCH: usize = 1_000;

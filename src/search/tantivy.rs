@@ -33,9 +33,10 @@ use tokio::sync::Mutex;
 
 use crate::domain::search::model::price_bucket;
 use crate::domain::search::{
-    FacetCount, SearchDocument, SearchError, SearchFilter, SearchHits, SearchIndex, SearchRequest, SearchSort,
-    Synonyms, allowed_edits, correct_spelling, edit_distance, sort_facet_counts,
+    FacetCount, SearchDocument, SearchError, SearchFilter, SearchHits, SearchRequest, SearchSort, Synonyms,
+    allowed_edits, correct_spelling, edit_distance, sort_facet_counts,
 };
+use crate::ports::SearchIndex;
 
 /// Weight of the title-phrase match over a single title word (3.0).
 const PHRASE_BOOST: f32 = 6.0;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::{Value, json};
 use shop::config::Config;
+use shop::db::orders;
 use shop::domain::clock::ManualClock;
 use shop::domain::orders::Order;
 use shop::domain::payments::RetryPolicy;
@@ -51,7 +52,7 @@ async fn set_stock(server: &TestServer, product: &str, quantity: i32) {
 
 /// (available, reserved) of a product, straight from the store.
 async fn stock(server: &TestServer, product: &str) -> (i32, i32) {
-    let levels = server.app().store.stock_levels(&[product.to_owned()]).await.expect("stock");
+    let levels = server.app().catalog.stock_levels(&[product.to_owned()]).await.expect("stock");
     let level = levels.first().expect("inventory row");
     (level.available, level.reserved)
 }
@@ -156,8 +157,9 @@ on_both_backends!(a_checkout_reserves_prices_and_becomes_one_paid_order, |backen
 
     // The order row is a projection: replaying its events rebuilds it exactly.
     let id = order["id"].as_str().expect("id").to_owned();
-    let events = server.app().store.order_events(std::slice::from_ref(&id)).await.expect("events");
-    let stored = server.app().store.orders_by_ids(std::slice::from_ref(&id)).await.expect("order");
+    let db = &server.app().db;
+    let events = db.with_conn(async |c| orders::events_of(c, std::slice::from_ref(&id)).await).await.expect("events");
+    let stored = db.with_conn(async |c| orders::by_ids(c, std::slice::from_ref(&id)).await).await.expect("order");
     assert_eq!(Order::replay(&events).as_ref(), stored.first());
 
     // The confirmation goes out through the notifier after commit.

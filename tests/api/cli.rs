@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output};
 
-use shop::domain::ports::{CatalogStore, UserStore};
+use shop::db::users;
 
 use crate::helpers::{Backend, TestDatabase};
 use crate::on_both_backends;
@@ -28,12 +28,12 @@ on_both_backends!(seed_is_deterministic_and_idempotent, |backend: Backend| async
     ok(&shop(&db, &["migrate"]));
     let report = ok(&shop(&db, &["seed", "--products", "1500"]));
     assert!(report.contains("seeded 1500 products"), "{report}");
-    let store = db.store().await;
-    assert_eq!(store.product_count().await.expect("count"), 1500);
-    let first = store.products_by_ids(&["prod-0001500".into()]).await.expect("load");
+    let catalog = db.catalog().await;
+    assert_eq!(catalog.product_count().await.expect("count"), 1500);
+    let first = catalog.products_by_ids(&["prod-0001500".into()]).await.expect("load");
     ok(&shop(&db, &["seed", "--products", "1500"]));
-    assert_eq!(store.product_count().await.expect("count"), 1500, "re-seeding updates in place");
-    let again = store.products_by_ids(&["prod-0001500".into()]).await.expect("load");
+    assert_eq!(catalog.product_count().await.expect("count"), 1500, "re-seeding updates in place");
+    let again = catalog.products_by_ids(&["prod-0001500".into()]).await.expect("load");
     assert_eq!(first[0].title, again[0].title);
     assert_eq!(first[0].price, again[0].price);
 });
@@ -57,9 +57,9 @@ on_both_backends!(import_keeps_file_ids_and_rejects_bad_files_whole, |backend: B
     assert!(report.contains("imported 2 products"), "{report}");
     ok(&shop(&db, &["import", &dir.join("catalog.jsonl").to_string_lossy()]));
 
-    let store = db.store().await;
+    let catalog = db.catalog().await;
     let mut products =
-        store.products_by_ids(&["SKU-1".into(), "sku_2".into(), "J-1".into(), "J-2".into()]).await.expect("load");
+        catalog.products_by_ids(&["SKU-1".into(), "sku_2".into(), "J-1".into(), "J-2".into()]).await.expect("load");
     products.sort_by(|a, b| a.id.cmp(&b.id));
     assert_eq!(products.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["J-1", "J-2", "SKU-1", "sku_2"]);
     let sofa = &products[2];
@@ -67,10 +67,10 @@ on_both_backends!(import_keeps_file_ids_and_rejects_bad_files_whole, |backend: B
     assert_eq!(sofa.attributes.len(), 2);
     assert_eq!(sofa.created_at.to_rfc3339(), "2025-03-01T10:00:00+00:00");
     assert_eq!(products[0].attributes[0].value, "Blue");
-    let stock = store.stock_levels(&["SKU-1".into(), "J-2".into()]).await.expect("stock");
+    let stock = catalog.stock_levels(&["SKU-1".into(), "J-2".into()]).await.expect("stock");
     assert!(stock.iter().any(|s| s.product_id == "SKU-1" && s.available == 7));
     assert!(stock.iter().any(|s| s.product_id == "J-2" && s.available == 0));
-    let sofas = store.categories_by_paths(&["Home/Furniture/Sofas".into()]).await.expect("categories");
+    let sofas = catalog.categories_by_paths(&["Home/Furniture/Sofas".into()]).await.expect("categories");
     assert_eq!(sofas.len(), 1);
 
     // One bad line anywhere: the whole file is refused with its line number, nothing written.
@@ -80,7 +80,7 @@ on_both_backends!(import_keeps_file_ids_and_rejects_bad_files_whole, |backend: B
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("line 3") && stderr.contains("priceCents"), "{stderr}");
-    assert!(store.products_by_ids(&["OK-1".into()]).await.expect("load").is_empty());
+    assert!(catalog.products_by_ids(&["OK-1".into()]).await.expect("load").is_empty());
     std::fs::write(dir.join("bad.jsonl"), "{\"id\": \"X\", \"title\": \"T\", \"price_cents\": 1, \"colour\": 2}\n")
         .expect("write");
     let output = shop(&db, &["import", &dir.join("bad.jsonl").to_string_lossy()]);
@@ -90,8 +90,12 @@ on_both_backends!(import_keeps_file_ids_and_rejects_bad_files_whole, |backend: B
 on_both_backends!(create_admin_creates_or_promotes, |backend: Backend| async move {
     let db = TestDatabase::new(backend).await;
     ok(&shop(&db, &["create-admin", "--email", "Boss@Example.com", "--password", "correct horse battery"]));
-    let store = db.store().await;
-    let admin = store.user_by_email("boss@example.com").await.expect("load").expect("created");
+    let pool = db.pool().await;
+    let admin = pool
+        .with_conn(async |c| users::user_by_email(c, "boss@example.com").await)
+        .await
+        .expect("load")
+        .expect("created");
     assert!(admin.is_admin);
     let output = shop(&db, &["create-admin", "--email", "boss@example.com", "--password", "short"]);
     assert!(!output.status.success());

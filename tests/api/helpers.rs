@@ -8,9 +8,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use shop::app::AppContext;
 use shop::config::Config;
-use shop::db::{DbStore, Pool};
-use shop::domain::clock::{Clock, ManualClock, SystemClock};
+use shop::db::Pool;
+use shop::domain::clock::{ManualClock, SystemClock};
+use shop::ports::Clock;
 use shop::server::{self, RunningServer};
+use shop::services::catalog::CatalogService;
 
 pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const PASSWORD: &str = "correct horse battery";
@@ -103,10 +105,14 @@ impl TestDatabase {
         env
     }
 
-    /// The Store adapter itself, for repository tests.
-    pub async fn store(&self) -> DbStore {
-        let config = self.config();
-        DbStore::new(Pool::open(&config.store_url(), 4, Arc::new(|| ())).await.expect("open store"))
+    /// The store itself, for repository tests.
+    pub async fn pool(&self) -> Pool {
+        Pool::open(&self.config().store_url(), 4, Arc::new(|_| ())).await.expect("open store")
+    }
+
+    /// The catalog service over this store, for tests that write or read the catalog directly.
+    pub async fn catalog(&self) -> CatalogService {
+        CatalogService::new(self.pool().await, Arc::new(SystemClock), "USD".to_owned())
     }
 }
 

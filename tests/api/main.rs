@@ -16,4 +16,5 @@ mod playground;
 mod relevance;
 mod schema;
 mod search;
+mod statements;
 mod store;

@@ -16,8 +16,9 @@ use serde_json::{Value, json};
 use shop::config::Config;
 use shop::domain::catalog::Attribute;
 use shop::domain::search::{
-    FacetCount, SearchDocument, SearchError, SearchFilter, SearchIndex, SearchRequest, SearchSort, Synonyms,
+    FacetCount, SearchDocument, SearchError, SearchFilter, SearchRequest, SearchSort, Synonyms,
 };
+use shop::ports::SearchIndex;
 use shop::search::OpenSearchIndex;
 
 use crate::helpers::{Backend, ServerOptions, TestServer, serve_stub};

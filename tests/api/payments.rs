@@ -12,9 +12,9 @@ use axum::routing::post;
 use axum::{Form, Json, Router};
 use serde_json::{Value, json};
 use shop::config::{Config, GatewayChoice};
-use shop::domain::catalog::Money;
-use shop::domain::payments::{ChargeRequest, GatewayError, PaymentGateway};
+use shop::domain::primitives::Money;
 use shop::payments::StripeGateway;
+use shop::ports::{ChargeRequest, GatewayError, PaymentGateway};
 
 use crate::helpers::{Backend, ServerOptions, TestServer, serve_stub};
 use crate::on_both_backends;

@@ -413,7 +413,8 @@ on_both_backends!(shop_reindex_swaps_in_a_new_index_without_a_gap, |backend: Bac
 
 #[tokio::test]
 async fn an_index_written_in_an_older_format_is_dropped_for_a_rebuild() {
-    use shop::domain::search::{SearchIndex, Synonyms};
+    use shop::domain::search::Synonyms;
+    use shop::ports::SearchIndex;
     let root = tempfile::tempdir().expect("dir");
     std::fs::write(root.path().join("FORMAT"), "2").expect("format");
     std::fs::write(root.path().join("CURRENT"), "gen-initial\n\n").expect("current");

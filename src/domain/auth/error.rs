@@ -1,4 +1,4 @@
-use crate::domain::ports::StoreError;
+use crate::ports::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {

@@ -3,9 +3,7 @@
 pub mod error;
 pub mod model;
 pub mod password;
-pub mod service;
 pub mod tokens;
 
 pub use error::AuthError;
 pub use model::{AuthPayload, User, Viewer};
-pub use service::AuthService;

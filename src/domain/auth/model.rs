@@ -1,3 +1,4 @@
+use crate::domain::primitives::Shopper;
 use chrono::{DateTime, Utc};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +29,14 @@ impl Viewer {
 
     pub fn is_admin(&self) -> bool {
         matches!(self, Viewer::User { is_admin: true, .. })
+    }
+
+    /// Whose cart, checkouts and orders this viewer sees.
+    pub fn shopper(&self) -> Shopper {
+        match self {
+            Viewer::User { user_id, .. } => Shopper::User(user_id.clone()),
+            Viewer::Guest { session_id } => Shopper::Guest(session_id.clone()),
+        }
     }
 }
 

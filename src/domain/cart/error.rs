@@ -1,4 +1,4 @@
-use crate::domain::ports::StoreError;
+use crate::ports::StoreError;
 
 /// A line asked for more than there is.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

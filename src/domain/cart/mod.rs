@@ -3,8 +3,8 @@
 
 pub mod error;
 pub mod model;
-pub mod service;
+pub mod rules;
 
 pub use error::{CartError, StockShortage};
-pub use model::{CappedLine, Cart, CartLine, CartOwner};
-pub use service::{CartLimits, CartService};
+pub use model::{CappedLine, Cart, CartLine};
+pub use rules::CartLimits;

@@ -1,34 +1,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::domain::auth::Viewer;
-use crate::domain::catalog::Money;
-
-/// Whose cart: `user:<id>` (shared by every session of the user) or `guest:<session id>`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct CartOwner(pub String);
-
-impl CartOwner {
-    pub fn of(viewer: &Viewer) -> Self {
-        match viewer {
-            Viewer::User { user_id, .. } => CartOwner(format!("user:{user_id}")),
-            Viewer::Guest { session_id } => CartOwner(format!("guest:{session_id}")),
-        }
-    }
-
-    pub fn is_guest(&self) -> bool {
-        self.0.starts_with("guest:")
-    }
-
-    /// Carts are created on first change; deriving the id from the owner lets an empty cart
-    /// show the id it will keep, and two racing first changes agree on it.
-    pub fn cart_id(&self) -> String {
-        let digest = Sha256::digest(self.0.as_bytes());
-        let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
-        format!("cart-{hex}")
-    }
-}
+use crate::domain::primitives::{Money, Shopper};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CartLine {
@@ -48,7 +21,7 @@ impl CartLine {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cart {
     pub id: String,
-    pub owner: CartOwner,
+    pub owner: Shopper,
     /// Increments on every change; subscribers use it to order and de-duplicate updates.
     pub version: i64,
     pub updated_at: DateTime<Utc>,
@@ -58,7 +31,7 @@ pub struct Cart {
 }
 
 impl Cart {
-    pub fn empty(owner: &CartOwner, now: DateTime<Utc>) -> Self {
+    pub fn empty(owner: &Shopper, now: DateTime<Utc>) -> Self {
         Cart {
             id: owner.cart_id(),
             owner: owner.clone(),
@@ -67,6 +40,11 @@ impl Cart {
             expires_at: None,
             lines: Vec::new(),
         }
+    }
+
+    /// The cart after a change to `lines`: the next version, changed `now`.
+    pub fn changed(&self, lines: Vec<CartLine>, now: DateTime<Utc>, expires_at: Option<DateTime<Utc>>) -> Cart {
+        Cart { lines, version: self.version + 1, updated_at: now, expires_at, ..self.clone() }
     }
 
     pub fn line(&self, product_id: &str) -> Option<&CartLine> {

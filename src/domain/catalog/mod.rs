@@ -4,8 +4,6 @@ pub mod error;
 pub mod generator;
 pub mod import;
 pub mod model;
-pub mod service;
 
 pub use error::CatalogError;
-pub use model::{Attribute, Category, Money, Product, ProductDraft, StockLevel};
-pub use service::CatalogService;
+pub use model::{Attribute, Category, Offer, Product, ProductDraft, StockLevel};

@@ -1,3 +1,4 @@
+use crate::domain::primitives::Money;
 use chrono::{DateTime, Utc};
 
 use super::CatalogError;
@@ -10,13 +11,6 @@ pub const MAX_ATTRIBUTES: usize = 50;
 pub const MAX_CATEGORY_SEGMENT_LEN: usize = 80;
 pub const MAX_CATEGORY_DEPTH: usize = 8;
 pub const MAX_STOCK: i32 = 1_000_000_000;
-
-/// Integer minor units plus an ISO-4217 code; never floats.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Money {
-    pub cents: i64,
-    pub currency: String,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Attribute {
@@ -56,6 +50,13 @@ pub struct StockLevel {
     pub available: i32,
     pub reserved: i32,
     pub version: i64,
+}
+
+/// A product as a cart or a checkout sees it: today's price and the units available.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Offer {
+    pub price: Money,
+    pub available: i32,
 }
 
 /// A product as the outside world describes it (admin input, import file, generator), before

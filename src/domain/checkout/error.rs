@@ -1,5 +1,5 @@
 use crate::domain::cart::{CartError, StockShortage};
-use crate::domain::ports::StoreError;
+use crate::ports::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckoutError {

@@ -5,9 +5,8 @@ pub mod error;
 pub mod fraud;
 pub mod model;
 pub mod pricing;
-pub mod service;
+pub mod rules;
 
 pub use error::CheckoutError;
 pub use model::{Address, CheckoutSession, CheckoutStatus, OrderRequest, Saga, SagaStep, Totals};
 pub use pricing::PricingRules;
-pub use service::{CheckoutRules, CheckoutService};

@@ -3,7 +3,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::CheckoutError;
-use crate::domain::cart::{CartLine, CartOwner};
+use crate::domain::cart::CartLine;
+use crate::domain::primitives::Shopper;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -51,7 +52,7 @@ pub struct Totals {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckoutSession {
     pub id: String,
-    pub owner: CartOwner,
+    pub owner: Shopper,
     pub status: CheckoutStatus,
     /// The cart's lines at today's prices when the stock was reserved.
     pub lines: Vec<CartLine>,
@@ -171,7 +172,7 @@ stored_enum!(SagaStep {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Saga {
     pub id: String,
-    pub owner: CartOwner,
+    pub owner: Shopper,
     pub idempotency_key: String,
     pub request_hash: String,
     pub request: OrderRequest,

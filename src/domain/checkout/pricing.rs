@@ -56,7 +56,7 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
-    use crate::domain::catalog::Money;
+    use crate::domain::primitives::Money;
 
     fn line(cents: i64, quantity: i32) -> CartLine {
         CartLine {

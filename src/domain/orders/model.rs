@@ -1,9 +1,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::cart::{CartLine, CartOwner};
+use crate::domain::cart::CartLine;
 use crate::domain::checkout::model::stored_enum;
 use crate::domain::checkout::{Address, Totals};
+use crate::domain::primitives::Shopper;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -60,7 +61,7 @@ impl OrderStatus {
 #[serde(rename_all = "camelCase")]
 pub struct PlacedOrder {
     pub id: String,
-    pub owner: CartOwner,
+    pub owner: Shopper,
     pub lines: Vec<CartLine>,
     pub totals: Totals,
     pub shipping_address: Address,

@@ -2,14 +2,11 @@
 //! requests and keeps the index in step with the catalog.
 
 pub mod model;
-pub mod service;
 pub mod spelling;
 pub mod synonyms;
 
 pub use model::{
-    FacetCount, SearchDocument, SearchError, SearchFilter, SearchHits, SearchIndex, SearchRequest, SearchSort,
-    sort_facet_counts,
+    FacetCount, SearchDocument, SearchError, SearchFilter, SearchHits, SearchRequest, SearchSort, sort_facet_counts,
 };
-pub use service::{SearchPage, SearchService};
 pub use spelling::{allowed_edits, correct_spelling, edit_distance};
 pub use synonyms::Synonyms;

@@ -1,7 +1,5 @@
-use async_trait::async_trait;
-
 use crate::domain::catalog::Attribute;
-use crate::domain::ports::StoreError;
+use crate::ports::StoreError;
 
 pub const MAX_PAGE: usize = 100;
 pub const MAX_QUERY_CHARS: usize = 256;
@@ -116,26 +114,4 @@ impl SearchError {
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         SearchError::InvalidInput { field, message: message.into() }
     }
-}
-
-#[async_trait]
-pub trait SearchIndex: Send + Sync {
-    async fn search(&self, request: &SearchRequest) -> Result<SearchHits, SearchError>;
-    /// Adds or replaces documents (by id); visible to searches once this returns.
-    async fn upsert(&self, documents: Vec<SearchDocument>) -> Result<(), SearchError>;
-    async fn document_count(&self) -> Result<u64, SearchError>;
-    /// Builds a complete new index from `pages` beside the live one, then swaps it in: searches
-    /// see the old contents until the new ones are whole. `snapshot_started` is when reading
-    /// the pages began, so that changes made since can be applied afterwards.
-    async fn replace_all(
-        &self,
-        pages: futures::stream::BoxStream<'_, Result<Vec<SearchDocument>, SearchError>>,
-        snapshot_started: chrono::DateTime<chrono::Utc>,
-    ) -> Result<(), SearchError>;
-    /// Switches to an index another process built (`shop reindex`), if there is one; returns
-    /// when that index's snapshot began.
-    async fn adopt_replacement(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, SearchError>;
-    /// Changes whenever the searchable content changes, and differs between instances (each
-    /// has its own index); cached results carry it.
-    fn generation(&self) -> String;
 }

@@ -15,8 +15,8 @@ pub struct Money {
     pub currency_code: String,
 }
 
-impl From<&domain::Money> for Money {
-    fn from(money: &domain::Money) -> Self {
+impl From<&crate::domain::primitives::Money> for Money {
+    fn from(money: &crate::domain::primitives::Money) -> Self {
         // Prices are validated to fit a GraphQL Int when they are written.
         Money { cent_amount: i32::try_from(money.cents).unwrap_or(i32::MAX), currency_code: money.currency.clone() }
     }

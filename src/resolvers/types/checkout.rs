@@ -2,10 +2,10 @@ use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use super::{CartItem, Money, PageInfo};
-use crate::domain::catalog::Money as DomainMoney;
 use crate::domain::checkout as domain;
 use crate::domain::orders;
 use crate::domain::payments;
+use crate::domain::primitives::Money as DomainMoney;
 use crate::error::ApiResult;
 use crate::resolvers::loaders;
 
@@ -116,9 +116,9 @@ pub struct PlaceOrderInput {
     pub idempotency_key: String,
 }
 
-impl From<PlaceOrderInput> for domain::service::PlaceOrder {
+impl From<PlaceOrderInput> for crate::services::checkout::PlaceOrder {
     fn from(input: PlaceOrderInput) -> Self {
-        domain::service::PlaceOrder {
+        crate::services::checkout::PlaceOrder {
             session_id: input.checkout_session_id.0,
             payment_method: input.payment_method_id,
             shipping_address: input.shipping_address.into(),
@@ -243,7 +243,7 @@ impl OrderEdge {
     }
 
     async fn cursor(&self) -> String {
-        orders::service::cursor_of(&self.0)
+        crate::services::orders::cursor_of(&self.0)
     }
 }
 

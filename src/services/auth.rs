@@ -1,13 +1,16 @@
+//! Accounts and sessions: sign-up, sign-in (the guest's cart follows into the account),
+//! refresh-token rotation with replay detection, and the configured admin.
+
 use std::sync::Arc;
 
 use chrono::Duration;
 
-use super::model::{AuthPayload, NewRefreshToken, RefreshTokenUse, User, Viewer};
-use super::tokens::{TokenIssuer, hash_refresh_token, new_refresh_token};
-use super::{AuthError, password};
-use crate::domain::cart::CartService;
-use crate::domain::clock::Clock;
-use crate::domain::ports::{Store, StoreError};
+use crate::db::{Pool, users};
+use crate::domain::auth::model::{AuthPayload, NewRefreshToken, RefreshTokenUse, User, Viewer};
+use crate::domain::auth::tokens::{TokenIssuer, hash_refresh_token, new_refresh_token};
+use crate::domain::auth::{AuthError, password};
+use crate::ports::{Clock, StoreError};
+use crate::services::cart::CartService;
 
 pub type AuthResult<T> = Result<T, AuthError>;
 
@@ -18,7 +21,7 @@ const MAX_NAME_LEN: usize = 100;
 
 #[derive(Clone)]
 pub struct AuthService {
-    store: Arc<dyn Store>,
+    db: Pool,
     clock: Arc<dyn Clock>,
     tokens: Arc<TokenIssuer>,
     refresh_ttl: Duration,
@@ -30,13 +33,13 @@ pub struct AuthService {
 
 impl AuthService {
     pub fn new(
-        store: Arc<dyn Store>,
+        db: Pool,
         clock: Arc<dyn Clock>,
         tokens: TokenIssuer,
         refresh_ttl: Duration,
         carts: CartService,
     ) -> Self {
-        Self { store, clock, tokens: Arc::new(tokens), refresh_ttl, carts, decoy_hash: Arc::default() }
+        Self { db, clock, tokens: Arc::new(tokens), refresh_ttl, carts, decoy_hash: Arc::default() }
     }
 
     pub async fn start_guest_session(&self) -> AuthResult<AuthPayload> {
@@ -65,7 +68,7 @@ impl AuthService {
             is_admin: false,
             created_at: self.clock.now(),
         };
-        let user = self.store.insert_user(&user).await.map_err(|err| match err {
+        let user = self.db.with_conn(async |c| users::insert_user(c, &user).await).await.map_err(|err| match err {
             StoreError::Conflict(_) => AuthError::EmailTaken,
             other => AuthError::Store(other),
         })?;
@@ -75,7 +78,7 @@ impl AuthService {
     /// Signs in; the calling guest session's cart (if any) merges into the user's cart.
     pub async fn sign_in(&self, current: Option<&Viewer>, email: &str, password: &str) -> AuthResult<AuthPayload> {
         let email = email.trim().to_lowercase();
-        match self.store.user_by_email(&email).await? {
+        match self.db.with_conn(async |c| users::user_by_email(c, &email).await).await? {
             Some(user) if password::verify(password.to_owned(), user.password_hash.clone()).await? => {
                 self.session_for(user, current).await
             }
@@ -92,14 +95,15 @@ impl AuthService {
     /// token works once; presenting a used one again revokes every token of that sign-in.
     pub async fn refresh(&self, refresh_token: &str) -> AuthResult<AuthPayload> {
         let now = self.clock.now();
-        match self.store.use_refresh_token(&hash_refresh_token(refresh_token), now).await? {
+        let hash = hash_refresh_token(refresh_token);
+        match self.db.with_conn(async |c| users::use_refresh_token(c, &hash, now).await).await? {
             RefreshTokenUse::Fresh { user_id, family_id } => {
-                let user = self.store.users_by_ids(&[user_id]).await?.pop().ok_or(AuthError::InvalidToken)?;
+                let user = self.user(&user_id).await?.ok_or(AuthError::InvalidToken)?;
                 self.issue_session(user, family_id).await
             }
             RefreshTokenUse::Replayed { family_id } => {
                 tracing::warn!(family_id, "refresh token replayed; revoking its family");
-                self.store.revoke_refresh_family(&family_id).await?;
+                self.db.with_conn(async |c| users::delete_refresh_family(c, &family_id).await).await?;
                 Err(AuthError::InvalidToken)
             }
             RefreshTokenUse::Unknown => Err(AuthError::InvalidToken),
@@ -118,7 +122,7 @@ impl AuthService {
     }
 
     pub async fn user(&self, user_id: &str) -> AuthResult<Option<User>> {
-        Ok(self.store.users_by_ids(&[user_id.to_owned()]).await?.pop())
+        Ok(self.db.with_conn(async |c| users::user_by_id(c, user_id).await).await?)
     }
 
     /// The signed-in user behind a viewer; `None` for guests.
@@ -151,7 +155,7 @@ impl AuthService {
             is_admin: true,
             created_at: self.clock.now(),
         };
-        Ok(self.store.upsert_admin(&admin).await?)
+        Ok(self.db.with_conn(async |c| users::upsert_admin(c, &admin).await).await?)
     }
 
     async fn session_for(&self, user: User, current: Option<&Viewer>) -> AuthResult<AuthPayload> {
@@ -169,15 +173,14 @@ impl AuthService {
         let viewer = Viewer::User { user_id: user.id.clone(), is_admin: user.is_admin };
         let (token, expires_at) = self.tokens.issue(&viewer, now)?;
         let (refresh_token, token_hash) = new_refresh_token();
-        self.store
-            .insert_refresh_token(&NewRefreshToken {
-                token_hash,
-                user_id: user.id.clone(),
-                family_id,
-                expires_at: now + self.refresh_ttl,
-                created_at: now,
-            })
-            .await?;
+        let refresh = NewRefreshToken {
+            token_hash,
+            user_id: user.id.clone(),
+            family_id,
+            expires_at: now + self.refresh_ttl,
+            created_at: now,
+        };
+        self.db.with_conn(async |c| users::insert_refresh_token(c, &refresh).await).await?;
         Ok(AuthPayload {
             token,
             expires_at,

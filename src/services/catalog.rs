@@ -1,15 +1,20 @@
+//! The catalog: reads for the loaders, admin changes and bulk imports, each write one
+//! transaction with the catalog event that keeps search current.
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::CatalogError;
-use super::model::{
-    Category, Money, Product, ProductDraft, ProductRecord, StockLevel, category_levels, parse_category_path,
-    validate_id, validate_stock,
+use crate::db::outbox::{self, OutboxRow};
+use crate::db::{Pool, catalog, inventory};
+use crate::domain::catalog::CatalogError;
+use crate::domain::catalog::model::{
+    Category, Product, ProductDraft, ProductRecord, StockLevel, category_levels, parse_category_path, validate_id,
+    validate_stock,
 };
-use crate::domain::clock::Clock;
-use crate::domain::ports::Store;
+use crate::domain::primitives::Money;
+use crate::ports::{Clock, StoreError};
 
 pub type CatalogResult<T> = Result<T, CatalogError>;
 
@@ -18,31 +23,35 @@ pub const IMPORT_BATCH: usize = 1_000;
 
 #[derive(Clone)]
 pub struct CatalogService {
-    store: Arc<dyn Store>,
+    db: Pool,
     clock: Arc<dyn Clock>,
     default_currency: String,
 }
 
 impl CatalogService {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, default_currency: String) -> Self {
-        Self { store, clock, default_currency }
+    pub fn new(db: Pool, clock: Arc<dyn Clock>, default_currency: String) -> Self {
+        Self { db, clock, default_currency }
     }
 
     pub async fn products_by_ids(&self, ids: &[String]) -> CatalogResult<Vec<Product>> {
-        Ok(self.store.products_by_ids(ids).await?)
+        Ok(self.db.with_conn(async |c| catalog::products_by_ids(c, ids).await).await?)
     }
 
     pub async fn categories_by_ids(&self, ids: &[String]) -> CatalogResult<Vec<Category>> {
-        Ok(self.store.categories_by_ids(ids).await?)
+        Ok(self.db.with_conn(async |c| catalog::categories_by_ids(c, ids).await).await?)
+    }
+
+    pub async fn categories_by_paths(&self, paths: &[String]) -> CatalogResult<Vec<Category>> {
+        Ok(self.db.with_conn(async |c| catalog::categories_by_paths(c, paths).await).await?)
     }
 
     pub async fn root_categories(&self) -> CatalogResult<Vec<Category>> {
-        Ok(self.store.root_categories().await?)
+        Ok(self.db.with_conn(async |c| catalog::root_categories(c).await).await?)
     }
 
     /// The children of each parent, keyed by parent id; parents without children are absent.
     pub async fn category_children(&self, parent_ids: &[String]) -> CatalogResult<HashMap<String, Vec<Category>>> {
-        let children = self.store.category_children(parent_ids).await?;
+        let children = self.db.with_conn(async |c| catalog::category_children(c, parent_ids).await).await?;
         let mut by_parent: HashMap<String, Vec<Category>> = HashMap::new();
         for child in children {
             if let Some(parent) = child.parent_id.clone() {
@@ -53,11 +62,11 @@ impl CatalogService {
     }
 
     pub async fn stock_levels(&self, product_ids: &[String]) -> CatalogResult<Vec<StockLevel>> {
-        Ok(self.store.stock_levels(product_ids).await?)
+        Ok(self.db.with_conn(async |c| inventory::stock_levels(c, product_ids).await).await?)
     }
 
     pub async fn product_count(&self) -> CatalogResult<u64> {
-        Ok(self.store.product_count().await?)
+        Ok(self.db.with_conn(async |c| catalog::product_count(c).await).await?)
     }
 
     /// Creates a product, or replaces an existing one's descriptive fields while keeping what
@@ -65,7 +74,7 @@ impl CatalogService {
     pub async fn upsert_product(&self, mut draft: ProductDraft) -> CatalogResult<Product> {
         draft.validate()?;
         let id = draft.id.clone().unwrap_or_else(|| format!("p-{}", uuid::Uuid::new_v4().simple()));
-        if let Some(existing) = self.store.products_by_ids(std::slice::from_ref(&id)).await?.pop() {
+        if let Some(existing) = self.products_by_ids(std::slice::from_ref(&id)).await?.pop() {
             draft.rating = existing.rating;
             draft.review_count = existing.review_count;
             draft.popularity = existing.popularity;
@@ -73,8 +82,7 @@ impl CatalogService {
         }
         draft.id = Some(id.clone());
         self.write_drafts(vec![draft]).await?;
-        self.store
-            .products_by_ids(std::slice::from_ref(&id))
+        self.products_by_ids(std::slice::from_ref(&id))
             .await?
             .pop()
             .ok_or_else(|| CatalogError::NotFound(format!("product {id}")))
@@ -97,15 +105,18 @@ impl CatalogService {
     pub async fn set_stock(&self, product_id: &str, quantity: i32) -> CatalogResult<Product> {
         validate_id("productId", product_id)?;
         validate_stock(quantity)?;
-        self.store
-            .set_stock(product_id, quantity)
-            .await?
-            .ok_or_else(|| CatalogError::NotFound(format!("product {product_id}")))?;
-        self.store
-            .products_by_ids(&[product_id.to_owned()])
-            .await?
-            .pop()
-            .ok_or_else(|| CatalogError::NotFound(format!("product {product_id}")))
+        let now = self.clock.now();
+        let product = self
+            .db
+            .transaction(async |c| {
+                if inventory::set_available(c, product_id, quantity).await?.is_none() {
+                    return Ok(None);
+                }
+                outbox::insert(c, vec![OutboxRow::catalog(&[product_id.to_owned()], now)?]).await?;
+                Ok::<_, StoreError>(catalog::products_by_ids(c, &[product_id.to_owned()]).await?.pop())
+            })
+            .await?;
+        product.ok_or_else(|| CatalogError::NotFound(format!("product {product_id}")))
     }
 
     /// Writes drafts in batches of `IMPORT_BATCH` (one transaction each), reporting progress
@@ -150,7 +161,29 @@ impl CatalogService {
             records.push(self.record(draft, category_id, now));
         }
         let categories: Vec<Category> = categories.into_values().collect();
-        self.store.upsert_catalog(&categories, &records).await?;
+        self.write_records(&categories, &records).await
+    }
+
+    /// In one transaction: inserts the categories that do not exist yet (by path), inserts or
+    /// updates the products, creates their stock rows, sets stock where a record gives it, and
+    /// queues the catalog event naming the products.
+    pub async fn write_records(&self, categories: &[Category], records: &[ProductRecord]) -> CatalogResult<()> {
+        let now = self.clock.now();
+        let products: Vec<&Product> = records.iter().map(|r| &r.product).collect();
+        let ids: Vec<String> = products.iter().map(|p| p.id.clone()).collect();
+        // Given stock replaces the stored count; a product without any keeps what it has.
+        let level = |r: &ProductRecord| (r.product.id.clone(), r.stock.unwrap_or(0));
+        let stocked: Vec<(String, i32)> = records.iter().filter(|r| r.stock.is_some()).map(level).collect();
+        let unstocked: Vec<(String, i32)> = records.iter().filter(|r| r.stock.is_none()).map(level).collect();
+        self.db
+            .transaction(async |c| {
+                catalog::insert_missing_categories(c, categories).await?;
+                catalog::upsert_products(c, &products).await?;
+                inventory::upsert(c, &stocked, true).await?;
+                inventory::upsert(c, &unstocked, false).await?;
+                outbox::insert(c, vec![OutboxRow::catalog(&ids, now)?]).await
+            })
+            .await?;
         Ok(())
     }
 

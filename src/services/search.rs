@@ -1,3 +1,6 @@
+//! Search: validates a shopper's request, answers it from the result cache or the index, and
+//! keeps the index in step with the catalog (the search worker feeds it the catalog events).
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -5,20 +8,17 @@ use std::time::Duration;
 use base64::Engine;
 use futures::StreamExt;
 
-use super::model::{
-    MAX_PAGE, MAX_QUERY_CHARS, SearchError, SearchFilter, SearchHits, SearchIndex, SearchRequest, SearchSort,
+use crate::db::{Pool, catalog, outbox};
+use crate::domain::search::SearchDocument;
+use crate::domain::search::model::{
+    MAX_PAGE, MAX_QUERY_CHARS, SearchError, SearchFilter, SearchHits, SearchRequest, SearchSort,
 };
-use crate::domain::events::{CATALOG_TOPIC, Delivery, EventBus};
-use crate::domain::ports::{Cache, Store};
+use crate::ports::{Cache, Delivery, SearchIndex, StoreError};
 
 pub type SearchResult<T> = Result<T, SearchError>;
 
 /// Products read from the store per indexing batch.
-const INDEX_BATCH: usize = 5_000;
-/// Changes arriving within this window are indexed (and committed) together.
-/// How often a serving process looks for an index `shop reindex` built.
-const REPLACEMENT_POLL: Duration = Duration::from_secs(1);
-const INDEX_DEBOUNCE: Duration = Duration::from_millis(100);
+const INDEX_BATCH: i64 = 5_000;
 /// Identical searches within this time come from the result cache (unless the index changed).
 const RESULT_TTL: Duration = Duration::from_secs(300);
 
@@ -31,7 +31,7 @@ pub struct SearchPage {
 #[derive(Clone)]
 pub struct SearchService {
     index: Arc<dyn SearchIndex>,
-    store: Arc<dyn Store>,
+    db: Pool,
     /// Result cache; `None` when turned off.
     results: Option<Arc<dyn Cache>>,
     /// Called on every cache hit (feeds `shop_search_cache_hits_total`).
@@ -43,12 +43,12 @@ pub struct SearchService {
 impl SearchService {
     pub fn new(
         index: Arc<dyn SearchIndex>,
-        store: Arc<dyn Store>,
+        db: Pool,
         results: Option<Arc<dyn Cache>>,
         on_cache_hit: Arc<dyn Fn() + Send + Sync>,
         on_swap: Arc<dyn Fn() + Send + Sync>,
     ) -> Self {
-        Self { index, store, results, on_cache_hit, on_swap }
+        Self { index, db, results, on_cache_hit, on_swap }
     }
 
     /// Runs a shopper's search. `category` is a category id or path; an unknown one matches
@@ -136,14 +136,14 @@ impl SearchService {
 
     /// Re-reads the products from the store and replaces their documents.
     pub async fn index_products(&self, ids: &[String]) -> SearchResult<()> {
-        let documents = self.store.search_documents_by_ids(ids).await?;
+        let documents = self.db.with_conn(async |c| catalog::search_documents_by_ids(c, ids).await).await?;
         self.index.upsert(documents).await
     }
 
     /// Indexes the whole catalog when the index does not hold every product (first start, or
     /// a catalog loaded by `shop seed`/`shop import` while no server ran).
     pub async fn rebuild_if_stale(&self) -> SearchResult<u64> {
-        if self.index.document_count().await? == self.store.product_count().await? {
+        if self.index.document_count().await? == self.db.with_conn(async |c| catalog::product_count(c).await).await? {
             return Ok(0);
         }
         self.reindex().await
@@ -154,16 +154,18 @@ impl SearchService {
     pub async fn reindex(&self) -> SearchResult<u64> {
         // Earlier by a margin: catalog events carry the writing process's clock.
         let snapshot_started = chrono::Utc::now() - chrono::Duration::seconds(5);
-        let store = self.store.clone();
-        let pages = futures::stream::unfold(Some(None::<String>), move |after| {
-            let store = store.clone();
+        let db = self.db.clone();
+        let pages = futures::stream::unfold(Some(String::new()), move |after| {
+            let db = db.clone();
             async move {
                 let after = after?;
-                match store.search_documents(after.as_deref(), INDEX_BATCH).await {
+                let page: Result<Vec<SearchDocument>, StoreError> =
+                    db.with_conn(async |c| catalog::search_documents(c, &after, INDEX_BATCH).await).await;
+                match page {
                     Ok(page) if page.is_empty() => None,
                     Ok(page) => {
                         let next = page.last().map(|d| d.id.clone());
-                        Some((Ok(page), Some(next)))
+                        Some((Ok(page), next))
                     }
                     Err(err) => Some((Err(SearchError::Store(err)), None)),
                 }
@@ -172,19 +174,20 @@ impl SearchService {
         .boxed();
         // Last, the products changed while the pages were read (a page at a time: right after
         // a big import that is much of the catalog), so the new index goes live complete.
-        let store = self.store.clone();
+        let db = self.db.clone();
         let changed_meanwhile = futures::stream::try_unfold(None::<Vec<Vec<String>>>, move |chunks| {
-            let store = store.clone();
+            let db = db.clone();
             async move {
                 let mut chunks = match chunks {
                     Some(chunks) => chunks,
                     None => {
-                        let ids = store.catalog_changes_since(snapshot_started).await?;
-                        ids.chunks(INDEX_BATCH).rev().map(<[String]>::to_vec).collect()
+                        let ids =
+                            db.with_conn(async |c| outbox::products_changed_since(c, snapshot_started).await).await?;
+                        ids.chunks(INDEX_BATCH as usize).rev().map(<[String]>::to_vec).collect()
                     }
                 };
                 let Some(ids) = chunks.pop() else { return Ok(None) };
-                Ok(Some((store.search_documents_by_ids(&ids).await?, Some(chunks))))
+                Ok(Some((db.with_conn(async |c| catalog::search_documents_by_ids(c, &ids).await).await?, Some(chunks))))
             }
         });
         self.index.replace_all(pages.chain(changed_meanwhile).boxed(), snapshot_started).await?;
@@ -194,74 +197,47 @@ impl SearchService {
 
     /// Re-indexes the products the catalog events since `since` name.
     async fn catch_up(&self, since: chrono::DateTime<chrono::Utc>) -> SearchResult<()> {
-        let ids = self.store.catalog_changes_since(since).await?;
+        let ids = self.db.with_conn(async |c| outbox::products_changed_since(c, since).await).await?;
         if ids.is_empty() { Ok(()) } else { self.index_products(&ids).await }
     }
 
-    /// Adopts an index that `shop reindex` built in another process, then applies the changes
-    /// made since its snapshot (this process kept indexing them into the old one).
-    pub async fn follow_replacements(self) {
-        loop {
-            tokio::time::sleep(REPLACEMENT_POLL).await;
-            match self.index.adopt_replacement().await {
-                Ok(Some(since)) => {
-                    (self.on_swap)();
-                    tracing::info!("switched to a rebuilt search index");
-                    if let Err(err) = self.catch_up(since).await {
-                        tracing::warn!(error = %err, "catching the rebuilt index up failed");
-                    }
-                }
-                Ok(None) => {}
-                Err(err) => tracing::warn!(error = %err, "adopting a rebuilt search index failed"),
-            }
-        }
+    /// Adopts an index that `shop reindex` built in another process, if there is one, then
+    /// applies the changes made since its snapshot (this process kept indexing them into the
+    /// old one). True when it switched.
+    pub async fn adopt_replacement(&self) -> SearchResult<bool> {
+        let Some(since) = self.index.adopt_replacement().await? else { return Ok(false) };
+        (self.on_swap)();
+        tracing::info!("switched to a rebuilt search index");
+        self.catch_up(since).await?;
+        Ok(true)
     }
 
-    /// Keeps the index in step with catalog changes published through the outbox.
-    pub async fn follow_catalog(self, bus: Arc<dyn EventBus>) {
-        let mut deliveries = bus.subscribe(CATALOG_TOPIC);
-        while let Some(first) = deliveries.next().await {
-            let mut batch = vec![first];
-            let window = tokio::time::sleep(INDEX_DEBOUNCE);
-            tokio::pin!(window);
-            loop {
-                tokio::select! {
-                    () = &mut window => break,
-                    next = deliveries.next() => match next {
-                        Some(delivery) => batch.push(delivery),
-                        None => break,
-                    },
-                }
-            }
-            // Missed events may have changed any product's price or stock, not only the count.
-            if batch.contains(&Delivery::Lagged) {
-                tracing::warn!("the search indexer fell behind the catalog events; rebuilding the index");
-            }
-            let outcome = if batch.contains(&Delivery::Lagged) {
-                self.reindex().await.map(drop)
-            } else {
-                let ids: BTreeSet<String> = batch
-                    .iter()
-                    .filter_map(|d| match d {
-                        Delivery::Event(event) => serde_json::from_str::<Vec<String>>(&event.payload).ok(),
-                        Delivery::Lagged => None,
-                    })
-                    .flatten()
-                    .collect();
-                self.index_products(&ids.into_iter().collect::<Vec<_>>()).await
-            };
-            if let Err(err) = outcome {
-                tracing::warn!(error = %err, "indexing catalog changes failed");
-            }
+    /// Indexes the products a batch of catalog events names; a lagged subscriber may have
+    /// missed changes to any product's price or stock, so then the whole index is rebuilt.
+    pub async fn apply_catalog_events(&self, batch: &[Delivery]) -> SearchResult<()> {
+        if batch.contains(&Delivery::Lagged) {
+            tracing::warn!("the search indexer fell behind the catalog events; rebuilding the index");
+            return self.reindex().await.map(drop);
         }
+        let ids: BTreeSet<String> = batch
+            .iter()
+            .filter_map(|d| match d {
+                Delivery::Event(event) => serde_json::from_str::<Vec<String>>(&event.payload).ok(),
+                Delivery::Lagged => None,
+            })
+            .flatten()
+            .collect();
+        self.index_products(&ids.into_iter().collect::<Vec<_>>()).await
     }
 
     async fn category_path(&self, id_or_path: &str) -> SearchResult<Option<String>> {
-        if let Some(category) = self.store.categories_by_ids(&[id_or_path.to_owned()]).await?.pop() {
+        if let Some(category) =
+            self.db.with_conn(async |c| catalog::categories_by_ids(c, &[id_or_path.to_owned()]).await).await?.pop()
+        {
             return Ok(Some(category.path));
         }
         let path = id_or_path.split('/').map(str::trim).filter(|s| !s.is_empty()).collect::<Vec<_>>().join("/");
-        Ok(self.store.categories_by_paths(&[path]).await?.pop().map(|c| c.path))
+        Ok(self.db.with_conn(async |c| catalog::categories_by_paths(c, &[path]).await).await?.pop().map(|c| c.path))
     }
 }
 

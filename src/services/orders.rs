@@ -1,3 +1,6 @@
+//! Orders: reads of the projection and its events, the live feed, and admin moves along the
+//! state machine (charging, refunding and restocking as a move requires).
+
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -5,38 +8,18 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream};
 use futures::{StreamExt, future};
-use tokio::sync::Notify;
 
-use super::{Order, OrderEvent, OrderStatus};
+use crate::db::outbox::OutboxRow;
+use crate::db::{Conn, Pool, Writes, notifications, orders, payments, users};
 use crate::domain::auth::Viewer;
-use crate::domain::cart::CartOwner;
-use crate::domain::catalog::Money;
 use crate::domain::catalog::model::validate_id;
-use crate::domain::clock::Clock;
-use crate::domain::events::{Delivery, EventBus, order_topic};
+use crate::domain::events::order_topic;
 use crate::domain::notify;
-use crate::domain::payments::{ChargeRequest, GatewayError, Payment, PaymentGateway, PaymentStatus, RetryPolicy};
-use crate::domain::ports::{NewPayment, OrderChange, Store, StoreError};
-
-#[derive(Debug, thiserror::Error)]
-pub enum OrderError {
-    #[error("{field}: {message}")]
-    InvalidInput { field: &'static str, message: String },
-    #[error("this operation needs a session token: send Authorization: Bearer <token>")]
-    Unauthenticated,
-    #[error("this operation is for admins")]
-    Forbidden,
-    #[error("order {0} not found")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("payment declined: {0}")]
-    PaymentDeclined(String),
-    #[error("payment gateway failure: {0}")]
-    Gateway(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
+use crate::domain::orders::{Order, OrderError, OrderEvent, OrderStatus};
+use crate::domain::payments::{self as payment_rules, Payment, PaymentStatus, RetryPolicy};
+use crate::domain::primitives::{Money, Shopper};
+use crate::ports::{ChargeRequest, Clock, Delivery, EventBus, GatewayError, PaymentGateway, StoreResult};
+use crate::services::checkout::return_stock;
 
 pub type OrderResult<T> = Result<T, OrderError>;
 
@@ -49,17 +32,24 @@ pub struct OrderPage {
 
 #[derive(Clone)]
 pub struct OrderService {
-    store: Arc<dyn Store>,
+    db: Pool,
     bus: Arc<dyn EventBus>,
     gateway: Arc<dyn PaymentGateway>,
     retry: RetryPolicy,
     clock: Arc<dyn Clock>,
-    outbox_ready: Arc<Notify>,
-    notifications_ready: Arc<Notify>,
 }
 
-fn owner_of(viewer: Option<&Viewer>) -> OrderResult<CartOwner> {
-    viewer.map(CartOwner::of).ok_or(OrderError::Unauthenticated)
+fn owner_of(viewer: Option<&Viewer>) -> OrderResult<Shopper> {
+    viewer.map(Viewer::shopper).ok_or(OrderError::Unauthenticated)
+}
+
+/// The email of the shopper's account, or the guest marker: where a confirmation goes.
+pub async fn recipient_of(conn: &mut Conn<'_>, owner: &Shopper) -> StoreResult<String> {
+    let email = match owner.user_id() {
+        Some(user_id) => users::user_by_id(conn, user_id).await?.map(|u| u.email),
+        None => None,
+    };
+    Ok(email.unwrap_or_else(|| notify::GUEST_RECIPIENT.to_owned()))
 }
 
 fn validate_order_id(id: &str) -> OrderResult<()> {
@@ -81,17 +71,14 @@ fn parse_cursor(cursor: &str) -> OrderResult<(DateTime<Utc>, String)> {
 }
 
 impl OrderService {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        store: Arc<dyn Store>,
+        db: Pool,
         bus: Arc<dyn EventBus>,
         gateway: Arc<dyn PaymentGateway>,
         retry: RetryPolicy,
         clock: Arc<dyn Clock>,
-        outbox_ready: Arc<Notify>,
-        notifications_ready: Arc<Notify>,
     ) -> Self {
-        Self { store, bus, gateway, retry, clock, outbox_ready, notifications_ready }
+        Self { db, bus, gateway, retry, clock }
     }
 
     /// The viewer's order; `None` for an unknown or someone else's.
@@ -107,7 +94,8 @@ impl OrderService {
             return Err(OrderError::InvalidInput { field: "first", message: format!("must be 0 to {MAX_PAGE}") });
         }
         let after = after.map(parse_cursor).transpose()?;
-        let mut orders = self.store.orders_of(&owner, after, i64::from(first) + 1).await?;
+        let limit = i64::from(first) + 1;
+        let mut orders = self.db.with_conn(async |c| orders::of_shopper(c, &owner, after, limit).await).await?;
         let has_next_page = orders.len() > usize::try_from(first).unwrap_or_default();
         orders.truncate(usize::try_from(first).unwrap_or_default());
         Ok(OrderPage { orders, has_next_page })
@@ -115,11 +103,11 @@ impl OrderService {
 
     /// Events of the orders (for the batching loader).
     pub async fn events(&self, order_ids: &[String]) -> OrderResult<Vec<OrderEvent>> {
-        Ok(self.store.order_events(order_ids).await?)
+        Ok(self.db.with_conn(async |c| orders::events_of(c, order_ids).await).await?)
     }
 
     pub async fn payments(&self, ids: &[String]) -> OrderResult<Vec<Payment>> {
-        Ok(self.store.payments_by_ids(ids).await?)
+        Ok(self.db.with_conn(async |c| payments::payments_by_ids(c, ids).await).await?)
     }
 
     /// The order's latest event now (when one order is watched), then every change to the
@@ -130,11 +118,11 @@ impl OrderService {
         order_id: Option<&str>,
     ) -> OrderResult<BoxStream<'static, OrderEvent>> {
         let owner = owner_of(viewer)?;
-        let deliveries = self.bus.subscribe(&order_topic(&owner.0));
+        let deliveries = self.bus.subscribe(&order_topic(&owner));
         let (current, last_seq) = match order_id {
             Some(id) => {
                 let order = self.order(viewer, id).await?.ok_or_else(|| OrderError::NotFound(id.to_owned()))?;
-                let latest = self.store.order_events(std::slice::from_ref(&order.placed.id)).await?.pop();
+                let latest = self.events(std::slice::from_ref(&order.placed.id)).await?.pop();
                 let seq = latest.as_ref().map_or(0, |e| e.seq);
                 (latest, seq)
             }
@@ -173,11 +161,9 @@ impl OrderService {
         let mut notification = None;
         if effects.charge {
             let charged = self.charge_held(&order).await?;
-            notification = Some(notify::confirmation(
-                &order.placed,
-                &notify::recipient_of(self.store.as_ref(), &order.placed.owner).await?,
-                format!("ntf-{}", uuid::Uuid::new_v4().simple()),
-            ));
+            let recipient = self.db.with_conn(async |c| recipient_of(c, &order.placed.owner).await).await?;
+            let id = format!("ntf-{}", uuid::Uuid::new_v4().simple());
+            notification = Some(notify::confirmation(&order.placed, &recipient, id));
             payment = Some((charged.id, PaymentStatus::Completed, charged.gateway_reference));
         }
         if effects.refund
@@ -185,26 +171,41 @@ impl OrderService {
         {
             let reference = paid.gateway_reference.clone().unwrap_or_default();
             self.gateway
-                .refund(&reference, &format!("refund:{}", paid.idempotency_key))
+                .refund(&reference, &payment_rules::refund_key(&paid.idempotency_key))
                 .await
                 .map_err(|err| OrderError::Gateway(err.to_string()))?;
             payment = Some((paid.id, PaymentStatus::Refunded, paid.gateway_reference));
         }
         let now = self.clock.now();
         let event = order.next_event(status, payment.as_ref().map(|(id, _, _)| id.clone()), now);
-        let change = OrderChange {
-            owner: order.placed.owner.clone(),
-            session_id: order.placed.session_id.clone(),
-            event,
-            restock: effects.restock,
-            payment,
-            notification,
-        };
-        if !self.store.change_order(&change).await? {
-            return Err(OrderError::Conflict("the order changed meanwhile; read it and try again".to_owned()));
-        }
-        self.outbox_ready.notify_one();
-        self.notifications_ready.notify_one();
+        let owner = &order.placed.owner;
+        self.db
+            .transaction(async |c| {
+                let advance = match &event.data.payment_id {
+                    Some(payment_id) => Writes::new(orders::advance_paid(&event, payment_id)),
+                    None => Writes::new(orders::advance(&event)),
+                };
+                let mut writes = advance.and(orders::append(&event)?);
+                match &payment {
+                    Some((id, PaymentStatus::Completed, Some(reference))) => {
+                        writes = writes.and(payments::complete_payment(id, reference, now));
+                    }
+                    Some((id, status, _)) => writes = writes.and(payments::set_payment_status(id, *status, None, now)),
+                    None => {}
+                }
+                if let Some(notification) = &notification {
+                    writes = notifications::queue(writes, notification, now);
+                }
+                let event_row = OutboxRow::new(order_topic(owner), &event, now)?;
+                if writes.event(event_row).run(c, "changing an order").await?[0] == 0 {
+                    return Err(OrderError::Conflict("the order changed meanwhile; read it and try again".to_owned()));
+                }
+                if effects.restock {
+                    return_stock(c, &order.placed.lines, false, now).await?;
+                }
+                Ok(())
+            })
+            .await?;
         self.load(id).await?.ok_or_else(|| OrderError::NotFound(id.to_owned()))
     }
 
@@ -213,21 +214,36 @@ impl OrderService {
     async fn charge_held(&self, order: &Order) -> OrderResult<Payment> {
         let saga_id = &order.placed.saga_id;
         let now = self.clock.now();
-        let payment = match self.store.latest_payment(saga_id).await? {
-            Some(p) if p.status == PaymentStatus::Processing => p,
-            _ => {
-                let method = self
-                    .store
-                    .saga(saga_id)
+        let payment = self
+            .db
+            .transaction(async |c| {
+                if let Some(unfinished) = payments::latest_payment(c, saga_id).await?
+                    && unfinished.status == PaymentStatus::Processing
+                {
+                    return Ok(unfinished);
+                }
+                let saga = payments::saga(c, saga_id)
                     .await?
-                    .map(|s| s.request.payment_method)
                     .ok_or_else(|| OrderError::Conflict("the order has no payment request to charge".to_owned()))?;
-                let amount = Money { cents: order.placed.totals.total, currency: order.placed.totals.currency.clone() };
-                let new =
-                    NewPayment { id: format!("pay-{}", uuid::Uuid::new_v4().simple()), amount, payment_method: method };
-                self.store.add_payment_attempt(saga_id, &new, now).await?
-            }
-        };
+                let attempt = payments::attempts_of(c, saga_id).await? + 1;
+                let payment = Payment {
+                    id: format!("pay-{}", uuid::Uuid::new_v4().simple()),
+                    saga_id: saga_id.clone(),
+                    attempt,
+                    idempotency_key: payment_rules::attempt_key(saga_id, attempt),
+                    status: PaymentStatus::Processing,
+                    amount: Money { cents: order.placed.totals.total, currency: order.placed.totals.currency.clone() },
+                    payment_method: saga.request.payment_method,
+                    gateway_reference: None,
+                    failure: None,
+                    created_at: now,
+                };
+                Writes::new(payments::insert_payment(&payment, &saga.owner))
+                    .run(c, "recording a payment attempt")
+                    .await?;
+                Ok::<_, OrderError>(payment)
+            })
+            .await?;
         let request = ChargeRequest {
             amount: payment.amount.clone(),
             payment_method: payment.payment_method.clone(),
@@ -241,9 +257,13 @@ impl OrderService {
             // Perhaps charged: the attempt stays PROCESSING, and approving again asks with its key.
             Err(GatewayError::Unavailable(reason)) => Err(OrderError::Gateway(reason)),
             Err(err) => {
-                self.store
-                    .record_payment(&payment.id, PaymentStatus::Failed, Some(&err.to_string()), self.clock.now())
-                    .await?;
+                let failed = payments::set_payment_status(
+                    &payment.id,
+                    PaymentStatus::Failed,
+                    Some(&err.to_string()),
+                    self.clock.now(),
+                );
+                self.db.atomically(async |c| Writes::new(failed).run(c, "recording a failed payment").await).await?;
                 Err(match err {
                     GatewayError::Failed(reason) => OrderError::Gateway(reason),
                     other => OrderError::PaymentDeclined(other.to_string()),
@@ -254,10 +274,10 @@ impl OrderService {
 
     async fn current_payment(&self, order: &Order) -> OrderResult<Option<Payment>> {
         let Some(id) = &order.payment_id else { return Ok(None) };
-        Ok(self.store.payments_by_ids(std::slice::from_ref(id)).await?.into_iter().next())
+        Ok(self.payments(std::slice::from_ref(id)).await?.into_iter().next())
     }
 
     async fn load(&self, id: &str) -> OrderResult<Option<Order>> {
-        Ok(self.store.orders_by_ids(&[id.to_owned()]).await?.into_iter().next())
+        Ok(self.db.with_conn(async |c| orders::by_ids(c, &[id.to_owned()]).await).await?.pop())
     }
 }

@@ -1,0 +1,117 @@
+//! Carts: one row per shopper, its lines as JSON in the row, so that a change is one write.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use super::outbox::OutboxRow;
+use super::pool::{Conn, on_conn};
+use super::prepared::PrepareOnce;
+use super::schema::carts;
+use super::writes::Write;
+use super::{from_json, shopper, store_error, to_json};
+use crate::domain::cart::Cart;
+use crate::domain::events::cart_topic;
+use crate::domain::primitives::Shopper;
+use crate::ports::{StoreError, StoreResult};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(treat_none_as_default_value = false)]
+#[diesel(table_name = carts)]
+struct CartRow {
+    id: String,
+    owner: String,
+    version: i64,
+    updated_at: NaiveDateTime,
+    expires_at: Option<NaiveDateTime>,
+    lines: String,
+}
+
+impl TryFrom<CartRow> for Cart {
+    type Error = StoreError;
+
+    fn try_from(row: CartRow) -> StoreResult<Self> {
+        Ok(Cart {
+            id: row.id,
+            owner: shopper(&row.owner)?,
+            version: row.version,
+            updated_at: row.updated_at.and_utc(),
+            expires_at: row.expires_at.map(|at| at.and_utc()),
+            lines: from_json(&row.lines, "reading cart lines")?,
+        })
+    }
+}
+
+impl TryFrom<&Cart> for CartRow {
+    type Error = StoreError;
+
+    fn try_from(cart: &Cart) -> StoreResult<Self> {
+        Ok(CartRow {
+            id: cart.id.clone(),
+            owner: cart.owner.key(),
+            version: cart.version,
+            updated_at: cart.updated_at.naive_utc(),
+            expires_at: cart.expires_at.map(|at| at.naive_utc()),
+            lines: to_json(&cart.lines, "serializing cart lines")?,
+        })
+    }
+}
+
+pub async fn of(conn: &mut Conn<'_>, shopper: &Shopper) -> StoreResult<Option<Cart>> {
+    let row: Option<CartRow> = on_conn!(conn, c => carts::table
+        .find(shopper.cart_id())
+        .select(CartRow::as_select())
+        .first(c)
+        .await
+        .optional())
+    .map_err(store_error("loading a cart"))?;
+    row.map(Cart::try_from).transpose()
+}
+
+/// The shopper's cart, its row locked until the transaction ends (on PostgreSQL; SQLite has one
+/// writer at a time anyway), so that checkout and cart changes of one shopper take turns.
+pub async fn lock(conn: &mut Conn<'_>, shopper: &Shopper) -> StoreResult<Option<Cart>> {
+    let row: Option<CartRow> = on_conn!(conn, c => diesel::update(carts::table.find(shopper.cart_id()))
+        .set(carts::version.eq(carts::version))
+        .returning(CartRow::as_returning())
+        .prepared()
+        .get_result(c)
+        .await
+        .optional())
+    .map_err(store_error("locking a cart"))?;
+    row.map(Cart::try_from).transpose()
+}
+
+/// The write that stores `cart` (one version past the stored cart; version 1 creates it) if the
+/// store still holds the version before it, and the event that announces it. The write
+/// changes no row when another change came first.
+pub fn save(cart: &Cart) -> StoreResult<(Box<dyn Write>, OutboxRow)> {
+    let row = CartRow::try_from(cart)?;
+    let event = OutboxRow::new(cart_topic(&cart.owner), cart, cart.updated_at)?;
+    let write: Box<dyn Write> = if cart.version <= 1 {
+        Box::new(diesel::insert_into(carts::table).values(row).on_conflict_do_nothing())
+    } else {
+        Box::new(diesel::update(carts::table.find(row.id.clone()).filter(carts::version.eq(row.version - 1))).set((
+            carts::version.eq(row.version),
+            carts::lines.eq(row.lines),
+            carts::updated_at.eq(row.updated_at),
+            carts::expires_at.eq(row.expires_at),
+        )))
+    };
+    Ok((write, event))
+}
+
+/// Deletes guest carts past their expiry and carts untouched since `untouched_since`.
+pub async fn delete_expired(
+    conn: &mut Conn<'_>,
+    now: DateTime<Utc>,
+    untouched_since: DateTime<Utc>,
+) -> StoreResult<u64> {
+    on_conn!(conn, c => diesel::delete(
+        carts::table.filter(carts::expires_at.le(now.naive_utc()).or(carts::updated_at.lt(untouched_since.naive_utc()))),
+    )
+    .execute(c)
+    .await)
+    .map(|n| n as u64)
+    .map_err(store_error("deleting expired carts"))
+}

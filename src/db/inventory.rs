@@ -1,0 +1,145 @@
+//! Stock levels and their moves. The conditional `reserve` is the one serialization point of
+//! stock on both backends; CHECK constraints keep every count non-negative.
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+use diesel::upsert::excluded;
+use diesel_async::RunQueryDsl;
+
+use super::pool::{Conn, execute_batch, on_conn};
+use super::prepared::PrepareOnce;
+use super::schema::{inventory, products};
+use super::writes::Write;
+use super::{INSERT_CHUNK, converted, store_error};
+use crate::domain::catalog::model::{Offer, StockLevel};
+use crate::domain::primitives::Money;
+use crate::ports::{StoreError, StoreResult};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(treat_none_as_default_value = false)]
+#[diesel(table_name = inventory)]
+pub struct InventoryRow {
+    pub product_id: String,
+    pub available: i32,
+    pub reserved: i32,
+    pub version: i64,
+}
+
+impl TryFrom<InventoryRow> for StockLevel {
+    type Error = StoreError;
+
+    fn try_from(row: InventoryRow) -> StoreResult<Self> {
+        Ok(StockLevel {
+            product_id: row.product_id,
+            available: row.available,
+            reserved: row.reserved,
+            version: row.version,
+        })
+    }
+}
+
+pub async fn stock_levels(conn: &mut Conn<'_>, product_ids: &[String]) -> StoreResult<Vec<StockLevel>> {
+    let rows: Vec<InventoryRow> = on_conn!(conn, c => inventory::table
+        .filter(inventory::product_id.eq_any(product_ids))
+        .select(InventoryRow::as_select())
+        .load(c)
+        .await)
+    .map_err(store_error("loading stock levels"))?;
+    converted(rows)
+}
+
+/// Creates stock rows for new products at `available`; with `replace_available` an existing
+/// row takes the new count and a new version, otherwise it is left alone.
+pub async fn upsert(conn: &mut Conn<'_>, levels: &[(String, i32)], replace_available: bool) -> StoreResult<()> {
+    let rows: Vec<InventoryRow> = levels
+        .iter()
+        .map(|(product_id, available)| InventoryRow {
+            product_id: product_id.clone(),
+            available: *available,
+            reserved: 0,
+            version: 0,
+        })
+        .collect();
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        let insert = diesel::insert_into(inventory::table).values(chunk.to_vec()).on_conflict(inventory::product_id);
+        if replace_available {
+            execute_batch!(
+                conn,
+                insert.do_update().set((
+                    inventory::available.eq(excluded(inventory::available)),
+                    inventory::version.eq(inventory::version + 1)
+                ))
+            )
+        } else {
+            execute_batch!(conn, insert.do_nothing())
+        }
+        .map_err(store_error("upserting inventory"))?;
+    }
+    Ok(())
+}
+
+/// Sets the available count and bumps the version; `None` when the product is unknown.
+pub async fn set_available(conn: &mut Conn<'_>, product_id: &str, available: i32) -> StoreResult<Option<StockLevel>> {
+    let row: Option<InventoryRow> = on_conn!(conn, c => diesel::update(inventory::table.find(product_id))
+        .set((inventory::available.eq(available), inventory::version.eq(inventory::version + 1)))
+        .returning(InventoryRow::as_returning())
+        .prepared()
+        .get_result(c)
+        .await
+        .optional())
+    .map_err(store_error("setting stock"))?;
+    row.map(StockLevel::try_from).transpose()
+}
+
+/// Today's price and available units of the products that exist.
+pub async fn offers(conn: &mut Conn<'_>, product_ids: &[String]) -> StoreResult<HashMap<String, Offer>> {
+    let rows: Vec<(String, i64, String, i32)> = on_conn!(conn, c => products::table
+        .inner_join(inventory::table)
+        .filter(products::id.eq_any(product_ids))
+        .select((products::id, products::price_cents, products::currency_code, inventory::available))
+        .load(c)
+        .await)
+    .map_err(store_error("loading product offers"))?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, cents, currency, available)| (id, Offer { price: Money { cents, currency }, available }))
+        .collect())
+}
+
+/// Available units of the products (0 for unknown ones).
+pub async fn available(conn: &mut Conn<'_>, product_ids: &[String]) -> StoreResult<HashMap<String, i32>> {
+    let rows: Vec<(String, i32)> = on_conn!(conn, c => inventory::table
+        .filter(inventory::product_id.eq_any(product_ids))
+        .select((inventory::product_id, inventory::available))
+        .load(c)
+        .await)
+    .map_err(store_error("reading stock"))?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Takes `quantity` from available into reserved only if that many are available: the write
+/// changes no row when they are not.
+pub fn reserve(product_id: &str, quantity: i32) -> impl Write {
+    diesel::update(inventory::table.find(product_id.to_owned()).filter(inventory::available.ge(quantity))).set((
+        inventory::available.eq(inventory::available - quantity),
+        inventory::reserved.eq(inventory::reserved + quantity),
+        inventory::version.eq(inventory::version + 1),
+    ))
+}
+
+/// Reserved units become sold (an order was made).
+pub fn sell(product_id: &str, quantity: i32) -> impl Write {
+    diesel::update(inventory::table.find(product_id.to_owned()))
+        .set((inventory::reserved.eq(inventory::reserved - quantity), inventory::version.eq(inventory::version + 1)))
+}
+
+/// Units come back to available: from a reservation (`from_reserved`) or from a cancelled order.
+pub fn give_back(product_id: &str, quantity: i32, from_reserved: bool) -> impl Write {
+    let taken_from_reserved = if from_reserved { quantity } else { 0 };
+    diesel::update(inventory::table.find(product_id.to_owned())).set((
+        inventory::available.eq(inventory::available + quantity),
+        inventory::reserved.eq(inventory::reserved - taken_from_reserved),
+        inventory::version.eq(inventory::version + 1),
+    ))
+}

@@ -1,0 +1,92 @@
+//! The transactional outbox: events written with the change they describe, published after
+//! commit by the outbox worker.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use super::pool::{Conn, Queue, execute_batch, on_conn};
+use super::prepared::PrepareOnce;
+use super::schema::outbox;
+use super::{store_error, to_json};
+use crate::domain::events::CATALOG_TOPIC;
+use crate::ports::{Event, StoreResult};
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = outbox)]
+pub struct OutboxRow {
+    pub topic: String,
+    pub payload: String,
+    pub created_at: NaiveDateTime,
+}
+
+impl OutboxRow {
+    pub fn new<T: serde::Serialize>(topic: String, payload: &T, at: DateTime<Utc>) -> StoreResult<Self> {
+        Ok(Self { topic, payload: to_json(payload, "serializing an event")?, created_at: at.naive_utc() })
+    }
+
+    /// The event that tells search (on every instance) which products changed.
+    pub fn catalog(product_ids: &[String], at: DateTime<Utc>) -> StoreResult<Self> {
+        Self::new(CATALOG_TOPIC.to_owned(), &product_ids, at)
+    }
+}
+
+pub async fn insert(conn: &mut Conn<'_>, rows: Vec<OutboxRow>) -> StoreResult<()> {
+    conn.queued(Queue::Outbox);
+    execute_batch!(conn, diesel::insert_into(outbox::table).values(rows))
+        .map(drop)
+        .map_err(store_error("writing to the outbox"))
+}
+
+/// Whether any event waits to be published (one indexed look).
+pub async fn any_pending(conn: &mut Conn<'_>) -> StoreResult<bool> {
+    on_conn!(conn, c => diesel::select(diesel::dsl::exists(outbox::table.filter(outbox::published_at.is_null())))
+        .get_result(c)
+        .await)
+    .map_err(store_error("looking at the outbox"))
+}
+
+/// Marks up to `limit` of the oldest unpublished events as published and returns them, oldest
+/// first. Two dispatchers never claim the same event: the second one's UPDATE waits for the
+/// first one's row locks and then finds them published.
+pub async fn claim(conn: &mut Conn<'_>, limit: i64, now: DateTime<Utc>) -> StoreResult<Vec<Event>> {
+    let pending = diesel::alias!(outbox as pending);
+    let oldest = pending
+        .select(pending.field(outbox::id))
+        .filter(pending.field(outbox::published_at).is_null())
+        .order(pending.field(outbox::id))
+        .limit(limit);
+    let mut claimed: Vec<(i64, String, String)> = on_conn!(conn, c => diesel::update(outbox::table)
+        .filter(outbox::id.eq_any(oldest))
+        .filter(outbox::published_at.is_null())
+        .set(outbox::published_at.eq(now.naive_utc()))
+        .returning((outbox::id, outbox::topic, outbox::payload))
+        .prepared()
+        .get_results(c)
+        .await)
+    .map_err(store_error("claiming outbox events"))?;
+    claimed.sort_by_key(|(id, _, _)| *id);
+    Ok(claimed.into_iter().map(|(_, topic, payload)| Event { topic, payload }).collect())
+}
+
+pub async fn delete_published(conn: &mut Conn<'_>, before: DateTime<Utc>) -> StoreResult<u64> {
+    on_conn!(conn, c => diesel::delete(outbox::table.filter(outbox::published_at.lt(before.naive_utc())))
+        .execute(c)
+        .await)
+    .map(|n| n as u64)
+    .map_err(store_error("deleting published events"))
+}
+
+/// Products named by catalog events written since `since` (kept an hour after publishing).
+pub async fn products_changed_since(conn: &mut Conn<'_>, since: DateTime<Utc>) -> StoreResult<Vec<String>> {
+    let payloads: Vec<String> = on_conn!(conn, c => outbox::table
+        .filter(outbox::topic.eq(CATALOG_TOPIC))
+        .filter(outbox::created_at.ge(since.naive_utc()))
+        .select(outbox::payload)
+        .load(c)
+        .await)
+    .map_err(store_error("reading recent events"))?;
+    let ids: std::collections::BTreeSet<String> =
+        payloads.iter().filter_map(|p| serde_json::from_str::<Vec<String>>(p).ok()).flatten().collect();
+    Ok(ids.into_iter().collect())
+}

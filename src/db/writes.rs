@@ -1,0 +1,173 @@
+//! `Writes`: several writes that belong together, and the events they cause, sent as ONE
+//! statement on PostgreSQL (data-modifying CTEs) and run one after another on SQLite, inside the
+//! one blocking call that SQLite work gets anyway. A service uses it for the write step of its
+//! script, so that a change costs one round trip whatever it touches.
+//!
+//! PostgreSQL runs every member of one statement on the same snapshot: members must touch
+//! different rows, and none may depend on another's effect. Each member's rows-affected count
+//! comes back, so a conditional member (`UPDATE … WHERE available >= n`) can refuse the whole
+//! change by rolling the transaction back.
+
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::query_dsl::methods::ExecuteDsl;
+use diesel::sql_types::{Array, BigInt, Text, Timestamp};
+use diesel::{QueryResult, SqliteConnection};
+use diesel_async::RunQueryDsl;
+
+use super::outbox::OutboxRow;
+use super::pool::{Backend, Conn, Queue};
+use super::store_error;
+use crate::ports::StoreResult;
+
+/// A write statement that runs on both backends.
+pub trait Write: Send + Sync + 'static {
+    fn postgres(&self) -> &dyn QueryFragment<Pg>;
+    fn run_sqlite(self: Box<Self>, conn: &mut SqliteConnection) -> QueryResult<usize>;
+}
+
+impl<T> Write for T
+where
+    T: QueryFragment<Pg> + ExecuteDsl<SqliteConnection> + Send + Sync + 'static,
+{
+    fn postgres(&self) -> &dyn QueryFragment<Pg> {
+        self
+    }
+
+    fn run_sqlite(self: Box<Self>, conn: &mut SqliteConnection) -> QueryResult<usize> {
+        ExecuteDsl::execute(*self, conn)
+    }
+}
+
+/// Writes and their events. The events are written only if the first write changed a row: the
+/// first write is the change the events announce.
+pub struct Writes {
+    writes: Vec<Box<dyn Write>>,
+    events: Vec<OutboxRow>,
+    queues: Vec<Queue>,
+}
+
+impl Writes {
+    pub fn new(first: impl Write) -> Self {
+        Self::of(Box::new(first))
+    }
+
+    pub fn of(first: Box<dyn Write>) -> Self {
+        Self { writes: vec![first], events: Vec::new(), queues: Vec::new() }
+    }
+
+    pub fn and(self, write: impl Write) -> Self {
+        self.and_boxed(Box::new(write))
+    }
+
+    pub fn and_boxed(mut self, write: Box<dyn Write>) -> Self {
+        self.writes.push(write);
+        self
+    }
+
+    /// Notes that these writes give `queue` work (see `Conn::queued`).
+    pub fn wakes(mut self, queue: Queue) -> Self {
+        self.queues.push(queue);
+        self
+    }
+
+    pub fn event(mut self, event: OutboxRow) -> Self {
+        self.events.push(event);
+        self
+    }
+
+    pub fn events(mut self, events: impl IntoIterator<Item = OutboxRow>) -> Self {
+        self.events.extend(events);
+        self
+    }
+
+    /// Runs them; returns the rows each write changed, in order.
+    pub async fn run(self, conn: &mut Conn<'_>, operation: &'static str) -> StoreResult<Vec<usize>> {
+        if !self.events.is_empty() {
+            conn.queued(Queue::Outbox);
+        }
+        for queue in &self.queues {
+            conn.queued(*queue);
+        }
+        let counts = match &mut conn.backend {
+            Backend::Postgres(pg) => {
+                let counts: Vec<i64> =
+                    RunQueryDsl::get_result(PgWrites { writes: &self.writes, events: &self.events }, &mut **pg)
+                        .await
+                        .map_err(store_error(operation))?;
+                counts.into_iter().map(|n| usize::try_from(n).unwrap_or_default()).collect()
+            }
+            Backend::Sqlite(sqlite) => {
+                let Writes { writes, events, .. } = self;
+                sqlite
+                    .spawn_blocking(move |sync| {
+                        let counts =
+                            writes.into_iter().map(|write| write.run_sqlite(sync)).collect::<QueryResult<Vec<_>>>()?;
+                        if matches!(counts.as_slice(), [first, ..] if *first > 0) && !events.is_empty() {
+                            ExecuteDsl::execute(
+                                diesel::insert_into(super::schema::outbox::table).values(events),
+                                sync,
+                            )?;
+                        }
+                        Ok(counts)
+                    })
+                    .await
+                    .map_err(store_error(operation))?
+            }
+        };
+        Ok(counts)
+    }
+}
+
+/// `WITH w0 AS (… RETURNING 1), …, e0 AS (INSERT INTO outbox … WHERE EXISTS w0) SELECT
+/// ARRAY[count(w0), …]`: every write and event in one statement.
+struct PgWrites<'a> {
+    writes: &'a [Box<dyn Write>],
+    events: &'a [OutboxRow],
+}
+
+impl QueryFragment<Pg> for PgWrites<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("WITH ");
+        for (i, write) in self.writes.iter().enumerate() {
+            if i > 0 {
+                out.push_sql(", ");
+            }
+            out.push_sql(&format!("w{i} AS ("));
+            write.postgres().walk_ast(out.reborrow())?;
+            out.push_sql(" RETURNING 1)");
+        }
+        for (i, event) in self.events.iter().enumerate() {
+            out.push_sql(&format!(", e{i} AS (INSERT INTO outbox (topic, payload, created_at) SELECT "));
+            out.push_bind_param::<Text, _>(&event.topic)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(&event.payload)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Timestamp, _>(&event.created_at)?;
+            out.push_sql(" WHERE EXISTS (SELECT 1 FROM w0))");
+        }
+        out.push_sql(" SELECT ARRAY[");
+        for i in 0..self.writes.len() {
+            if i > 0 {
+                out.push_sql(", ");
+            }
+            out.push_sql(&format!("(SELECT count(*) FROM w{i})"));
+        }
+        out.push_sql("]::bigint[]");
+        Ok(())
+    }
+
+    /// The SQL text names the shape (which writes, how many events); it is the cache key.
+    fn is_safe_to_cache_prepared(&self, _backend: &Pg) -> QueryResult<bool> {
+        Ok(true)
+    }
+}
+
+impl QueryId for PgWrites<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for PgWrites<'_> {
+    type SqlType = Array<BigInt>;
+}

@@ -1,0 +1,82 @@
+//! Counts each request's store statements under its root field (`addCartItem`), so that
+//! `shop_store_statements_total{scope}` shows what every operation costs (the statement-budget
+//! test reads it). A request with several root fields counts under `multiple`.
+
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError};
+
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery};
+use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, Selection};
+use async_graphql::{Response, ServerResult, Variables};
+
+use crate::db::scoped;
+
+pub struct StatementScope;
+
+impl ExtensionFactory for StatementScope {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(RequestScope::default())
+    }
+}
+
+#[derive(Default)]
+struct RequestScope(OnceLock<&'static str>);
+
+#[async_trait::async_trait]
+impl Extension for RequestScope {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let document = next.run(ctx, query, variables).await?;
+        let _ = self.0.set(root_field(&document));
+        Ok(document)
+    }
+
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        match self.0.get() {
+            Some(scope) => scoped(scope, next.run(ctx, operation_name)).await,
+            None => next.run(ctx, operation_name).await,
+        }
+    }
+}
+
+/// The one root field the document's (first) operation selects, or `multiple`.
+fn root_field(document: &ExecutableDocument) -> &'static str {
+    let operation = match &document.operations {
+        DocumentOperations::Single(operation) => Some(operation),
+        DocumentOperations::Multiple(operations) => operations.values().next(),
+    };
+    let mut names =
+        operation.into_iter().flat_map(|op| &op.node.selection_set.node.items).map(|item| match &item.node {
+            Selection::Field(field) => Some(field.node.name.node.as_str()),
+            Selection::FragmentSpread(_) | Selection::InlineFragment(_) => None,
+        });
+    match (names.next(), names.next()) {
+        (Some(Some(name)), None) => interned(name),
+        _ => "multiple",
+    }
+}
+
+/// Field names live as long as the process; validation has already refused unknown ones, so
+/// there are only as many as the schema has.
+fn interned(name: &str) -> &'static str {
+    static NAMES: LazyLock<Mutex<HashSet<&'static str>>> = LazyLock::new(Mutex::default);
+    let mut names = NAMES.lock().unwrap_or_else(PoisonError::into_inner);
+    match names.get(name) {
+        Some(known) => known,
+        None => {
+            let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+            names.insert(leaked);
+            leaked
+        }
+    }
+}

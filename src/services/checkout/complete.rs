@@ -1,0 +1,276 @@
+//! After the claim: the charge, the order (one write with everything it changes), the
+//! compensation of a charge that could not become an order, and recovery of sagas a crash left
+//! CHARGING.
+
+use chrono::{DateTime, Utc};
+
+use super::{CheckoutResult, CheckoutService, new_id, return_stock};
+use crate::db::outbox::OutboxRow;
+use crate::db::{Writes, carts, checkout, inventory, notifications, orders, payments};
+use crate::domain::cart::rules::without_bought;
+use crate::domain::checkout::{CheckoutError, CheckoutStatus, Saga, SagaStep};
+use crate::domain::events::order_topic;
+use crate::domain::notify::{self, Notification};
+use crate::domain::orders::{Order, OrderStatus, PlacedOrder};
+use crate::domain::payments::{self as payment_rules, Payment, PaymentStatus};
+use crate::ports::{ChargeRequest, GatewayError};
+use crate::services::orders::recipient_of;
+
+impl CheckoutService {
+    /// Finishes sagas a crash or a hung gateway left CHARGING: the charge is asked again with
+    /// the same idempotency key (so it happens at most once) and the saga completes or fails.
+    pub async fn recover(&self, updated_before: DateTime<Utc>) -> CheckoutResult<usize> {
+        let stuck =
+            self.db.with_conn(async |c| payments::sagas_in_step(c, SagaStep::Charging, updated_before).await).await?;
+        let mut recovered = 0;
+        for saga in stuck {
+            tracing::info!(saga = %saga.id, "resuming an unfinished checkout");
+            match self.resume(&saga).await {
+                Ok(()) => recovered += 1,
+                Err(err) => tracing::warn!(saga = %saga.id, error = %err, "resuming a checkout failed"),
+            }
+        }
+        Ok(recovered)
+    }
+
+    async fn resume(&self, saga: &Saga) -> CheckoutResult<()> {
+        let (payment, session, recipient) = self
+            .db
+            .with_conn(async |c| {
+                Ok::<_, CheckoutError>((
+                    payments::latest_payment(c, &saga.id).await?,
+                    checkout::by_id(c, &saga.request.session_id).await?,
+                    recipient_of(c, &saga.owner).await?,
+                ))
+            })
+            .await?;
+        let Some(session) = session else {
+            return Err(CheckoutError::NotFound(format!("checkout session {}", saga.request.session_id)));
+        };
+        let payment = match payment {
+            Some(payment) if payment.status == PaymentStatus::Processing => payment,
+            // Claimed but never charged (or a held order never written): let it go.
+            other => {
+                return self.fail(saga, other.as_ref().map(|p| p.id.as_str()), "interrupted before charging").await;
+            }
+        };
+        let now = self.clock.now();
+        let totals = self.rules.pricing.price(&session.lines, &saga.request.shipping_address.country)?;
+        let placed = PlacedOrder {
+            id: new_id("ord"),
+            owner: saga.owner.clone(),
+            lines: session.lines.clone(),
+            totals,
+            shipping_address: saga.request.shipping_address.clone(),
+            session_id: session.id.clone(),
+            saga_id: saga.id.clone(),
+            created_at: now,
+        };
+        match self.charge_and_finish(saga, payment, placed, Some(&recipient)).await {
+            Ok(_) | Err(CheckoutError::PaymentDeclined(_) | CheckoutError::InvalidInput { .. }) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    pub(super) async fn charge_and_finish(
+        &self,
+        saga: &Saga,
+        payment: Payment,
+        placed: PlacedOrder,
+        recipient: Option<&str>,
+    ) -> CheckoutResult<Order> {
+        let request = ChargeRequest {
+            amount: payment.amount.clone(),
+            payment_method: payment.payment_method.clone(),
+            idempotency_key: payment.idempotency_key.clone(),
+            description: format!("order for checkout {}", placed.session_id),
+        };
+        match self.rules.retry.charge(self.gateway.as_ref(), &request).await {
+            Ok(charge) => {
+                if self.rules.abort_after_charge {
+                    tracing::error!(saga = %saga.id, "fault injection: aborting right after the charge");
+                    std::process::abort();
+                }
+                match self.finish(saga, Some((payment.id.clone(), charge.reference.clone())), placed, recipient).await {
+                    Ok(order) => Ok(order),
+                    Err(err) => {
+                        tracing::error!(saga = %saga.id, error = %err, "order not created after a charge; refunding");
+                        self.compensate(saga, &payment, &charge.reference, &err.to_string()).await;
+                        Err(err)
+                    }
+                }
+            }
+            // Perhaps charged: the saga stays CHARGING and recovery asks again with the same key.
+            Err(GatewayError::Unavailable(reason)) => {
+                tracing::warn!(saga = %saga.id, %reason, "payment outcome unknown; recovery will settle it");
+                Err(CheckoutError::PaymentInProgress)
+            }
+            Err(err) => {
+                self.fail(saga, Some(&payment.id), &err.to_string()).await?;
+                Err(match err {
+                    GatewayError::Declined(reason) => CheckoutError::PaymentDeclined(reason),
+                    GatewayError::UnknownPaymentMethod(method) => {
+                        CheckoutError::invalid("paymentMethodId", format!("unknown payment method `{method}`"))
+                    }
+                    GatewayError::Transient(reason) => CheckoutError::PaymentDeclined(format!(
+                        "the payment processor is unavailable ({reason}); nothing was charged, please try again"
+                    )),
+                    GatewayError::Failed(reason) | GatewayError::Unavailable(reason) => CheckoutError::Gateway(reason),
+                })
+            }
+        }
+    }
+
+    /// The attempt failed: the payment and saga become FAILED and the session is free again,
+    /// in one write.
+    async fn fail(&self, saga: &Saga, payment_id: Option<&str>, failure: &str) -> CheckoutResult<()> {
+        let now = self.clock.now();
+        let mut writes = Writes::new(payments::advance_saga(
+            &saga.id,
+            SagaStep::Charging,
+            SagaStep::Failed,
+            None,
+            Some(failure),
+            now,
+        ))
+        .and(checkout::free(&saga.request.session_id, &saga.id, now));
+        if let Some(payment_id) = payment_id {
+            writes = writes.and(payments::set_payment_status(payment_id, PaymentStatus::Failed, Some(failure), now));
+        }
+        self.db.atomically(async |c| writes.run(c, "recording a failed payment").await).await?;
+        Ok(())
+    }
+
+    /// Creates the order (paid, or held for review when there is no charge): in one write the
+    /// saga completes, the payment, the order and its first event are recorded, the reserved
+    /// units become sold, the session completes, the bought lines leave the cart, and the
+    /// confirmation and events are queued.
+    pub(super) async fn finish(
+        &self,
+        saga: &Saga,
+        charge: Option<(String, String)>,
+        placed: PlacedOrder,
+        recipient: Option<&str>,
+    ) -> CheckoutResult<Order> {
+        let status = if charge.is_some() { OrderStatus::Paid } else { OrderStatus::PendingPayment };
+        let step = if charge.is_some() { SagaStep::Completed } else { SagaStep::Review };
+        let notification = charge.as_ref().map(|_| confirmation(&placed, recipient));
+        let first = Order::placed_event(placed.clone(), status, charge.as_ref().map(|(id, _)| id.clone()));
+        let order = Order::replay(std::slice::from_ref(&first))
+            .ok_or_else(|| CheckoutError::Conflict("an order needs its PLACED event".to_owned()))?;
+        let now = self.clock.now();
+        let owner = &placed.owner;
+        let outcome = self
+            .db
+            .transaction(async |c| {
+                // Cart first: the lock order of checkout and cart changes (then stock rows).
+                let cart = carts::lock(c, owner).await?;
+                let mut writes = Writes::new(payments::advance_saga(
+                    &saga.id,
+                    SagaStep::Charging,
+                    step,
+                    Some(&placed.id),
+                    None,
+                    now,
+                ))
+                .and(orders::insert(&order)?)
+                .and(orders::append(&first)?)
+                .and(checkout::set_status(&placed.session_id, CheckoutStatus::Completed, now));
+                if let Some((payment_id, reference)) = &charge {
+                    writes = writes.and(payments::complete_payment(payment_id, reference, now));
+                }
+                for line in &placed.lines {
+                    writes = writes.and(inventory::sell(&line.product_id, line.quantity));
+                }
+                let mut cart_after = None;
+                if let Some(cart) = cart {
+                    let remaining = without_bought(&cart.lines, &placed.lines);
+                    if remaining != cart.lines {
+                        let changed = cart.changed(remaining, now, cart.expires_at);
+                        let (write, event) = carts::save(&changed)?;
+                        writes = writes.and_boxed(write).event(event);
+                        cart_after = Some(changed);
+                    }
+                }
+                if let Some(notification) = &notification {
+                    writes = notifications::queue(writes, notification, now);
+                }
+                let event = OutboxRow::new(order_topic(owner), &first, now)?;
+                let changed = writes.event(event).run(c, "creating an order").await?;
+                if changed[0] == 0 {
+                    // The saga is no longer CHARGING: another request (or recovery) made the
+                    // order. Nothing of this one may stay.
+                    return Err(CheckoutError::PaymentInProgress);
+                }
+                Ok(cart_after)
+            })
+            .await;
+        match outcome {
+            Ok(cart_after) => {
+                if let Some(cart) = cart_after {
+                    self.carts.remember(&cart).await;
+                }
+                Ok(order)
+            }
+            Err(CheckoutError::PaymentInProgress) => {
+                let saga =
+                    self.db.with_conn(async |c| payments::saga_by_key(c, owner, &saga.idempotency_key).await).await?;
+                match saga.and_then(|s| s.order_id) {
+                    Some(order_id) => self.order(&order_id).await,
+                    None => Err(CheckoutError::PaymentInProgress),
+                }
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Refunds a charge whose order could not be made; its units go back and the session
+    /// FAILS. If the refund fails, the saga stays CHARGING and recovery tries the whole step
+    /// again.
+    async fn compensate(&self, saga: &Saga, payment: &Payment, reference: &str, failure: &str) {
+        if let Err(err) = self.gateway.refund(reference, &payment_rules::refund_key(&payment.idempotency_key)).await {
+            tracing::error!(saga = %saga.id, error = %err, "refund failed; recovery will retry");
+            return;
+        }
+        let now = self.clock.now();
+        let recorded = self
+            .db
+            .transaction(async |c| {
+                let compensated = Writes::new(payments::advance_saga(
+                    &saga.id,
+                    SagaStep::Charging,
+                    SagaStep::Compensated,
+                    None,
+                    Some(failure),
+                    now,
+                ))
+                .and(payments::set_payment_status(&payment.id, PaymentStatus::Refunded, Some(failure), now))
+                .run(c, "recording a refund")
+                .await?;
+                if compensated[0] > 0
+                    && let Some(session) =
+                        checkout::close(c, &saga.request.session_id, CheckoutStatus::Failed, Some(&saga.id), now)
+                            .await?
+                {
+                    return_stock(c, &session.lines, true, now).await?;
+                }
+                Ok::<_, CheckoutError>(())
+            })
+            .await;
+        if let Err(err) = recorded {
+            tracing::error!(saga = %saga.id, error = %err, "recording a compensation failed");
+        }
+    }
+
+    pub(super) async fn order(&self, id: &str) -> CheckoutResult<Order> {
+        self.db
+            .with_conn(async |c| orders::by_ids(c, &[id.to_owned()]).await)
+            .await?
+            .pop()
+            .ok_or_else(|| CheckoutError::NotFound(format!("order {id}")))
+    }
+}
+
+fn confirmation(placed: &PlacedOrder, recipient: Option<&str>) -> Notification {
+    notify::confirmation(placed, recipient.unwrap_or(notify::GUEST_RECIPIENT), new_id("ntf"))
+}

@@ -1,0 +1,116 @@
+//! Background work under one supervisor: each worker runs in its own task, named for the
+//! statement metric (`worker:<name>`), restarted if it panics, and stopped through one
+//! cancellation token. A worker finishes the item it is on before it stops; `Workers::stop`
+//! waits for that, up to a deadline.
+//!
+//! Work written in a transaction wakes its worker through the pool (`db::Queue`), so services
+//! never wake workers themselves.
+
+mod catalog_setup;
+mod notifications;
+mod outbox;
+mod search;
+mod sweeper;
+
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::app::AppContext;
+use crate::db::scoped;
+
+pub use outbox::dispatch_pending;
+
+/// How long a worker that panicked waits before it starts again.
+const RESTART_DELAY: Duration = Duration::from_secs(1);
+
+pub struct Workers {
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Workers {
+    /// Starts every worker of the app.
+    pub fn start(app: &AppContext) -> Self {
+        let workers = Workers { cancel: CancellationToken::new(), tracker: TaskTracker::new() };
+        workers.supervise("worker:outbox", app, outbox::run);
+        workers.supervise("worker:notifications", app, notifications::run);
+        workers.supervise("worker:sweeper", app, sweeper::run);
+        workers.supervise("worker:search-follower", app, search::follow_catalog);
+        workers.supervise("worker:search-replacements", app, search::follow_replacements);
+        workers.once("worker:catalog-setup", catalog_setup::run(app.clone()));
+        workers
+    }
+
+    /// Asks every worker to stop and waits until each has finished its current item, or until
+    /// `deadline` passes (then the rest are left to the runtime's shutdown).
+    pub async fn stop(self, deadline: Duration) {
+        self.cancel.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(deadline, self.tracker.wait()).await.is_err() {
+            tracing::warn!(?deadline, "background workers did not finish in time");
+        }
+    }
+
+    /// Runs `worker(app, cancel)` until cancelled, starting it again if it panics. `name` is also
+    /// the scope its statements are counted under.
+    fn supervise<F, W>(&self, name: &'static str, app: &AppContext, worker: W)
+    where
+        W: Fn(AppContext, CancellationToken) -> F + Send + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let (app, cancel) = (app.clone(), self.cancel.clone());
+        self.tracker.spawn(async move {
+            while !cancel.is_cancelled() {
+                let run = tokio::spawn(scoped(name, worker(app.clone(), cancel.clone())));
+                if let Err(err) = run.await {
+                    tracing::error!(worker = name, error = %err, "background worker failed; restarting it");
+                    tokio::time::sleep(RESTART_DELAY).await;
+                }
+            }
+        });
+    }
+
+    /// Runs one-off start-up work; cancelling drops it where it stands.
+    fn once(&self, name: &'static str, work: impl Future<Output = ()> + Send + 'static) {
+        let cancel = self.cancel.clone();
+        self.tracker.spawn(scoped(name, async move {
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                () = work => {}
+            }
+        }));
+    }
+}
+
+/// Why a worker's next round starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Round {
+    /// A committed write handed it work.
+    Woken,
+    /// Its period passed without a wake-up.
+    Timer,
+}
+
+/// Waits until `wake` is notified or `period` passes; `None` when the worker is cancelled
+/// meanwhile (then it stops before its next item).
+async fn next_round(cancel: &CancellationToken, wake: Option<&Notify>, period: Duration) -> Option<Round> {
+    let woken = async {
+        match wake {
+            Some(wake) => match tokio::time::timeout(period, wake.notified()).await {
+                Ok(()) => Round::Woken,
+                Err(_) => Round::Timer,
+            },
+            None => {
+                tokio::time::sleep(period).await;
+                Round::Timer
+            }
+        }
+    };
+    tokio::select! {
+        () = cancel.cancelled() => None,
+        round = woken => Some(round),
+    }
+}

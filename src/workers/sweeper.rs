@@ -1,0 +1,40 @@
+//! Every `sweep_interval`: returns expired reservations' stock, resumes checkouts a crash or a
+//! hung gateway left CHARGING, deletes expired carts and old published events.
+
+use tokio_util::sync::CancellationToken;
+
+use super::next_round;
+use crate::app::AppContext;
+use crate::db::outbox;
+
+/// A checkout still CHARGING after this long has lost its request (a crash, a hung gateway).
+const STUCK_CHECKOUT: chrono::Duration = chrono::Duration::minutes(2);
+/// Published events are kept this long (search catches up on rebuilds from them).
+const PUBLISHED_RETENTION: chrono::Duration = chrono::Duration::hours(1);
+
+pub async fn run(app: AppContext, cancel: CancellationToken) {
+    let period = app.config.sweep_interval.to_std().unwrap_or(std::time::Duration::from_secs(60));
+    while next_round(&cancel, None, period).await.is_some() {
+        sweep(&app).await;
+    }
+}
+
+async fn sweep(app: &AppContext) {
+    match app.checkout.expire_due().await {
+        Ok(0) => {}
+        Ok(expired) => tracing::info!(expired, "expired checkout reservations returned to stock"),
+        Err(err) => tracing::warn!(error = %err, "expiring reservations failed"),
+    }
+    if let Err(err) = app.checkout.recover(app.clock.now() - STUCK_CHECKOUT).await {
+        tracing::warn!(error = %err, "resuming stuck checkouts failed");
+    }
+    match app.carts.sweep_expired().await {
+        Ok(0) => {}
+        Ok(deleted) => tracing::info!(deleted, "expired carts deleted"),
+        Err(err) => tracing::warn!(error = %err, "sweeping carts failed"),
+    }
+    let published_before = app.clock.now() - PUBLISHED_RETENTION;
+    if let Err(err) = app.db.with_conn(async |c| outbox::delete_published(c, published_before).await).await {
+        tracing::warn!(error = %err, "cleaning the outbox failed");
+    }
+}

@@ -33,15 +33,17 @@ impl TryFrom<CategoryRow> for Category {
     }
 }
 
-impl From<&Category> for CategoryRow {
-    fn from(c: &Category) -> Self {
-        CategoryRow {
+impl TryFrom<&Category> for CategoryRow {
+    type Error = StoreError;
+
+    fn try_from(c: &Category) -> StoreResult<Self> {
+        Ok(CategoryRow {
             id: c.id.clone(),
             name: c.name.clone(),
             parent_id: c.parent_id.clone(),
             path: c.path.clone(),
             depth: c.depth,
-        }
+        })
     }
 }
 
@@ -171,7 +173,7 @@ pub async fn root_categories(conn: &mut Conn<'_>) -> StoreResult<Vec<Category>> 
 /// the path, so a category another writer is inserting meanwhile may collide on either unique
 /// index; both are left to it.
 pub async fn insert_missing_categories(conn: &mut Conn<'_>, categories: &[Category]) -> StoreResult<()> {
-    let rows: Vec<CategoryRow> = categories.iter().map(CategoryRow::from).collect();
+    let rows = categories.iter().map(CategoryRow::try_from).collect::<StoreResult<Vec<_>>>()?;
     for chunk in rows.chunks(INSERT_CHUNK) {
         execute_batch!(conn, diesel::insert_into(categories::table).values(chunk.to_vec()).on_conflict_do_nothing())
             .map_err(store_error("inserting categories"))?;

@@ -127,9 +127,6 @@ impl Conn<'_> {
         self.queued.fetch_or(queue as u8, Ordering::Relaxed);
     }
 
-    pub fn is_postgres(&self) -> bool {
-        matches!(self.backend, Backend::Postgres(_))
-    }
 }
 
 /// Runs `$body` with `$c` bound to the concrete connection inside a `&mut Conn`. UPDATEs end in
@@ -292,6 +289,30 @@ impl Pool {
         T: Send,
         E: From<StoreError> + From<diesel::result::Error> + Send,
     {
+        self.run_transaction(f, false).await
+    }
+
+    /// A transaction that must survive a power cut once committed: the money path (a payment
+    /// claimed before the gateway is called, an order made after it). PostgreSQL commits every
+    /// transaction so; SQLite, which otherwise syncs its log only at checkpoints
+    /// (`synchronous = NORMAL`), syncs it at this commit (`FULL`).
+    pub async fn durable_transaction<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        for<'r, 's> F:
+            AsyncFnOnce(&'r mut Conn<'s>) -> Result<T, E> + AsyncFunc<&'r mut Conn<'s>, Result<T, E>, Fut: Send> + Send,
+        T: Send,
+        E: From<StoreError> + From<diesel::result::Error> + Send,
+    {
+        self.run_transaction(f, true).await
+    }
+
+    async fn run_transaction<T, E, F>(&self, f: F, durable: bool) -> Result<T, E>
+    where
+        for<'r, 's> F:
+            AsyncFnOnce(&'r mut Conn<'s>) -> Result<T, E> + AsyncFunc<&'r mut Conn<'s>, Result<T, E>, Fut: Send> + Send,
+        T: Send,
+        E: From<StoreError> + From<diesel::result::Error> + Send,
+    {
         let queued = AtomicU8::new(0);
         let outcome = match &self.backend {
             Backends::Postgres(pool) => {
@@ -301,8 +322,19 @@ impl Pool {
             Backends::Sqlite { pool, writer } => {
                 let _write_lock = writer.lock().await;
                 let mut obj = checkout(pool).await?;
-                blocking(obj.transaction(async |c| f(&mut Conn { backend: Backend::Sqlite(c), queued: &queued }).await))
-                    .await
+                blocking(async {
+                    if durable {
+                        obj.batch_execute("PRAGMA synchronous = FULL").await?;
+                    }
+                    let outcome = obj
+                        .transaction(async |c| f(&mut Conn { backend: Backend::Sqlite(c), queued: &queued }).await)
+                        .await;
+                    if durable {
+                        obj.batch_execute("PRAGMA synchronous = NORMAL").await?;
+                    }
+                    outcome
+                })
+                .await
             }
         };
         if outcome.is_ok() {
@@ -386,12 +418,13 @@ impl Instrumentation for QueryCounter {
     }
 }
 
-/// WAL lets readers run beside the writer; the busy timeout covers other processes (the CLI)
-/// writing to the same file. `synchronous = FULL` syncs the log at every commit, so a paid
-/// order survives a power cut (NORMAL could lose the last commits).
+/// WAL lets readers run beside the writer; the busy timeout (set first, since switching the
+/// journal mode needs the lock too) covers other processes and pools writing to the same file.
+/// `synchronous = NORMAL` syncs the log at checkpoints: a power cut may lose the last commits,
+/// never the file; the money path commits with FULL (`Pool::durable_transaction`).
 async fn prepare_sqlite(mut conn: SqliteConn) -> ConnectionResult<SqliteConn> {
     conn.batch_execute(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+        "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
     )
     .await
     .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;

@@ -39,16 +39,18 @@ impl TryFrom<UserRow> for User {
     }
 }
 
-impl From<&User> for UserRow {
-    fn from(u: &User) -> Self {
-        UserRow {
+impl TryFrom<&User> for UserRow {
+    type Error = StoreError;
+
+    fn try_from(u: &User) -> StoreResult<Self> {
+        Ok(UserRow {
             id: u.id.clone(),
             email: u.email.clone(),
             name: u.name.clone(),
             password_hash: u.password_hash.clone(),
             is_admin: u.is_admin,
             created_at: u.created_at.naive_utc(),
-        }
+        })
     }
 }
 
@@ -62,21 +64,23 @@ pub struct RefreshTokenRow {
     pub created_at: NaiveDateTime,
 }
 
-impl From<&NewRefreshToken> for RefreshTokenRow {
-    fn from(t: &NewRefreshToken) -> Self {
-        RefreshTokenRow {
+impl TryFrom<&NewRefreshToken> for RefreshTokenRow {
+    type Error = StoreError;
+
+    fn try_from(t: &NewRefreshToken) -> StoreResult<Self> {
+        Ok(RefreshTokenRow {
             token_hash: t.token_hash.clone(),
             user_id: t.user_id.clone(),
             family_id: t.family_id.clone(),
             expires_at: t.expires_at.naive_utc(),
             created_at: t.created_at.naive_utc(),
-        }
+        })
     }
 }
 
 /// Fails with `StoreError::Conflict` when the email is taken.
 pub async fn insert_user(conn: &mut Conn<'_>, user: &User) -> StoreResult<User> {
-    let row = UserRow::from(user);
+    let row = UserRow::try_from(user)?;
     let row: UserRow = on_conn!(conn, c => diesel::insert_into(users::table)
         .values(&row)
         .returning(UserRow::as_returning())
@@ -113,7 +117,7 @@ pub async fn user_by_id(conn: &mut Conn<'_>, id: &str) -> StoreResult<Option<Use
 
 /// Creates the admin or promotes and re-keys an existing account of that email.
 pub async fn upsert_admin(conn: &mut Conn<'_>, user: &User) -> StoreResult<User> {
-    let row = UserRow::from(user);
+    let row = UserRow::try_from(user)?;
     let row: UserRow = on_conn!(conn, c => diesel::insert_into(users::table)
         .values(&row)
         .on_conflict(users::email)
@@ -127,7 +131,7 @@ pub async fn upsert_admin(conn: &mut Conn<'_>, user: &User) -> StoreResult<User>
 }
 
 pub async fn insert_refresh_token(conn: &mut Conn<'_>, token: &NewRefreshToken) -> StoreResult<()> {
-    let row = RefreshTokenRow::from(token);
+    let row = RefreshTokenRow::try_from(token)?;
     on_conn!(conn, c => diesel::insert_into(refresh_tokens::table).values(&row).execute(c).await)
         .map(drop)
         .map_err(store_error("inserting a refresh token"))

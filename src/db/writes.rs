@@ -103,11 +103,13 @@ impl Writes {
                     .spawn_blocking(move |sync| {
                         let counts =
                             writes.into_iter().map(|write| write.run_sqlite(sync)).collect::<QueryResult<Vec<_>>>()?;
-                        if matches!(counts.as_slice(), [first, ..] if *first > 0) && !events.is_empty() {
-                            ExecuteDsl::execute(
-                                diesel::insert_into(super::schema::outbox::table).values(events),
-                                sync,
-                            )?;
+                        if matches!(counts.as_slice(), [first, ..] if *first > 0) {
+                            // One row at a time: diesel wraps a multi-row INSERT on SQLite in a
+                            // savepoint, two statements more than the one or two events cost.
+                            for event in events {
+                                let insert = diesel::insert_into(super::schema::outbox::table).values(event);
+                                ExecuteDsl::execute(insert, sync)?;
+                            }
                         }
                         Ok(counts)
                     })

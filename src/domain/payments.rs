@@ -85,3 +85,15 @@ impl RetryPolicy {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_attempt_and_its_refund_have_keys_of_their_own() {
+        assert_eq!(attempt_key("saga-1", 1), "saga-1:1");
+        assert_ne!(attempt_key("saga-1", 1), attempt_key("saga-1", 2), "a retry after a decline is a new charge");
+        assert_eq!(refund_key(&attempt_key("saga-1", 2)), "refund:saga-1:2");
+    }
+}

@@ -186,8 +186,13 @@ impl CartService {
 
     /// Keeps a cart another service changed (checkout takes the bought lines) in the cache.
     pub async fn remember(&self, cart: &Cart) {
-        let Ok(json) = serde_json::to_string(cart) else { return };
-        if let Err(err) = self.cache.put_versioned(&cache_key(&cart.owner), cart.version, &json, CACHE_TTL).await {
+        if let Ok(json) = serde_json::to_string(cart) {
+            self.cache_json(cart, &json).await;
+        }
+    }
+
+    async fn cache_json(&self, cart: &Cart, json: &str) {
+        if let Err(err) = self.cache.put_versioned(&cache_key(&cart.owner), cart.version, json, CACHE_TTL).await {
             tracing::warn!(error = %err, "cart cache unavailable; the store stays the source of truth");
         }
     }
@@ -250,13 +255,15 @@ impl CartService {
             let Some(lines) = decide(&cart, offer.as_ref(), now)? else { return Ok(cart) };
             let changed = cart.changed(lines, now, self.expiry(shopper, now));
             let (write, event) = carts::save(&changed)?;
+            // The event is the cart as the cache keeps it: serialized once.
+            let json = event.payload.clone();
             let saved = self
                 .db
                 .atomically(async |c| Writes::of(write).event(event).run(c, "changing a cart").await)
                 .await
                 .map_err(CartError::Store)?;
             if saved.first().is_some_and(|&n| n > 0) {
-                self.remember(&changed).await;
+                self.cache_json(&changed, &json).await;
                 return Ok(changed);
             }
             cart = self.reload(shopper).await?;

@@ -180,7 +180,7 @@ impl OrderService {
         let event = order.next_event(status, payment.as_ref().map(|(id, _, _)| id.clone()), now);
         let owner = &order.placed.owner;
         self.db
-            .transaction(async |c| {
+            .durable_transaction(async |c| {
                 let advance = match &event.data.payment_id {
                     Some(payment_id) => Writes::new(orders::advance_paid(&event, payment_id)),
                     None => Writes::new(orders::advance(&event)),
@@ -216,7 +216,7 @@ impl OrderService {
         let now = self.clock.now();
         let payment = self
             .db
-            .transaction(async |c| {
+            .durable_transaction(async |c| {
                 if let Some(unfinished) = payments::latest_payment(c, saga_id).await?
                     && unfinished.status == PaymentStatus::Processing
                 {

@@ -1,8 +1,9 @@
 //! What each step of a purchase costs the store, read from `shop_store_statements_total`, which
 //! counts every statement under the GraphQL root field (or background worker) that sent it.
 //! PostgreSQL's budgets are the write path's targets; SQLite runs the same scripts with a few
-//! more statements (no multi-statement writes, explicit transactions) inside one blocking call
-//! per transaction, and its counts are pinned so that they cannot grow unnoticed.
+//! more statements (writes one by one, explicit transactions, and `PRAGMA synchronous` around
+//! the money path's durable commits) inside one blocking call per transaction, and its counts
+//! are pinned so that they cannot grow unnoticed.
 
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ struct Budget {
 fn budget(backend: Backend) -> Budget {
     match backend {
         Backend::Postgres => Budget { add: 4.0, update: 4.0, initiate: 6.0, place: 12.0, background: 6.0 },
-        Backend::Sqlite => Budget { add: 8.0, update: 7.0, initiate: 10.0, place: 23.0, background: 6.0 },
+        Backend::Sqlite => Budget { add: 6.0, update: 5.0, initiate: 8.0, place: 25.0, background: 6.0 },
     }
 }
 

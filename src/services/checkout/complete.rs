@@ -162,7 +162,7 @@ impl CheckoutService {
         let owner = &placed.owner;
         let outcome = self
             .db
-            .transaction(async |c| {
+            .durable_transaction(async |c| {
                 // Cart first: the lock order of checkout and cart changes (then stock rows).
                 let cart = carts::lock(c, owner).await?;
                 let mut writes = Writes::new(payments::advance_saga(
@@ -235,7 +235,7 @@ impl CheckoutService {
         let now = self.clock.now();
         let recorded = self
             .db
-            .transaction(async |c| {
+            .durable_transaction(async |c| {
                 let compensated = Writes::new(payments::advance_saga(
                     &saga.id,
                     SagaStep::Charging,

@@ -90,10 +90,6 @@ impl CheckoutService {
         Self { db, carts, gateway, clock, rules }
     }
 
-    pub fn clock(&self) -> &Arc<dyn Clock> {
-        &self.clock
-    }
-
     /// Reserves every line of the viewer's cart at today's prices, all or nothing, and prices
     /// the order for the default destination. An earlier open session of the viewer is
     /// released first, so one shopper never holds stock twice.

@@ -110,7 +110,7 @@ impl CheckoutService {
     async fn claim(&self, saga: &Saga, is_new: bool, amount: Option<Money>) -> CheckoutResult<Option<Payment>> {
         let now = saga.updated_at;
         self.db
-            .transaction(async |c| {
+            .durable_transaction(async |c| {
                 let attempt = if is_new { 1 } else { payments::attempts_of(c, &saga.id).await? + 1 };
                 let payment = amount.map(|amount| Payment {
                     id: new_id("pay"),

@@ -126,7 +126,6 @@ impl Conn<'_> {
     pub fn queued(&mut self, queue: Queue) {
         self.queued.fetch_or(queue as u8, Ordering::Relaxed);
     }
-
 }
 
 /// Runs `$body` with `$c` bound to the concrete connection inside a `&mut Conn`. UPDATEs end in

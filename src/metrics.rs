@@ -28,9 +28,8 @@ pub struct Metrics {
     registry: Registry,
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_duration: Family<RouteLabels, Histogram>,
-    /// Statements sent to the store; the N+1 test reads it through `/metrics`.
-    pub store_queries: Counter,
-    /// The same, by what sent them; the statement-budget test reads it.
+    /// Statements sent to the store, by what sent them; the N+1 and statement-budget tests read
+    /// it through `/metrics`.
     pub store_statements: Family<ScopeLabels, Counter>,
     pub search_cache_hits: Counter,
     pub search_index_swaps: Counter,
@@ -43,10 +42,8 @@ impl Default for Metrics {
         let http_duration = Family::<RouteLabels, Histogram>::new_with_constructor(
             (|| Histogram::new(exponential_buckets(0.000_25, 2.0, 16))) as fn() -> Histogram,
         );
-        let store_queries = Counter::default();
         registry.register("http_requests", "HTTP requests by method, route and status", http_requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency by route", http_duration.clone());
-        registry.register("store_queries", "Statements sent to the store", store_queries.clone());
         let store_statements = Family::<ScopeLabels, Counter>::default();
         registry.register(
             "store_statements",
@@ -57,22 +54,13 @@ impl Default for Metrics {
         registry.register("search_cache_hits", "Searches answered from the result cache", search_cache_hits.clone());
         let search_index_swaps = Counter::default();
         registry.register("search_index_swaps", "Switches to a rebuilt search index", search_index_swaps.clone());
-        Self {
-            registry,
-            http_requests,
-            http_duration,
-            store_queries,
-            store_statements,
-            search_cache_hits,
-            search_index_swaps,
-        }
+        Self { registry, http_requests, http_duration, store_statements, search_cache_hits, search_index_swaps }
     }
 }
 
 impl Metrics {
     /// Counts one statement sent in `scope`.
     pub fn statement(&self, scope: &'static str) {
-        self.store_queries.inc();
         self.store_statements.get_or_create(&ScopeLabels { scope }).inc();
     }
 

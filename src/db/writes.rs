@@ -76,11 +76,6 @@ impl Writes {
         self
     }
 
-    pub fn events(mut self, events: impl IntoIterator<Item = OutboxRow>) -> Self {
-        self.events.extend(events);
-        self
-    }
-
     /// Runs them; returns the rows each write changed, in order.
     pub async fn run(self, conn: &mut Conn<'_>, operation: &'static str) -> StoreResult<Vec<usize>> {
         if !self.events.is_empty() {

@@ -3,7 +3,7 @@
 //! test reads it). A request with several root fields counts under `multiple`.
 
 use std::collections::HashSet;
-use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, LazyLock, OnceLock, PoisonError, RwLock};
 
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery};
 use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, Selection};
@@ -67,10 +67,14 @@ fn root_field(document: &ExecutableDocument) -> &'static str {
 }
 
 /// Field names live as long as the process; validation has already refused unknown ones, so
-/// there are only as many as the schema has.
+/// there are only as many as the schema has. Every request looks its name up: readers share
+/// the lock, and only a name's first request writes.
 fn interned(name: &str) -> &'static str {
-    static NAMES: LazyLock<Mutex<HashSet<&'static str>>> = LazyLock::new(Mutex::default);
-    let mut names = NAMES.lock().unwrap_or_else(PoisonError::into_inner);
+    static NAMES: LazyLock<RwLock<HashSet<&'static str>>> = LazyLock::new(RwLock::default);
+    if let Some(known) = NAMES.read().unwrap_or_else(PoisonError::into_inner).get(name) {
+        return known;
+    }
+    let mut names = NAMES.write().unwrap_or_else(PoisonError::into_inner);
     match names.get(name) {
         Some(known) => known,
         None => {

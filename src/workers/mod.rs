@@ -23,7 +23,8 @@ use crate::db::scoped;
 
 pub use outbox::dispatch_pending;
 
-/// How long a worker that panicked waits before it starts again.
+/// How long a worker that ended without being asked to (a panic, a closed event stream) waits
+/// before it starts again, so that one failing at once does not spin.
 const RESTART_DELAY: Duration = Duration::from_secs(1);
 
 pub struct Workers {
@@ -54,8 +55,8 @@ impl Workers {
         }
     }
 
-    /// Runs `worker(app, cancel)` until cancelled, starting it again if it panics. `name` is also
-    /// the scope its statements are counted under.
+    /// Runs `worker(app, cancel)` until cancelled, starting it again if it panics or ends. `name`
+    /// is also the scope its statements are counted under.
     fn supervise<F, W>(&self, name: &'static str, app: &AppContext, worker: W)
     where
         W: Fn(AppContext, CancellationToken) -> F + Send + 'static,
@@ -65,9 +66,16 @@ impl Workers {
         self.tracker.spawn(async move {
             while !cancel.is_cancelled() {
                 let run = tokio::spawn(scoped(name, worker(app.clone(), cancel.clone())));
-                if let Err(err) = run.await {
-                    tracing::error!(worker = name, error = %err, "background worker failed; restarting it");
-                    tokio::time::sleep(RESTART_DELAY).await;
+                match run.await {
+                    Err(err) => tracing::error!(worker = name, error = %err, "background worker failed; restarting it"),
+                    Ok(()) if !cancel.is_cancelled() => {
+                        tracing::warn!(worker = name, "background worker ended; restarting it")
+                    }
+                    Ok(()) => return,
+                }
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(RESTART_DELAY) => {}
                 }
             }
         });

@@ -153,7 +153,7 @@ on_both_backends!(health_readiness_and_metrics, |backend: Backend| async move {
     let metrics = get("/metrics").await.expect("metrics").text().await.expect("text");
     assert!(metrics.contains(r#"shop_http_requests_total{method="POST",route="/graphql",status="200"}"#), "{metrics}");
     assert!(metrics.contains("shop_http_request_duration_seconds_bucket"));
-    assert!(metrics.contains("shop_store_queries_total"));
+    assert!(metrics.contains("shop_store_statements_total"));
 });
 
 on_both_backends!(websockets_need_a_subprotocol_and_a_valid_token, |backend: Backend| async move {

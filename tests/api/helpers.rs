@@ -292,6 +292,18 @@ impl TestServer {
     }
 
     /// The current value of a counter in /metrics.
+    /// Statements sent to the store so far under the scopes `counted` accepts (a GraphQL root
+    /// field, `worker:<name>`, `other`).
+    pub async fn statements(&self, counted: impl Fn(&str) -> bool) -> f64 {
+        let text = self.client.get(self.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+        text.lines()
+            .filter_map(|line| line.strip_prefix("shop_store_statements_total{scope=\""))
+            .filter_map(|rest| rest.split_once("\"} "))
+            .filter(|(scope, _)| counted(scope))
+            .filter_map(|(_, count)| count.trim().parse::<f64>().ok())
+            .sum()
+    }
+
     pub async fn metric(&self, name: &str) -> f64 {
         let text = self.client.get(self.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
         text.lines()

@@ -33,20 +33,13 @@ fn budget(backend: Backend) -> Budget {
 
 /// Statements counted so far under `scope` (0 before its first).
 async fn statements(server: &TestServer, scope: &str) -> f64 {
-    let text = server.client.get(server.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
-    let prefix = format!("shop_store_statements_total{{scope=\"{scope}\"}}");
-    text.lines().find_map(|line| line.strip_prefix(&prefix).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
+    server.statements(|counted| counted == scope).await
 }
 
 /// Every background worker's statements so far, less the outbox worker's idle look once a
 /// second (work no purchase causes).
 async fn background(server: &TestServer) -> f64 {
-    let text = server.client.get(server.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
-    text.lines()
-        .filter(|line| line.starts_with("shop_store_statements_total{scope=\"worker:"))
-        .filter(|line| !line.starts_with("shop_store_statements_total{scope=\"worker:outbox-idle\"}"))
-        .filter_map(|line| line.rsplit(' ').next().and_then(|n| n.parse::<f64>().ok()))
-        .sum()
+    server.statements(|scope| scope.starts_with("worker:") && scope != "worker:outbox-idle").await
 }
 
 /// The background count once the workers have gone quiet.

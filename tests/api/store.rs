@@ -393,6 +393,35 @@ mod carts_writes_and_outbox {
     });
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_syncs_its_log_at_the_money_path_s_commits_only() {
+    use diesel::sql_types::Integer;
+    use diesel_async::RunQueryDsl;
+    use shop::db::pool::Backend as Connection;
+
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    // One connection, so that the read after the durable commit is on the connection it used.
+    let pool = shop::db::Pool::open(&db.config().store_url(), 1, std::sync::Arc::new(|_| ())).await.expect("pool");
+    // PRAGMA synchronous: 1 is NORMAL (synced at checkpoints), 2 is FULL (synced at commit).
+    let mode = async |c: &mut shop::db::Conn<'_>| match &mut c.backend {
+        Connection::Sqlite(sqlite) => diesel::sql_query("SELECT synchronous FROM pragma_synchronous")
+            .load::<Synchronous>(&mut **sqlite)
+            .await
+            .map(|rows| rows[0].synchronous)
+            .map_err(|err| StoreError::internal("reading the sync mode", err)),
+        Connection::Postgres(_) => unreachable!("a SQLite pool"),
+    };
+    assert_eq!(pool.transaction(async |c| mode(c).await).await.expect("plain"), 1);
+    assert_eq!(pool.durable_transaction(async |c| mode(c).await).await.expect("durable"), 2);
+    assert_eq!(pool.with_conn(async |c| mode(c).await).await.expect("after"), 1, "back to NORMAL after it");
+
+    #[derive(diesel::QueryableByName)]
+    struct Synchronous {
+        #[diesel(sql_type = Integer)]
+        synchronous: i32,
+    }
+}
+
 #[tokio::test]
 async fn postgres_prepares_the_store_s_updates_once_per_connection() {
     use diesel::sql_types::BigInt;

@@ -8,7 +8,8 @@
 //! Scenarios:
 //! - `cart`: guest sessions add, update and read their carts (64 connections by default; with
 //!   `--rate R` each connection paces itself so that all together offer R requests/s, and a
-//!   request's latency counts from when it was due, so queueing is not hidden).
+//!   request's latency counts from when it was due, so queueing is not hidden). Carts grow to
+//!   90 lines (`--cart-lines N`), then removes take the place of adds.
 //! - `sync`: devices of one user subscribe to `cartUpdated`; another device changes the cart;
 //!   measures mutation-to-event latency on the subscribers.
 //! - `idle`: opens many idle `cartUpdated` subscriptions and reports server memory per subscription.
@@ -19,6 +20,8 @@
 //! - `checkout`: complete purchases (guest session, add, initiateCheckout, placeOrder with the
 //!   test gateway) per second with p99 per step, spread over 200 products, or all on one product
 //!   with `--hot`; reports the units taken from stock beside the orders made.
+//!
+//! `--server PATH` drives another build of `shop` (say, main's before a change) with this bench.
 //!
 //! Every report ends with the ceiling measured in the same run (after the scenario, same
 //! connections, 5 s) and gives each figure as a fraction of it, since absolute figures drift
@@ -51,6 +54,8 @@ struct Options {
     connections: usize,
     duration: Duration,
     devices: usize,
+    /// Cart: lines a cart grows to before adds give way to removes.
+    cart_lines: usize,
     changes: usize,
     idle: usize,
     /// Checkout: every purchase buys the same product.
@@ -59,6 +64,9 @@ struct Options {
     rate: Option<f64>,
     /// Extra `KEY=VALUE` settings for the server (e.g. `SHOP_SEARCH_CACHE=false`).
     server_env: Vec<(String, String)>,
+    /// The `shop` binary to drive: this build's by default, another build's to compare the two
+    /// in one session.
+    server: String,
 }
 
 impl Options {
@@ -75,11 +83,13 @@ impl Options {
             connections: 64,
             duration: Duration::from_secs(20),
             devices: 8,
+            cart_lines: 90,
             changes: 300,
             idle: 10_000,
             hot: false,
             rate: None,
             server_env: Vec::new(),
+            server: env!("CARGO_BIN_EXE_shop").to_owned(),
         };
         while let Some(flag) = args.next() {
             let mut value = || args.next().ok_or_else(|| anyhow::anyhow!("{flag} needs a value"));
@@ -91,9 +101,11 @@ impl Options {
                 "--connections" => options.connections = value()?.parse()?,
                 "--duration" => options.duration = Duration::from_secs(value()?.parse()?),
                 "--devices" => options.devices = value()?.parse()?,
+                "--cart-lines" => options.cart_lines = value()?.parse()?,
                 "--changes" => options.changes = value()?.parse()?,
                 "--idle" => options.idle = value()?.parse()?,
                 "--rate" => options.rate = Some(value()?.parse()?),
+                "--server" => options.server = value()?,
                 "--env" => {
                     let setting = value()?;
                     let (key, val) = setting.split_once('=').ok_or_else(|| anyhow::anyhow!("--env takes KEY=VALUE"))?;
@@ -127,7 +139,7 @@ impl Server {
     async fn start(options: &Options) -> anyhow::Result<Self> {
         let data_dir = tempfile::tempdir()?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_shop"));
+        let mut command = Command::new(&options.server);
         command
             .arg("serve")
             .env("SHOP_DATA_DIR", data_dir.path())
@@ -369,6 +381,7 @@ async fn cart_scenario(options: &Options, server: &Server) -> anyhow::Result<()>
         let (client, products, results) = (client.clone(), products.clone(), results.clone());
         let token = client.guest().await?;
         let pace = options.rate.map(|rate| Duration::from_secs_f64(options.connections as f64 / rate));
+        let cart_lines = options.cart_lines;
         workers.push(tokio::spawn(async move {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(worker as u64);
             let mut due = Instant::now() + pace.map_or(Duration::ZERO, |p| p.mul_f64(rng.random_range(0.0..1.0)));
@@ -378,7 +391,7 @@ async fn cart_scenario(options: &Options, server: &Server) -> anyhow::Result<()>
                 let roll = rng.random_range(0..10);
                 let (name, query, variables) = if roll < 4 || lines.is_empty() {
                     let product = products[rng.random_range(0..products.len())].clone();
-                    if lines.len() >= 90 {
+                    if lines.len() >= cart_lines {
                         ("removeCartItem", "mutation($p: ID!) { removeCartItem(productId: $p) { version } }", json!({ "p": lines.swap_remove(0) }))
                     } else {
                         if !lines.contains(&product) {

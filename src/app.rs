@@ -70,11 +70,11 @@ impl AppContext {
             guest_ttl: config.guest_cart_ttl,
             retention: config.cart_retention,
         };
-        let carts = CartService::new(db.clone(), cache.clone(), bus.clone(), clock.clone(), limits);
+        let catalog = CatalogService::new(db.clone(), clock.clone(), config.currency.clone());
+        let carts = CartService::new(db.clone(), cache.clone(), bus.clone(), clock.clone(), catalog.clone(), limits);
         let secret = jwt_secret(&config)?;
         let tokens = TokenIssuer::new(&secret, config.access_token_ttl, config.guest_token_ttl);
         let auth = AuthService::new(db.clone(), clock.clone(), tokens, config.refresh_token_ttl, carts.clone());
-        let catalog = CatalogService::new(db.clone(), clock.clone(), config.currency.clone());
         let synonyms = match &config.synonyms_file {
             Some(path) => std::fs::read_to_string(path)
                 .with_context(|| format!("reading SHOP_SYNONYMS_FILE {}", path.display()))?,
@@ -95,6 +95,7 @@ impl AppContext {
         let search = SearchService::new(
             index,
             db.clone(),
+            catalog.clone(),
             config.search_cache.then(|| cache.clone()),
             Arc::new(move || {
                 cache_hits.inc();

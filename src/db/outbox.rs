@@ -18,21 +18,33 @@ pub struct OutboxRow {
     pub topic: String,
     pub payload: String,
     pub created_at: NaiveDateTime,
+    /// The products a catalog event names, for the pool's after-commit hook.
+    #[diesel(skip_insertion)]
+    pub products: Vec<String>,
 }
 
 impl OutboxRow {
     pub fn new<T: serde::Serialize>(topic: String, payload: &T, at: DateTime<Utc>) -> StoreResult<Self> {
-        Ok(Self { topic, payload: to_json(payload, "serializing an event")?, created_at: at.naive_utc() })
+        Ok(Self {
+            topic,
+            payload: to_json(payload, "serializing an event")?,
+            created_at: at.naive_utc(),
+            products: Vec::new(),
+        })
     }
 
-    /// The event that tells search (on every instance) which products changed.
+    /// The event that tells search and the catalog read cache (on every instance) which
+    /// products changed.
     pub fn catalog(product_ids: &[String], at: DateTime<Utc>) -> StoreResult<Self> {
-        Self::new(CATALOG_TOPIC.to_owned(), &product_ids, at)
+        Ok(Self { products: product_ids.to_vec(), ..Self::new(CATALOG_TOPIC.to_owned(), &product_ids, at)? })
     }
 }
 
 pub async fn insert(conn: &mut Conn<'_>, rows: Vec<OutboxRow>) -> StoreResult<()> {
     conn.queued(Queue::Outbox);
+    for row in &rows {
+        conn.products_changed(&row.products);
+    }
     execute_batch!(conn, diesel::insert_into(outbox::table).values(rows))
         .map(drop)
         .map_err(store_error("writing to the outbox"))

@@ -2,8 +2,8 @@
 //! expression on whichever connection the pool handed out, so that every query is written once
 //! and type-checked against both PostgreSQL and SQLite.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use deadpool::managed::Manager;
@@ -16,13 +16,13 @@ use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, Si
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Notify;
 
 use crate::ports::StoreError;
 
 /// A SQLite connection whose statements run right where they are called. The pool runs a whole
 /// transaction (or read) in one blocking call (`blocking`), instead of handing every statement
-/// to another thread while the writer lock is held.
+/// to another thread while the writer is held.
 pub type SqliteConn = SyncConnectionWrapper<SqliteConnection, Inline>;
 
 /// Runs the wrapper's "blocking" work on the calling thread: the caller is already off the
@@ -46,12 +46,12 @@ impl SpawnBlocking for Inline {
 }
 
 /// Runs SQLite work (which blocks) in one hand-off: the worker thread gives its async work to
-/// another thread for the duration. A current-thread runtime (a CLI command) just runs it.
-async fn blocking<F: Future>(work: F) -> F::Output {
-    let runtime = tokio::runtime::Handle::current();
-    match runtime.runtime_flavor() {
-        tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(|| runtime.block_on(work)),
-        _ => work.await,
+/// another thread for the duration. A current-thread runtime (a CLI command) just runs it. The
+/// work's futures are ready at once (`Inline`), so `futures::executor::block_on` completes them.
+fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(work),
+        _ => work(),
     }
 }
 
@@ -84,12 +84,17 @@ pub enum Queue {
     Notifications = 2,
 }
 
-/// One wake-up per queue, shared by the pool (which wakes) and the workers (which wait).
+/// What committed writes set off: one wake-up per queue, shared by the pool (which wakes) and
+/// the workers (which wait), and the listener told of products whose catalog data changed.
 #[derive(Default)]
 pub struct Wakers {
     outbox: Notify,
     notifications: Notify,
+    products_changed: OnceLock<ProductsChanged>,
 }
+
+/// Told, after commit, which products a catalog event of the committed work names.
+pub type ProductsChanged = Box<dyn Fn(&[String]) + Send + Sync>;
 
 impl Wakers {
     pub fn of(&self, queue: Queue) -> &Notify {
@@ -99,21 +104,38 @@ impl Wakers {
         }
     }
 
-    fn wake(&self, queued: u8) {
+    /// Sets the one listener of product changes (the catalog read cache); later calls are ignored.
+    pub fn on_products_changed(&self, listener: ProductsChanged) {
+        let _ = self.products_changed.set(listener);
+    }
+
+    fn committed(&self, work: AfterCommit) {
+        let queued = work.queued.into_inner();
         for queue in [Queue::Outbox, Queue::Notifications] {
             if queued & queue as u8 != 0 {
                 self.of(queue).notify_one();
             }
         }
+        let products = work.products.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let (false, Some(listener)) = (products.is_empty(), self.products_changed.get()) {
+            listener(&products);
+        }
     }
 }
 
-/// A borrowed connection of either backend, and the queues its writes fed. Repository
+/// What one unit of work's writes leave for after its commit.
+#[derive(Default)]
+struct AfterCommit {
+    queued: AtomicU8,
+    products: std::sync::Mutex<Vec<String>>,
+}
+
+/// A borrowed connection of either backend, and what its writes leave for after commit. Repository
 /// functions take `&mut Conn` so that they compose inside a transaction as well as on a plain
 /// pooled connection.
 pub struct Conn<'a> {
     pub backend: Backend<'a>,
-    queued: &'a AtomicU8,
+    after_commit: &'a AfterCommit,
 }
 
 pub enum Backend<'a> {
@@ -124,7 +146,14 @@ pub enum Backend<'a> {
 impl Conn<'_> {
     /// Notes that this write gave `queue` work; its worker wakes once the write is committed.
     pub fn queued(&mut self, queue: Queue) {
-        self.queued.fetch_or(queue as u8, Ordering::Relaxed);
+        self.after_commit.queued.fetch_or(queue as u8, Ordering::Relaxed);
+    }
+
+    /// Notes that this write changed these products' catalog data; cached reads of them are
+    /// dropped once it is committed.
+    pub fn products_changed(&mut self, product_ids: &[String]) {
+        let mut products = self.after_commit.products.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        products.extend_from_slice(product_ids);
     }
 }
 
@@ -174,11 +203,14 @@ pub struct Pool {
 #[derive(Clone)]
 enum Backends {
     Postgres(DeadPool<AsyncPgConnection>),
-    /// SQLite allows one writer at a time; write transactions take `writer` first so that two of
-    /// them never both start reading and then fail to upgrade to a write lock (SQLITE_BUSY).
+    /// SQLite allows one writer at a time: every transaction runs on the one `writer`
+    /// connection, so that two never both start reading and then fail to upgrade to a write
+    /// lock (SQLITE_BUSY). Its lock is taken off the async workers (in `blocking`): a fair async
+    /// lock hands the writer to the next waiting task, which then holds it until a worker gets
+    /// round to running it.
     Sqlite {
         pool: DeadPool<SqliteConn>,
-        writer: Arc<Mutex<()>>,
+        writer: Arc<std::sync::Mutex<SqliteConn>>,
     },
 }
 
@@ -196,7 +228,10 @@ impl Pool {
                 database_url,
                 manager_config(observer, |conn| prepare_sqlite(conn).boxed()),
             );
-            Backends::Sqlite { pool: build_pool(manager, max_size)?, writer: Arc::new(Mutex::new(())) }
+            // One more than asked: the writer leaves the pool for good.
+            let pool = build_pool(manager, max_size + 1)?;
+            let writer = Object::take(checkout(&pool).await?);
+            Backends::Sqlite { pool, writer: Arc::new(std::sync::Mutex::new(writer)) }
         };
         let pool = Pool { backend, wakers: Arc::default() };
         pool.migrate(database_url).await?;
@@ -263,18 +298,23 @@ impl Pool {
         T: Send,
         E: From<StoreError> + Send,
     {
-        let queued = AtomicU8::new(0);
+        let after_commit = AfterCommit::default();
         let outcome = match &self.backend {
             Backends::Postgres(pool) => {
                 let mut obj = checkout(pool).await?;
-                f(&mut Conn { backend: Backend::Postgres(&mut obj), queued: &queued }).await
+                f(&mut Conn { backend: Backend::Postgres(&mut obj), after_commit: &after_commit }).await
             }
             Backends::Sqlite { pool, .. } => {
                 let mut obj = checkout(pool).await?;
-                blocking(f(&mut Conn { backend: Backend::Sqlite(&mut obj), queued: &queued })).await
+                blocking(|| {
+                    futures::executor::block_on(f(&mut Conn {
+                        backend: Backend::Sqlite(&mut obj),
+                        after_commit: &after_commit,
+                    }))
+                })
             }
         };
-        self.wakers.wake(queued.into_inner());
+        self.wakers.committed(after_commit);
         outcome
     }
 
@@ -312,32 +352,44 @@ impl Pool {
         T: Send,
         E: From<StoreError> + From<diesel::result::Error> + Send,
     {
-        let queued = AtomicU8::new(0);
+        let after_commit = AfterCommit::default();
         let outcome = match &self.backend {
             Backends::Postgres(pool) => {
                 let mut obj = checkout(pool).await?;
-                obj.transaction(async |c| f(&mut Conn { backend: Backend::Postgres(c), queued: &queued }).await).await
-            }
-            Backends::Sqlite { pool, writer } => {
-                let _write_lock = writer.lock().await;
-                let mut obj = checkout(pool).await?;
-                blocking(async {
-                    if durable {
-                        obj.batch_execute("PRAGMA synchronous = FULL").await?;
-                    }
-                    let outcome = obj
-                        .transaction(async |c| f(&mut Conn { backend: Backend::Sqlite(c), queued: &queued }).await)
-                        .await;
-                    if durable {
-                        obj.batch_execute("PRAGMA synchronous = NORMAL").await?;
-                    }
-                    outcome
+                obj.transaction(async |c| {
+                    f(&mut Conn { backend: Backend::Postgres(c), after_commit: &after_commit }).await
                 })
                 .await
             }
+            Backends::Sqlite { pool, writer } => blocking(|| {
+                let mut conn = writer.lock().unwrap_or_else(|poisoned| {
+                    // A transaction panicked; its connection may still be inside it.
+                    let mut conn = poisoned.into_inner();
+                    match futures::executor::block_on(pool.manager().create()) {
+                        Ok(fresh) => *conn = fresh,
+                        Err(err) => tracing::error!(error = %err, "replacing the SQLite writer connection"),
+                    }
+                    writer.clear_poison();
+                    conn
+                });
+                futures::executor::block_on(async {
+                    if durable {
+                        conn.batch_execute("PRAGMA synchronous = FULL").await?;
+                    }
+                    let outcome = conn
+                        .transaction(async |c| {
+                            f(&mut Conn { backend: Backend::Sqlite(c), after_commit: &after_commit }).await
+                        })
+                        .await;
+                    if durable {
+                        conn.batch_execute("PRAGMA synchronous = NORMAL").await?;
+                    }
+                    outcome
+                })
+            }),
         };
         if outcome.is_ok() {
-            self.wakers.wake(queued.into_inner());
+            self.wakers.committed(after_commit);
         }
         outcome
     }

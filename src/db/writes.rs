@@ -84,6 +84,7 @@ impl Writes {
         for queue in &self.queues {
             conn.queued(*queue);
         }
+        let products: Vec<String> = self.events.iter().flat_map(|e| e.products.iter().cloned()).collect();
         let counts = match &mut conn.backend {
             Backend::Postgres(pg) => {
                 let counts: Vec<i64> =
@@ -112,6 +113,10 @@ impl Writes {
                     .map_err(store_error(operation))?
             }
         };
+        // The events, and so the changes they name, were written only if the first write was.
+        if counts.as_slice().first().is_some_and(|&n| n > 0) {
+            conn.products_changed(&products);
+        }
         Ok(counts)
     }
 }

@@ -18,6 +18,6 @@ impl CatalogQuery {
     /// Category tree roots.
     async fn categories(&self, ctx: &Context<'_>) -> ApiResult<Vec<Category>> {
         let roots = app(ctx).catalog.root_categories().await?;
-        Ok(Category::batch(roots))
+        Ok(Category::batch(roots.to_vec()))
     }
 }

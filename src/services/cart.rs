@@ -17,6 +17,7 @@ use crate::domain::catalog::model::validate_id;
 use crate::domain::events::cart_topic;
 use crate::domain::primitives::Shopper;
 use crate::ports::{Cache, Clock, Delivery, EventBus, StoreError};
+use crate::services::catalog::CatalogService;
 
 pub type CartResult<T> = Result<T, CartError>;
 
@@ -30,6 +31,7 @@ pub struct CartService {
     cache: std::sync::Arc<dyn Cache>,
     bus: std::sync::Arc<dyn EventBus>,
     clock: std::sync::Arc<dyn Clock>,
+    catalog: CatalogService,
     limits: CartLimits,
 }
 
@@ -51,9 +53,10 @@ impl CartService {
         cache: std::sync::Arc<dyn Cache>,
         bus: std::sync::Arc<dyn EventBus>,
         clock: std::sync::Arc<dyn Clock>,
+        catalog: CatalogService,
         limits: CartLimits,
     ) -> Self {
-        Self { db, cache, bus, clock, limits }
+        Self { db, cache, bus, clock, catalog, limits }
     }
 
     /// The viewer's cart; an empty one if there is none yet (or it expired).
@@ -238,9 +241,9 @@ impl CartService {
         }
     }
 
-    /// The script of a cart change: read the cart and the product's offer, let `decide` give
-    /// the new lines (`None`: unchanged), write the next version with its event if the cart is
-    /// still at the version read, else read again.
+    /// The script of a cart change: read the cart and the product's offer (as browsing sees it;
+    /// checkout checks the store's), let `decide` give the new lines (`None`: unchanged), write
+    /// the next version with its event if the cart is still at the version read, else read again.
     async fn change<F>(&self, shopper: &Shopper, product_id: Option<&str>, decide: F) -> CartResult<Cart>
     where
         F: Fn(&Cart, Option<&Offer>, DateTime<Utc>) -> CartResult<Option<Vec<CartLine>>>,
@@ -248,7 +251,7 @@ impl CartService {
         let mut cart = self.load(shopper).await?;
         for _ in 0..ATTEMPTS {
             let offer = match product_id {
-                Some(id) => self.db.with_conn(async |c| inventory::offers(c, &[id.to_owned()]).await).await?.remove(id),
+                Some(id) => self.catalog.offers(&[id.to_owned()]).await?.remove(id),
                 None => None,
             };
             let now = self.clock.now();

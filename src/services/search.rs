@@ -14,6 +14,7 @@ use crate::domain::search::model::{
     MAX_PAGE, MAX_QUERY_CHARS, SearchError, SearchFilter, SearchHits, SearchRequest, SearchSort,
 };
 use crate::ports::{Cache, Delivery, SearchIndex, StoreError};
+use crate::services::catalog::CatalogService;
 
 pub type SearchResult<T> = Result<T, SearchError>;
 
@@ -32,6 +33,7 @@ pub struct SearchPage {
 pub struct SearchService {
     index: Arc<dyn SearchIndex>,
     db: Pool,
+    catalog: CatalogService,
     /// Result cache; `None` when turned off.
     results: Option<Arc<dyn Cache>>,
     /// Called on every cache hit (feeds `shop_search_cache_hits_total`).
@@ -44,11 +46,12 @@ impl SearchService {
     pub fn new(
         index: Arc<dyn SearchIndex>,
         db: Pool,
+        catalog: CatalogService,
         results: Option<Arc<dyn Cache>>,
         on_cache_hit: Arc<dyn Fn() + Send + Sync>,
         on_swap: Arc<dyn Fn() + Send + Sync>,
     ) -> Self {
-        Self { index, db, results, on_cache_hit, on_swap }
+        Self { index, db, catalog, results, on_cache_hit, on_swap }
     }
 
     /// Runs a shopper's search. `category` is a category id or path; an unknown one matches
@@ -231,13 +234,11 @@ impl SearchService {
     }
 
     async fn category_path(&self, id_or_path: &str) -> SearchResult<Option<String>> {
-        if let Some(category) =
-            self.db.with_conn(async |c| catalog::categories_by_ids(c, &[id_or_path.to_owned()]).await).await?.pop()
-        {
+        if let Some(category) = self.catalog.categories_by_ids(&[id_or_path.to_owned()]).await?.pop() {
             return Ok(Some(category.path));
         }
         let path = id_or_path.split('/').map(str::trim).filter(|s| !s.is_empty()).collect::<Vec<_>>().join("/");
-        Ok(self.db.with_conn(async |c| catalog::categories_by_paths(c, &[path]).await).await?.pop().map(|c| c.path))
+        Ok(self.catalog.categories_by_paths(&[path]).await?.pop().map(|c| c.path))
     }
 }
 

@@ -6,6 +6,7 @@
 //! Work written in a transaction wakes its worker through the pool (`db::Queue`), so services
 //! never wake workers themselves.
 
+mod catalog_cache;
 mod catalog_setup;
 mod notifications;
 mod outbox;
@@ -14,12 +15,15 @@ mod sweeper;
 
 use std::time::Duration;
 
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::app::AppContext;
 use crate::db::scoped;
+use crate::ports::Delivery;
 
 pub use outbox::dispatch_pending;
 
@@ -40,6 +44,7 @@ impl Workers {
         workers.supervise("worker:notifications", app, notifications::run);
         workers.supervise("worker:sweeper", app, sweeper::run);
         workers.supervise("worker:search-follower", app, search::follow_catalog);
+        workers.supervise("worker:catalog-cache", app, catalog_cache::follow_catalog);
         workers.supervise("worker:search-replacements", app, search::follow_replacements);
         workers.once("worker:catalog-setup", catalog_setup::run(app.clone()));
         workers
@@ -90,6 +95,14 @@ impl Workers {
                 () = work => {}
             }
         }));
+    }
+}
+
+/// The next delivery of a subscription; `None` when the worker is cancelled or the bus closed.
+async fn next_delivery(cancel: &CancellationToken, deliveries: &mut BoxStream<'static, Delivery>) -> Option<Delivery> {
+    tokio::select! {
+        () = cancel.cancelled() => None,
+        next = deliveries.next() => next,
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::next_round;
+use super::{next_delivery, next_round};
 use crate::app::AppContext;
 use crate::domain::events::CATALOG_TOPIC;
 
@@ -17,14 +17,7 @@ const REPLACEMENT_POLL: Duration = Duration::from_secs(1);
 
 pub async fn follow_catalog(app: AppContext, cancel: CancellationToken) {
     let mut deliveries = app.bus.subscribe(CATALOG_TOPIC);
-    loop {
-        let first = tokio::select! {
-            () = cancel.cancelled() => return,
-            next = deliveries.next() => match next {
-                Some(delivery) => delivery,
-                None => return,
-            },
-        };
+    while let Some(first) = next_delivery(&cancel, &mut deliveries).await {
         let mut batch = vec![first];
         let window = tokio::time::sleep(INDEX_DEBOUNCE);
         tokio::pin!(window);

@@ -51,6 +51,8 @@ on_both_backends!(fifty_products_cost_a_constant_number_of_store_queries, |backe
         // the least of three runs is the request's own cost.
         let mut least = f64::MAX;
         for _ in 0..3 {
+            // The store's cost, not the read cache's.
+            server.app().catalog.read_cache().drop_all();
             let before = server.statements(|_| true).await;
             let data = server.data(&query(count), json!({}), None).await;
             assert!(data["p1"]["category"]["parent"]["name"].is_string());
@@ -63,6 +65,38 @@ on_both_backends!(fifty_products_cost_a_constant_number_of_store_queries, |backe
     // parents, however many products there are and however long resolving them takes.
     assert_eq!(costs[1], costs[0], "50 products took {} store queries, 5 took {}", costs[1], costs[0]);
     assert!(costs[0] <= 4.0, "5 products took {} store queries", costs[0]);
+});
+
+on_both_backends!(reads_come_from_the_read_cache_and_see_every_change_at_once, |backend: Backend| async move {
+    let server = seeded(backend, 20).await;
+    let admin = server.admin_token().await;
+    let query = "{ product(id: \"prod-0000002\") { price { centAmount } availableQuantity category { path parent { path children { path } } } } }";
+    let requests = |scope: &str| !scope.starts_with("worker:");
+    let first = server.data(query, json!({}), None).await;
+    let before = server.statements(requests).await;
+    assert_eq!(server.data(query, json!({}), None).await, first);
+    assert_eq!(server.statements(requests).await - before, 0.0, "a repeated read went to the store");
+
+    // The instance that makes a change drops what it cached before answering anyone.
+    let set_stock = "mutation { adminSetStock(productId: \"prod-0000002\", quantity: 4321) { availableQuantity } }";
+    assert_eq!(server.data(set_stock, json!({}), Some(&admin)).await["adminSetStock"]["availableQuantity"], 4321);
+    assert_eq!(server.data(query, json!({}), None).await["product"]["availableQuantity"], 4321);
+    let reprice = "mutation { adminUpsertProduct(input: { id: \"prod-0000002\", title: \"Repriced\", description: \"\", priceCents: 777, categoryPath: \"Garden/Tools/Rakes\" }) { id } }";
+    server.data(reprice, json!({}), Some(&admin)).await;
+    let product = server.data(query, json!({}), None).await["product"].clone();
+    assert_eq!(product["price"]["centAmount"], 777);
+    assert_eq!(product["category"]["path"], "Garden/Tools/Rakes");
+    let siblings = &product["category"]["parent"]["children"];
+    assert_eq!(
+        siblings,
+        &json!([{ "path": "Garden/Tools/Rakes" }]),
+        "a new category shows among its parent's children"
+    );
+
+    // A cart line is priced as browsing sees it, so it follows the change too.
+    let guest = server.guest_token().await;
+    let add = "mutation { addCartItem(productId: \"prod-0000002\", quantity: 1) { subtotal { centAmount } } }";
+    assert_eq!(server.data(add, json!({}), Some(&guest)).await["addCartItem"]["subtotal"]["centAmount"], 777);
 });
 
 on_both_backends!(the_category_tree, |backend: Backend| async move {

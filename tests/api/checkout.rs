@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::{Value, json};
 use shop::config::Config;
-use shop::db::orders;
+use shop::db::{inventory, orders};
 use shop::domain::clock::ManualClock;
 use shop::domain::orders::Order;
 use shop::domain::payments::RetryPolicy;
@@ -51,8 +51,10 @@ async fn set_stock(server: &TestServer, product: &str, quantity: i32) {
 }
 
 /// (available, reserved) of a product, straight from the store.
+/// The store's stock of the product (not the browsing cache's), as (available, reserved).
 async fn stock(server: &TestServer, product: &str) -> (i32, i32) {
-    let levels = server.app().catalog.stock_levels(&[product.to_owned()]).await.expect("stock");
+    let ids = [product.to_owned()];
+    let levels = server.app().db.with_conn(async |c| inventory::stock_levels(c, &ids).await).await.expect("stock");
     let level = levels.first().expect("inventory row");
     (level.available, level.reserved)
 }

@@ -78,6 +78,22 @@ async fn two_instances_on_postgres_and_redis_behave_as_one() {
         assert_eq!(read_on_a["cart"]["version"], expected, "the shared cache never serves an older cart");
     }
 
+    // A stock change made through B reaches A's catalog read cache within a second.
+    let stock = "{ product(id: \"prod-0000001\") { availableQuantity } }";
+    assert_eq!(gql(&a.process.base, stock, json!({}), None).await["product"]["availableQuantity"], 10);
+    gql(
+        &b.process.base,
+        "mutation { adminSetStock(productId: \"prod-0000001\", quantity: 25) { id } }",
+        json!({}),
+        Some(&admin),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    while gql(&a.process.base, stock, json!({}), None).await["product"]["availableQuantity"] != 25 {
+        assert!(started.elapsed() < Duration::from_secs(1), "instance A kept serving the old stock");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
     // A catalog change made through B reaches A's own search index.
     let upsert = "mutation { adminUpsertProduct(input: { id: \"kazoo-1\", title: \"Quartzline Kazoo\", description: \"\", priceCents: 499 }) { id } }";
     gql(&b.process.base, upsert, json!({}), Some(&admin)).await;

@@ -291,7 +291,6 @@ impl TestServer {
         response["data"]["signIn"]["token"].as_str().unwrap_or_else(|| panic!("admin sign-in: {response}")).to_owned()
     }
 
-    /// The current value of a counter in /metrics.
     /// Statements sent to the store so far under the scopes `counted` accepts (a GraphQL root
     /// field, `worker:<name>`, `other`).
     pub async fn statements(&self, counted: impl Fn(&str) -> bool) -> f64 {
@@ -304,6 +303,7 @@ impl TestServer {
             .sum()
     }
 
+    /// The current value of a counter in /metrics.
     pub async fn metric(&self, name: &str) -> f64 {
         let text = self.client.get(self.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
         text.lines()

@@ -67,7 +67,7 @@ on_both_backends!(catalog_upsert_and_reads, |backend: Backend| async move {
     let mut products = store.products_by_ids(&["p1".into(), "p2".into(), "nope".into()]).await.expect("load");
     products.sort_by(|a, b| a.id.cmp(&b.id));
     assert_eq!(products.len(), 2);
-    assert_eq!(products[0], record("p1", Some(&leaf), None).product, "a product survives the round trip exactly");
+    assert_eq!(*products[0], record("p1", Some(&leaf), None).product, "a product survives the round trip exactly");
 
     let roots = store.root_categories().await.expect("roots");
     assert_eq!(roots.iter().map(|c| c.path.as_str()).collect::<Vec<_>>(), ["Home"]);
@@ -344,6 +344,7 @@ mod carts_writes_and_outbox {
         use shop::domain::clock::SystemClock;
         use shop::kv::{LocalBus, LocalCache};
         use shop::services::cart::CartService;
+        use shop::services::catalog::CatalogService;
 
         let db = TestDatabase::new(backend).await;
         db.catalog().await.write_records(&[], &[record("p1", None, Some(50))]).await.expect("catalog");
@@ -357,11 +358,14 @@ mod carts_writes_and_outbox {
         // Every device has a cache of its own, so each one's first read may be stale.
         let mut changes = Vec::new();
         for _ in 0..8 {
+            let pool = db.pool().await;
+            let catalog = CatalogService::new(pool.clone(), Arc::new(SystemClock), "USD".to_owned());
             let carts = CartService::new(
-                db.pool().await,
+                pool,
                 Arc::new(LocalCache::new(100)),
                 Arc::new(LocalBus::default()),
                 Arc::new(SystemClock),
+                catalog,
                 limits.clone(),
             );
             let viewer = viewer.clone();

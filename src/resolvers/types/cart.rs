@@ -14,8 +14,8 @@ impl Cart {
         ID(self.0.id.clone())
     }
 
-    async fn items(&self) -> Vec<CartItem> {
-        self.0.lines.iter().cloned().map(CartItem).collect()
+    async fn items(&self, ctx: &Context<'_>) -> ApiResult<Vec<CartItem>> {
+        CartItem::batch(ctx, &self.0.lines).await
     }
 
     async fn total_quantity(&self) -> i32 {
@@ -37,46 +37,55 @@ impl Cart {
     }
 }
 
-pub struct CartItem(pub domain::CartLine);
+pub struct CartItem {
+    line: domain::CartLine,
+    /// `None` if the product no longer exists.
+    product: Option<Product>,
+}
 
 #[Object]
 impl CartItem {
-    async fn product(&self, ctx: &Context<'_>) -> ApiResult<Product> {
-        self.load_product(ctx).await
+    async fn product(&self) -> ApiResult<&Product> {
+        self.existing_product()
     }
 
     async fn quantity(&self) -> i32 {
-        self.0.quantity
+        self.line.quantity
     }
 
     /// The price when the line was added.
     async fn unit_price(&self) -> Money {
-        Money::from(&self.0.unit_price)
+        Money::from(&self.line.unit_price)
     }
 
     async fn line_total(&self) -> Money {
-        Money::from(&self.0.total())
+        Money::from(&self.line.total())
     }
 
     /// Today's price of the product.
-    async fn current_price(&self, ctx: &Context<'_>) -> ApiResult<Money> {
-        let product = self.load_product(ctx).await?;
-        Ok(Money::from(&product.record.price))
+    async fn current_price(&self) -> ApiResult<Money> {
+        Ok(Money::from(&self.existing_product()?.record.price))
     }
 
     /// Whether today's price differs from the price the line was added at.
-    async fn price_changed(&self, ctx: &Context<'_>) -> ApiResult<bool> {
-        let product = self.load_product(ctx).await?;
-        Ok(product.record.price != self.0.unit_price)
+    async fn price_changed(&self) -> ApiResult<bool> {
+        Ok(self.existing_product()?.record.price != self.line.unit_price)
     }
 }
 
 impl CartItem {
-    async fn load_product(&self, ctx: &Context<'_>) -> ApiResult<Product> {
-        loaders(ctx)
-            .products
-            .load_one(self.0.product_id.clone())
-            .await?
-            .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("product {} not found", self.0.product_id)))
+    /// Lines with their products, loaded in one batch (a cart may hold a hundred lines).
+    pub async fn batch(ctx: &Context<'_>, lines: &[domain::CartLine]) -> ApiResult<Vec<CartItem>> {
+        let mut products = loaders(ctx).products.load_many(lines.iter().map(|line| line.product_id.clone())).await?;
+        Ok(lines
+            .iter()
+            .map(|line| CartItem { product: products.remove(&line.product_id), line: line.clone() })
+            .collect())
+    }
+
+    fn existing_product(&self) -> ApiResult<&Product> {
+        self.product
+            .as_ref()
+            .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("product {} not found", self.line.product_id)))
     }
 }

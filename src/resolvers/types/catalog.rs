@@ -73,7 +73,7 @@ impl Category {
     async fn load_children(ctx: &Context<'_>, parent_ids: Vec<String>) -> ApiResult<HashMap<String, Vec<Category>>> {
         let found = loaders(ctx).category_children.load_many(parent_ids).await?;
         let mut by_parent: HashMap<String, Vec<Category>> = HashMap::new();
-        for child in Category::batch(found.into_values().flatten().collect()) {
+        for child in Category::batch(found.values().flat_map(|children| children.iter().cloned()).collect()) {
             by_parent.entry(child.parent_id.clone().unwrap_or_default()).or_default().push(child);
         }
         Ok(by_parent)
@@ -95,7 +95,7 @@ impl Category {
 
 #[derive(Clone)]
 pub struct Product {
-    pub record: domain::Product,
+    pub record: Arc<domain::Product>,
     siblings: Arc<ProductSiblings>,
 }
 
@@ -107,7 +107,7 @@ struct ProductSiblings {
 
 impl Product {
     /// Products resolved together: the first to need its stock or category loads those of all.
-    pub fn batch(records: Vec<domain::Product>) -> Vec<Product> {
+    pub fn batch(records: Vec<Arc<domain::Product>>) -> Vec<Product> {
         let siblings = ProductSiblings::of(&records);
         records.into_iter().map(|record| Product { record, siblings: siblings.clone() }).collect()
     }
@@ -115,12 +115,13 @@ impl Product {
 
 impl From<domain::Product> for Product {
     fn from(record: domain::Product) -> Self {
+        let record = Arc::new(record);
         Product { siblings: ProductSiblings::of(std::slice::from_ref(&record)), record }
     }
 }
 
 impl ProductSiblings {
-    fn of(records: &[domain::Product]) -> Arc<Self> {
+    fn of(records: &[Arc<domain::Product>]) -> Arc<Self> {
         Arc::new(ProductSiblings {
             stock: Related::new(records.iter().map(|p| p.id.clone())),
             categories: Related::new(records.iter().filter_map(|p| p.category_id.clone())),

@@ -60,8 +60,8 @@ impl CheckoutSession {
     }
 
     /// The cart's lines at the prices they will be charged at.
-    async fn items(&self) -> Vec<CartItem> {
-        self.0.lines.iter().cloned().map(CartItem).collect()
+    async fn items(&self, ctx: &Context<'_>) -> ApiResult<Vec<CartItem>> {
+        CartItem::batch(ctx, &self.0.lines).await
     }
 
     async fn subtotal(&self) -> Money {
@@ -185,8 +185,8 @@ impl Order {
         self.0.status.into()
     }
 
-    async fn items(&self) -> Vec<CartItem> {
-        self.0.placed.lines.iter().cloned().map(CartItem).collect()
+    async fn items(&self, ctx: &Context<'_>) -> ApiResult<Vec<CartItem>> {
+        CartItem::batch(ctx, &self.0.placed.lines).await
     }
 
     async fn subtotal(&self) -> Money {

@@ -10,11 +10,15 @@ use crate::db::outbox::{self, OutboxRow};
 use crate::db::{Pool, catalog, inventory};
 use crate::domain::catalog::CatalogError;
 use crate::domain::catalog::model::{
-    Category, Product, ProductDraft, ProductRecord, StockLevel, category_levels, parse_category_path, validate_id,
-    validate_stock,
+    Category, Offer, Product, ProductDraft, ProductRecord, StockLevel, category_levels, parse_category_path,
+    validate_id, validate_stock,
 };
 use crate::domain::primitives::Money;
-use crate::ports::{Clock, StoreError};
+use crate::ports::{Clock, StoreError, StoreResult};
+
+mod read_cache;
+
+pub use read_cache::CatalogReadCache;
 
 pub type CatalogResult<T> = Result<T, CatalogError>;
 
@@ -26,43 +30,91 @@ pub struct CatalogService {
     db: Pool,
     clock: Arc<dyn Clock>,
     default_currency: String,
+    cache: Arc<CatalogReadCache>,
 }
 
 impl CatalogService {
+    /// Registers the read cache with the pool, so that every committed catalog change drops
+    /// its entries on this instance at once.
     pub fn new(db: Pool, clock: Arc<dyn Clock>, default_currency: String) -> Self {
-        Self { db, clock, default_currency }
+        let cache = Arc::new(CatalogReadCache::default());
+        let dropped = cache.clone();
+        db.wakers().on_products_changed(Box::new(move |ids| dropped.drop_products(ids)));
+        Self { db, clock, default_currency, cache }
     }
 
-    pub async fn products_by_ids(&self, ids: &[String]) -> CatalogResult<Vec<Product>> {
-        Ok(self.db.with_conn(async |c| catalog::products_by_ids(c, ids).await).await?)
+    /// The read cache, for the worker that drops what other instances changed.
+    pub fn read_cache(&self) -> &CatalogReadCache {
+        &self.cache
     }
 
-    pub async fn categories_by_ids(&self, ids: &[String]) -> CatalogResult<Vec<Category>> {
-        Ok(self.db.with_conn(async |c| catalog::categories_by_ids(c, ids).await).await?)
+    /// For browsing: up to a catalog event's delivery stale (see `read_cache`).
+    pub async fn products_by_ids(&self, ids: &[String]) -> CatalogResult<Vec<Arc<Product>>> {
+        Ok(self.cached_products(ids).await?)
     }
 
-    pub async fn categories_by_paths(&self, paths: &[String]) -> CatalogResult<Vec<Category>> {
-        Ok(self.db.with_conn(async |c| catalog::categories_by_paths(c, paths).await).await?)
+    async fn cached_products(&self, ids: &[String]) -> StoreResult<Vec<Arc<Product>>> {
+        let load =
+            async |missing: Vec<String>| self.db.with_conn(async |c| catalog::products_by_ids(c, &missing).await).await;
+        self.cache.products(ids, load).await
     }
 
-    pub async fn root_categories(&self) -> CatalogResult<Vec<Category>> {
-        Ok(self.db.with_conn(async |c| catalog::root_categories(c).await).await?)
+    pub async fn categories_by_ids(&self, ids: &[String]) -> StoreResult<Vec<Category>> {
+        let load = async |missing: Vec<String>| {
+            self.db.with_conn(async |c| catalog::categories_by_ids(c, &missing).await).await
+        };
+        self.cache.categories_by_ids(ids, load).await
     }
 
-    /// The children of each parent, keyed by parent id; parents without children are absent.
-    pub async fn category_children(&self, parent_ids: &[String]) -> CatalogResult<HashMap<String, Vec<Category>>> {
-        let children = self.db.with_conn(async |c| catalog::category_children(c, parent_ids).await).await?;
-        let mut by_parent: HashMap<String, Vec<Category>> = HashMap::new();
-        for child in children {
-            if let Some(parent) = child.parent_id.clone() {
-                by_parent.entry(parent).or_default().push(child);
+    pub async fn categories_by_paths(&self, paths: &[String]) -> StoreResult<Vec<Category>> {
+        let load = async |missing: Vec<String>| {
+            self.db.with_conn(async |c| catalog::categories_by_paths(c, &missing).await).await
+        };
+        self.cache.categories_by_paths(paths, load).await
+    }
+
+    pub async fn root_categories(&self) -> CatalogResult<Arc<Vec<Category>>> {
+        Ok(self.cache.roots(async || self.db.with_conn(async |c| catalog::root_categories(c).await).await).await?)
+    }
+
+    /// The children of each parent, keyed by parent id; parents without children have none.
+    pub async fn category_children(&self, parent_ids: &[String]) -> CatalogResult<HashMap<String, Arc<Vec<Category>>>> {
+        let load = async |missing: Vec<String>| {
+            let children = self.db.with_conn(async |c| catalog::category_children(c, &missing).await).await?;
+            let mut by_parent: HashMap<String, Vec<Category>> = HashMap::new();
+            for child in children {
+                if let Some(parent) = child.parent_id.clone() {
+                    by_parent.entry(parent).or_default().push(child);
+                }
             }
-        }
-        Ok(by_parent)
+            Ok::<_, StoreError>(by_parent)
+        };
+        Ok(self.cache.children(parent_ids, load).await?)
     }
 
     pub async fn stock_levels(&self, product_ids: &[String]) -> CatalogResult<Vec<StockLevel>> {
-        Ok(self.db.with_conn(async |c| inventory::stock_levels(c, product_ids).await).await?)
+        Ok(self.cached_stock_levels(product_ids).await?)
+    }
+
+    async fn cached_stock_levels(&self, product_ids: &[String]) -> StoreResult<Vec<StockLevel>> {
+        let load =
+            async |missing: Vec<String>| self.db.with_conn(async |c| inventory::stock_levels(c, &missing).await).await;
+        self.cache.stock_levels(product_ids, load).await
+    }
+
+    /// Today's price and available units of the products that exist, as browsing sees them:
+    /// what a cart line shows. Checkout reads the store.
+    pub async fn offers(&self, product_ids: &[String]) -> StoreResult<HashMap<String, Offer>> {
+        let (products, stock) =
+            futures::try_join!(self.cached_products(product_ids), self.cached_stock_levels(product_ids))?;
+        let available: HashMap<String, i32> = stock.into_iter().map(|s| (s.product_id, s.available)).collect();
+        Ok(products
+            .into_iter()
+            .filter_map(|p| {
+                let available = *available.get(&p.id)?;
+                Some((p.id.clone(), Offer { price: p.price.clone(), available }))
+            })
+            .collect())
     }
 
     pub async fn product_count(&self) -> CatalogResult<u64> {
@@ -74,7 +126,8 @@ impl CatalogService {
     pub async fn upsert_product(&self, mut draft: ProductDraft) -> CatalogResult<Product> {
         draft.validate()?;
         let id = draft.id.clone().unwrap_or_else(|| format!("p-{}", uuid::Uuid::new_v4().simple()));
-        if let Some(existing) = self.products_by_ids(std::slice::from_ref(&id)).await?.pop() {
+        let stored = self.db.with_conn(async |c| catalog::products_by_ids(c, std::slice::from_ref(&id)).await).await?;
+        if let Some(existing) = stored.into_iter().next() {
             draft.rating = existing.rating;
             draft.review_count = existing.review_count;
             draft.popularity = existing.popularity;
@@ -82,10 +135,8 @@ impl CatalogService {
         }
         draft.id = Some(id.clone());
         self.write_drafts(vec![draft]).await?;
-        self.products_by_ids(std::slice::from_ref(&id))
-            .await?
-            .pop()
-            .ok_or_else(|| CatalogError::NotFound(format!("product {id}")))
+        let written = self.db.with_conn(async |c| catalog::products_by_ids(c, std::slice::from_ref(&id)).await).await?;
+        written.into_iter().next().ok_or_else(|| CatalogError::NotFound(format!("product {id}")))
     }
 
     /// Validates and writes a batch of drafts in one transaction; every draft needs its id.
@@ -184,6 +235,9 @@ impl CatalogService {
                 outbox::insert(c, vec![OutboxRow::catalog(&ids, now)?]).await
             })
             .await?;
+        if !categories.is_empty() {
+            self.cache.drop_category_lists();
+        }
         Ok(())
     }
 

@@ -1,0 +1,272 @@
+//! The catalog read cache: products, stock levels and categories held in process, in front of
+//! the store, for browsing (product pages, search results, cart lines). Checkout and stock
+//! reservations read the store.
+//!
+//! A catalog event names the products whose fields, price or stock changed. Their entries are
+//! dropped at once on the instance that committed the change (the pool's after-commit hook) and
+//! on every other instance when the event arrives through the bus. A load that overlaps a drop
+//! may have read the store before that change committed, so it takes its result back out.
+//! Categories never change once created (an id is derived from its path), but new ones appear:
+//! lists of children and roots live one second.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use moka::sync::Cache;
+
+use crate::domain::catalog::model::{Category, Product, StockLevel};
+
+/// Product and stock entries; a catalog of this size fits whole.
+const PRODUCT_ENTRIES: u64 = 200_000;
+const CATEGORY_ENTRIES: u64 = 20_000;
+/// A safety net for catalog events lost on their way (a bus outage): entries are dropped by
+/// events, and this bounds how long a missed one can leave an entry stale.
+const PRODUCT_TTL: Duration = Duration::from_secs(60);
+/// How soon a new category shows among its parent's children.
+const CATEGORY_LIST_TTL: Duration = Duration::from_secs(1);
+/// The key of the root categories' list.
+const ROOTS: &str = "";
+
+pub struct CatalogReadCache {
+    products: Cache<String, Arc<Product>>,
+    stock: Cache<String, StockLevel>,
+    categories_by_id: Cache<String, Category>,
+    categories_by_path: Cache<String, Category>,
+    children: Cache<String, Arc<Vec<Category>>>,
+    /// Counts drops of products and stock, so a load can tell that one overlapped it.
+    drops: AtomicU64,
+}
+
+impl Default for CatalogReadCache {
+    fn default() -> Self {
+        fn cache<V: Clone + Send + Sync + 'static>(entries: u64, ttl: Option<Duration>) -> Cache<String, V> {
+            let builder = Cache::builder().max_capacity(entries);
+            match ttl {
+                Some(ttl) => builder.time_to_live(ttl).build(),
+                None => builder.build(),
+            }
+        }
+        Self {
+            products: cache(PRODUCT_ENTRIES, Some(PRODUCT_TTL)),
+            stock: cache(PRODUCT_ENTRIES, Some(PRODUCT_TTL)),
+            categories_by_id: cache(CATEGORY_ENTRIES, None),
+            categories_by_path: cache(CATEGORY_ENTRIES, None),
+            children: cache(CATEGORY_ENTRIES, Some(CATEGORY_LIST_TTL)),
+            drops: AtomicU64::new(0),
+        }
+    }
+}
+
+impl CatalogReadCache {
+    /// Drops what the cache holds of these products (their fields, price and stock).
+    pub fn drop_products(&self, ids: &[String]) {
+        self.drops.fetch_add(1, Ordering::SeqCst);
+        for id in ids {
+            self.products.invalidate(id);
+            self.stock.invalidate(id);
+        }
+    }
+
+    /// Drops everything (a subscriber that fell behind may have missed any change).
+    pub fn drop_all(&self) {
+        self.drops.fetch_add(1, Ordering::SeqCst);
+        self.products.invalidate_all();
+        self.stock.invalidate_all();
+        self.categories_by_id.invalidate_all();
+        self.categories_by_path.invalidate_all();
+        self.children.invalidate_all();
+    }
+
+    /// New categories were written here: lists of children show them at once.
+    pub fn drop_category_lists(&self) {
+        self.children.invalidate_all();
+    }
+
+    pub async fn products<E>(
+        &self,
+        ids: &[String],
+        load: impl AsyncFnOnce(Vec<String>) -> Result<Vec<Product>, E>,
+    ) -> Result<Vec<Arc<Product>>, E> {
+        let load = async |missing| Ok(load(missing).await?.into_iter().map(Arc::new).collect());
+        self.listed(&self.products, ids, true, |p| &p.id, load).await
+    }
+
+    pub async fn stock_levels<E>(
+        &self,
+        ids: &[String],
+        load: impl AsyncFnOnce(Vec<String>) -> Result<Vec<StockLevel>, E>,
+    ) -> Result<Vec<StockLevel>, E> {
+        self.listed(&self.stock, ids, true, |s| &s.product_id, load).await
+    }
+
+    pub async fn categories_by_ids<E>(
+        &self,
+        ids: &[String],
+        load: impl AsyncFnOnce(Vec<String>) -> Result<Vec<Category>, E>,
+    ) -> Result<Vec<Category>, E> {
+        self.listed(&self.categories_by_id, ids, false, |c| &c.id, load).await
+    }
+
+    pub async fn categories_by_paths<E>(
+        &self,
+        paths: &[String],
+        load: impl AsyncFnOnce(Vec<String>) -> Result<Vec<Category>, E>,
+    ) -> Result<Vec<Category>, E> {
+        self.listed(&self.categories_by_path, paths, false, |c| &c.path, load).await
+    }
+
+    /// The children of each parent; a parent without children maps to an empty list.
+    pub async fn children<E>(
+        &self,
+        parent_ids: &[String],
+        load: impl AsyncFnOnce(Vec<String>) -> Result<HashMap<String, Vec<Category>>, E>,
+    ) -> Result<HashMap<String, Arc<Vec<Category>>>, E> {
+        self.read_through(&self.children, parent_ids, false, async |missing| {
+            let mut found = load(missing.clone()).await?;
+            Ok(missing
+                .into_iter()
+                .map(|parent| (parent.clone(), Arc::new(found.remove(&parent).unwrap_or_default())))
+                .collect())
+        })
+        .await
+    }
+
+    pub async fn roots<E>(
+        &self,
+        load: impl AsyncFnOnce() -> Result<Vec<Category>, E>,
+    ) -> Result<Arc<Vec<Category>>, E> {
+        let mut found = self
+            .read_through(&self.children, &[ROOTS.to_owned()], false, async |_| {
+                Ok(HashMap::from([(ROOTS.to_owned(), Arc::new(load().await?))]))
+            })
+            .await?;
+        Ok(found.remove(ROOTS).unwrap_or_default())
+    }
+
+    /// `read_through` for values that carry their key.
+    async fn listed<V, E>(
+        &self,
+        cache: &Cache<String, V>,
+        keys: &[String],
+        droppable: bool,
+        key_of: fn(&V) -> &String,
+        load: impl AsyncFnOnce(Vec<String>) -> Result<Vec<V>, E>,
+    ) -> Result<Vec<V>, E>
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        let load = async |missing| Ok(load(missing).await?.into_iter().map(|v| (key_of(&v).clone(), v)).collect());
+        Ok(self.read_through(cache, keys, droppable, load).await?.into_values().collect())
+    }
+
+    /// The cached entries of `keys`, and the store's for the rest (which are then kept, unless
+    /// `droppable` entries were dropped while they loaded). Keys the store does not know stay
+    /// out of the result.
+    async fn read_through<V, E>(
+        &self,
+        cache: &Cache<String, V>,
+        keys: &[String],
+        droppable: bool,
+        load: impl AsyncFnOnce(Vec<String>) -> Result<HashMap<String, V>, E>,
+    ) -> Result<HashMap<String, V>, E>
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        let mut found = HashMap::with_capacity(keys.len());
+        let mut missing = Vec::new();
+        for key in keys {
+            match cache.get(key) {
+                Some(value) => {
+                    found.insert(key.clone(), value);
+                }
+                None => missing.push(key.clone()),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let drops_before = self.drops.load(Ordering::SeqCst);
+        let loaded = load(missing).await?;
+        for (key, value) in &loaded {
+            cache.insert(key.clone(), value.clone());
+        }
+        // Kept first and taken back after: a drop between the check and the insert would
+        // otherwise miss the entry it should have dropped.
+        if droppable && self.drops.load(Ordering::SeqCst) != drops_before {
+            for key in loaded.keys() {
+                cache.invalidate(key);
+            }
+        }
+        found.extend(loaded);
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use chrono::Utc;
+
+    use super::*;
+    use crate::domain::primitives::Money;
+
+    fn product(id: &str, cents: i64) -> Product {
+        Product {
+            id: id.to_owned(),
+            title: "Kazoo".to_owned(),
+            description: String::new(),
+            brand: None,
+            category_id: None,
+            price: Money { cents, currency: "USD".to_owned() },
+            rating: None,
+            review_count: 0,
+            popularity: 0,
+            attributes: Vec::new(),
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        }
+    }
+
+    async fn price(cache: &CatalogReadCache, id: &str, store_price: i64) -> i64 {
+        let found =
+            cache.products(&[id.to_owned()], async |_| Ok::<_, Infallible>(vec![product(id, store_price)])).await;
+        found.expect("load")[0].price.cents
+    }
+
+    #[tokio::test]
+    async fn a_read_is_kept_until_its_product_is_dropped() {
+        let cache = CatalogReadCache::default();
+        assert_eq!(price(&cache, "p1", 100).await, 100);
+        assert_eq!(price(&cache, "p1", 200).await, 100, "the second read came from the cache");
+        cache.drop_products(&["p1".to_owned()]);
+        assert_eq!(price(&cache, "p1", 200).await, 200);
+    }
+
+    #[tokio::test]
+    async fn a_load_that_overlaps_a_drop_is_not_kept() {
+        let cache = CatalogReadCache::default();
+        // The store answered with the old price, then the change committed and dropped p1.
+        let stale = cache
+            .products(&["p1".to_owned()], async |_| {
+                let read = vec![product("p1", 100)];
+                cache.drop_products(&["p1".to_owned()]);
+                Ok::<_, Infallible>(read)
+            })
+            .await;
+        assert_eq!(stale.expect("load")[0].price.cents, 100, "the caller still gets what it read");
+        assert_eq!(price(&cache, "p1", 200).await, 200, "the next read goes to the store");
+    }
+
+    #[tokio::test]
+    async fn unknown_keys_are_left_out_and_children_lists_cover_every_parent() {
+        let cache = CatalogReadCache::default();
+        let ids = ["p1".to_owned(), "nope".to_owned()];
+        let found = cache.products(&ids, async |_| Ok::<_, Infallible>(vec![product("p1", 1)])).await;
+        assert_eq!(found.expect("load").len(), 1);
+        let children = cache.children(&["leaf".to_owned()], async |_| Ok::<_, Infallible>(HashMap::new())).await;
+        assert!(children.expect("load")["leaf"].is_empty());
+    }
+}

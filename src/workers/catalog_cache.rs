@@ -1,0 +1,29 @@
+//! Drops the catalog read cache's entries of products that any instance changed, as their
+//! catalog events arrive (the instance that committed a change dropped its own at once).
+
+use tokio_util::sync::CancellationToken;
+
+use super::next_delivery;
+use crate::app::AppContext;
+use crate::domain::events::CATALOG_TOPIC;
+use crate::ports::Delivery;
+
+pub async fn follow_catalog(app: AppContext, cancel: CancellationToken) {
+    let mut deliveries = app.bus.subscribe(CATALOG_TOPIC);
+    let cache = app.catalog.read_cache();
+    // A restarted follower may have missed events before it subscribed again.
+    cache.drop_all();
+    while let Some(delivery) = next_delivery(&cancel, &mut deliveries).await {
+        match delivery {
+            Delivery::Event(event) => match serde_json::from_str::<Vec<String>>(&event.payload) {
+                Ok(ids) => cache.drop_products(&ids),
+                Err(err) => {
+                    tracing::warn!(error = %err, "a catalog event without product ids; dropping every cached product");
+                    cache.drop_all();
+                }
+            },
+            // Missed some: any product may have changed.
+            Delivery::Lagged => cache.drop_all(),
+        }
+    }
+}

@@ -16,6 +16,7 @@
 //! - `search`: searchProducts with facets over a mix of distinct queries and filters (64
 //!   connections; use `--products 100000` or `1000000` for the catalog sizes, and
 //!   `--env SHOP_SEARCH_CACHE=false` to measure without the result cache).
+//! - `product`: one product with its category and stock at a time, striding over the catalog.
 //! - `ceiling`: `{__typename}` through the same client, the framework's ceiling on this box.
 //! - `checkout`: complete purchases (guest session, add, initiateCheckout, placeOrder with the
 //!   test gateway) per second with p99 per step, spread over 200 products, or all on one product
@@ -72,9 +73,9 @@ struct Options {
 impl Options {
     fn parse() -> anyhow::Result<Self> {
         let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
-        let scenario = args
-            .next()
-            .ok_or_else(|| anyhow::anyhow!("usage: bench <ceiling|cart|sync|idle|search|checkout> [options]"))?;
+        let scenario = args.next().ok_or_else(|| {
+            anyhow::anyhow!("usage: bench <ceiling|cart|sync|idle|search|product|checkout> [options]")
+        })?;
         let mut options = Options {
             scenario,
             backend: "sqlite".to_owned(),
@@ -267,21 +268,38 @@ fn row(name: &str, histogram: &Histogram<u64>, errors: u64, seconds: f64) -> Val
 /// `{__typename}` as fast as `connections` clients can send it for `duration`.
 async fn ceiling_row(base: &str, connections: usize, duration: Duration) -> anyhow::Result<Value> {
     let client = Client { http: reqwest::Client::new(), base: base.to_owned() };
+    let (all, errors, seconds) = closed_loop(&client, connections, duration, |_| ("{ __typename }", json!({}))).await?;
+    Ok(row("ceiling {__typename}", &all, errors, seconds))
+}
+
+/// Each of `connections` clients sends the request `next` gives for its running count (each
+/// client starts its count elsewhere), one after another, for `duration`: the latencies, the
+/// errors and the seconds it took.
+async fn closed_loop(
+    client: &Client,
+    connections: usize,
+    duration: Duration,
+    next: impl Fn(usize) -> (&'static str, Value) + Send + Sync + 'static,
+) -> anyhow::Result<(Histogram<u64>, u64, f64)> {
+    let next = Arc::new(next);
     let deadline = Instant::now() + duration;
     let started = Instant::now();
     let mut workers = Vec::new();
-    for _ in 0..connections {
-        let client = client.clone();
+    for worker in 0..connections {
+        let (client, next) = (client.clone(), next.clone());
         workers.push(tokio::spawn(async move {
             let (mut latencies, mut errors) = (histogram(), 0u64);
+            let mut count = worker * 7;
             while Instant::now() < deadline {
+                let (query, variables) = next(count);
                 let sent = Instant::now();
-                match client.gql("{ __typename }", json!({}), None).await {
+                match client.gql(query, variables, None).await {
                     Ok(_) => {
                         let _ = latencies.record(sent.elapsed().as_micros() as u64);
                     }
                     Err(_) => errors += 1,
                 }
+                count += 1;
             }
             (latencies, errors)
         }));
@@ -292,7 +310,7 @@ async fn ceiling_row(base: &str, connections: usize, duration: Duration) -> anyh
         let _ = all.add(&latencies);
         errors += worker_errors;
     }
-    Ok(row("ceiling {__typename}", &all, errors, started.elapsed().as_secs_f64()))
+    Ok((all, errors, started.elapsed().as_secs_f64()))
 }
 
 /// How long the ceiling is measured after each scenario.
@@ -658,40 +676,30 @@ fn search_mix(count: usize) -> Vec<Value> {
 async fn search_scenario(options: &Options, server: &Server) -> anyhow::Result<()> {
     let client = Client { http: reqwest::Client::new(), base: server.base.clone() };
     let mix = Arc::new(search_mix(300));
-    let query = "query($q: String, $f: ProductFilter, $s: ProductSort) { searchProducts(query: $q, filter: $f, sort: $s, first: 20) { totalCount nodes { id title price { centAmount } inStock } facets { name values { value count } } pageInfo { endCursor } } }";
-    let deadline = Instant::now() + options.duration;
-    let started = Instant::now();
-    let mut workers = Vec::new();
-    for worker in 0..options.connections {
-        let (client, mix) = (client.clone(), mix.clone());
-        workers.push(tokio::spawn(async move {
-            let mut latencies = histogram();
-            let mut errors = 0u64;
-            let mut next = worker * 7;
-            while Instant::now() < deadline {
-                let sent = Instant::now();
-                match client.gql(query, mix[next % mix.len()].clone(), None).await {
-                    Ok(_) => {
-                        let _ = latencies.record(sent.elapsed().as_micros() as u64);
-                    }
-                    Err(_) => errors += 1,
-                }
-                next += 1;
-            }
-            (latencies, errors)
-        }));
-    }
-    let mut all = histogram();
-    let mut errors = 0;
-    for worker in workers {
-        let (latencies, worker_errors) = worker.await?;
-        let _ = all.add(&latencies);
-        errors += worker_errors;
-    }
-    let seconds = started.elapsed().as_secs_f64();
+    const QUERY: &str = "query($q: String, $f: ProductFilter, $s: ProductSort) { searchProducts(query: $q, filter: $f, sort: $s, first: 20) { totalCount nodes { id title price { centAmount } inStock } facets { name values { value count } } pageInfo { endCursor } } }";
+    let searches = mix.clone();
+    let (all, errors, seconds) = closed_loop(&client, options.connections, options.duration, move |count| {
+        (QUERY, searches[count % searches.len()].clone())
+    })
+    .await?;
     let cache = !options.server_env.iter().any(|(k, v)| k == "SHOP_SEARCH_CACHE" && v == "false");
     let extra = json!({ "distinct_searches": mix.len(), "connections": options.connections, "result_cache": cache });
     report(options, server, vec![row("searchProducts+facets", &all, errors, seconds)], extra).await
+}
+
+/// One product page's data (with its category and stock) at a time, over the whole catalog.
+async fn product_scenario(options: &Options, server: &Server) -> anyhow::Result<()> {
+    let client = Client { http: reqwest::Client::new(), base: server.base.clone() };
+    const QUERY: &str = "query($id: ID!) { product(id: $id) { id title price { centAmount currencyCode } inStock availableQuantity category { id name path } } }";
+    let products = options.products.max(1) as usize;
+    let (all, errors, seconds) = closed_loop(&client, options.connections, options.duration, move |count| {
+        // A stride through the catalog, so that clients spread over it rather than follow each other.
+        let id = (count * 7_919) % products + 1;
+        (QUERY, json!({ "id": format!("prod-{id:07}") }))
+    })
+    .await?;
+    let extra = json!({ "connections": options.connections });
+    report(options, server, vec![row("product+category+stock", &all, errors, seconds)], extra).await
 }
 
 /// The steps of one purchase, in order.
@@ -803,8 +811,9 @@ async fn main() -> anyhow::Result<()> {
         "sync" => sync_scenario(&options, &server).await,
         "idle" => idle_scenario(&options, &server).await,
         "search" => search_scenario(&options, &server).await,
+        "product" => product_scenario(&options, &server).await,
         "checkout" => checkout_scenario(&options, &server).await,
         "ceiling" => ceiling_scenario(&options, &server).await,
-        other => anyhow::bail!("unknown scenario {other}: ceiling, cart, sync, idle, search or checkout"),
+        other => anyhow::bail!("unknown scenario {other}: ceiling, cart, sync, idle, search, product or checkout"),
     }
 }

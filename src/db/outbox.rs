@@ -9,7 +9,7 @@ use super::pool::{Conn, Queue, execute_batch, on_conn};
 use super::prepared::PrepareOnce;
 use super::schema::outbox;
 use super::{store_error, to_json};
-use crate::domain::events::CATALOG_TOPIC;
+use crate::domain::events::{CATALOG_TOPIC, CATALOG_TOPICS, STOCK_TOPIC};
 use crate::ports::{Event, StoreResult};
 
 #[derive(Debug, Clone, Insertable)]
@@ -18,7 +18,7 @@ pub struct OutboxRow {
     pub topic: String,
     pub payload: String,
     pub created_at: NaiveDateTime,
-    /// The products a catalog event names, for the pool's after-commit hook.
+    /// The products a catalog or stock event names, for the pool's after-commit hook.
     #[diesel(skip_insertion)]
     pub products: Vec<String>,
 }
@@ -36,14 +36,23 @@ impl OutboxRow {
     /// The event that tells search and the catalog read cache (on every instance) which
     /// products changed.
     pub fn catalog(product_ids: &[String], at: DateTime<Utc>) -> StoreResult<Self> {
-        Ok(Self { products: product_ids.to_vec(), ..Self::new(CATALOG_TOPIC.to_owned(), &product_ids, at)? })
+        Self::naming(CATALOG_TOPIC, product_ids, at)
+    }
+
+    /// The same for products whose stock alone changed.
+    pub fn stock(product_ids: &[String], at: DateTime<Utc>) -> StoreResult<Self> {
+        Self::naming(STOCK_TOPIC, product_ids, at)
+    }
+
+    fn naming(topic: &str, product_ids: &[String], at: DateTime<Utc>) -> StoreResult<Self> {
+        Ok(Self { products: product_ids.to_vec(), ..Self::new(topic.to_owned(), &product_ids, at)? })
     }
 }
 
 pub async fn insert(conn: &mut Conn<'_>, rows: Vec<OutboxRow>) -> StoreResult<()> {
     conn.queued(Queue::Outbox);
     for row in &rows {
-        conn.products_changed(&row.products);
+        conn.catalog_changed(row);
     }
     execute_batch!(conn, diesel::insert_into(outbox::table).values(rows))
         .map(drop)
@@ -92,7 +101,7 @@ pub async fn delete_published(conn: &mut Conn<'_>, before: DateTime<Utc>) -> Sto
 /// Products named by catalog events written since `since` (kept an hour after publishing).
 pub async fn products_changed_since(conn: &mut Conn<'_>, since: DateTime<Utc>) -> StoreResult<Vec<String>> {
     let payloads: Vec<String> = on_conn!(conn, c => outbox::table
-        .filter(outbox::topic.eq(CATALOG_TOPIC))
+        .filter(outbox::topic.eq_any(CATALOG_TOPICS))
         .filter(outbox::created_at.ge(since.naive_utc()))
         .select(outbox::payload)
         .load(c)

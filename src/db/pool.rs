@@ -18,6 +18,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::sync::Notify;
 
+use super::outbox::OutboxRow;
 use crate::ports::StoreError;
 
 /// A SQLite connection whose statements run right where they are called. The pool runs a whole
@@ -90,11 +91,12 @@ pub enum Queue {
 pub struct Wakers {
     outbox: Notify,
     notifications: Notify,
-    products_changed: OnceLock<ProductsChanged>,
+    catalog_changed: OnceLock<CatalogChanged>,
 }
 
-/// Told, after commit, which products a catalog event of the committed work names.
-pub type ProductsChanged = Box<dyn Fn(&[String]) + Send + Sync>;
+/// Told, after commit, of each catalog event the committed work wrote: its topic and the
+/// products it names.
+pub type CatalogChanged = Box<dyn Fn(&str, &[String]) + Send + Sync>;
 
 impl Wakers {
     pub fn of(&self, queue: Queue) -> &Notify {
@@ -104,9 +106,9 @@ impl Wakers {
         }
     }
 
-    /// Sets the one listener of product changes (the catalog read cache); later calls are ignored.
-    pub fn on_products_changed(&self, listener: ProductsChanged) {
-        let _ = self.products_changed.set(listener);
+    /// Sets the one listener of catalog changes (the catalog read cache); later calls are ignored.
+    pub fn on_catalog_changed(&self, listener: CatalogChanged) {
+        let _ = self.catalog_changed.set(listener);
     }
 
     fn committed(&self, work: AfterCommit) {
@@ -116,9 +118,11 @@ impl Wakers {
                 self.of(queue).notify_one();
             }
         }
-        let products = work.products.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let (false, Some(listener)) = (products.is_empty(), self.products_changed.get()) {
-            listener(&products);
+        let catalog = work.catalog.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(listener) = self.catalog_changed.get() {
+            for (topic, products) in &catalog {
+                listener(topic, products);
+            }
         }
     }
 }
@@ -127,7 +131,8 @@ impl Wakers {
 #[derive(Default)]
 struct AfterCommit {
     queued: AtomicU8,
-    products: std::sync::Mutex<Vec<String>>,
+    /// Topic and products of each catalog event written.
+    catalog: std::sync::Mutex<Vec<(String, Vec<String>)>>,
 }
 
 /// A borrowed connection of either backend, and what its writes leave for after commit. Repository
@@ -149,11 +154,11 @@ impl Conn<'_> {
         self.after_commit.queued.fetch_or(queue as u8, Ordering::Relaxed);
     }
 
-    /// Notes that this write changed these products' catalog data; cached reads of them are
-    /// dropped once it is committed.
-    pub fn products_changed(&mut self, product_ids: &[String]) {
-        let mut products = self.after_commit.products.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        products.extend_from_slice(product_ids);
+    /// Notes a catalog event this work wrote: cached reads of its products are dropped once the
+    /// work is committed.
+    pub fn catalog_changed(&mut self, event: &OutboxRow) {
+        let mut catalog = self.after_commit.catalog.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        catalog.push((event.topic.clone(), event.products.clone()));
     }
 }
 

@@ -84,7 +84,8 @@ impl Writes {
         for queue in &self.queues {
             conn.queued(*queue);
         }
-        let products: Vec<String> = self.events.iter().flat_map(|e| e.products.iter().cloned()).collect();
+        // Catalog events name products whose cached reads go stale once this commits.
+        let catalog: Vec<OutboxRow> = self.events.iter().filter(|e| !e.products.is_empty()).cloned().collect();
         let counts = match &mut conn.backend {
             Backend::Postgres(pg) => {
                 let counts: Vec<i64> =
@@ -115,7 +116,9 @@ impl Writes {
         };
         // The events, and so the changes they name, were written only if the first write was.
         if counts.as_slice().first().is_some_and(|&n| n > 0) {
-            conn.products_changed(&products);
+            for event in &catalog {
+                conn.catalog_changed(event);
+            }
         }
         Ok(counts)
     }

@@ -3,8 +3,15 @@
 
 use crate::domain::primitives::Shopper;
 
-/// Product ids whose catalog data (fields, price, stock) changed, as a JSON array.
+/// Product ids whose catalog data (fields, price, and stock too) changed, as a JSON array.
 pub const CATALOG_TOPIC: &str = "catalog.products";
+
+/// Product ids whose stock alone changed (reservations, units given back, counts set), as a
+/// JSON array: caches keep what they hold of the products themselves.
+pub const STOCK_TOPIC: &str = "catalog.stock";
+
+/// Both, for what follows every change that search or browsing can see.
+pub const CATALOG_TOPICS: [&str; 2] = [CATALOG_TOPIC, STOCK_TOPIC];
 
 /// Every version of one shopper's cart.
 pub fn cart_topic(owner: &Shopper) -> String {

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::sync::broadcast;
 
-use crate::domain::events::CATALOG_TOPIC;
+use crate::domain::events::CATALOG_TOPICS;
 use crate::ports::{BusError, Delivery, Event, EventBus};
 use crate::ports::{Cache, CacheError};
 
@@ -46,7 +46,7 @@ impl LocalBus {
         if self.subscriptions.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
             topics.retain(|_, sender| sender.receiver_count() > 0);
         }
-        let capacity = if topic == CATALOG_TOPIC { CATALOG_BUFFER } else { TOPIC_BUFFER };
+        let capacity = if CATALOG_TOPICS.contains(&topic) { CATALOG_BUFFER } else { TOPIC_BUFFER };
         topics.entry(topic.to_owned()).or_insert_with(|| broadcast::channel(capacity).0).subscribe()
     }
 }

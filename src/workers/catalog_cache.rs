@@ -3,20 +3,19 @@
 
 use tokio_util::sync::CancellationToken;
 
-use super::next_delivery;
+use super::{catalog_events, next_delivery};
 use crate::app::AppContext;
-use crate::domain::events::CATALOG_TOPIC;
 use crate::ports::Delivery;
 
 pub async fn follow_catalog(app: AppContext, cancel: CancellationToken) {
-    let mut deliveries = app.bus.subscribe(CATALOG_TOPIC);
+    let mut deliveries = catalog_events(&app);
     let cache = app.catalog.read_cache();
     // A restarted follower may have missed events before it subscribed again.
     cache.drop_all();
     while let Some(delivery) = next_delivery(&cancel, &mut deliveries).await {
         match delivery {
             Delivery::Event(event) => match serde_json::from_str::<Vec<String>>(&event.payload) {
-                Ok(ids) => cache.drop_products(&ids),
+                Ok(ids) => cache.changed(&event.topic, &ids),
                 Err(err) => {
                     tracing::warn!(error = %err, "a catalog event without product ids; dropping every cached product");
                     cache.drop_all();

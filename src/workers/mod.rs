@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::app::AppContext;
 use crate::db::scoped;
+use crate::domain::events::CATALOG_TOPICS;
 use crate::ports::Delivery;
 
 pub use outbox::dispatch_pending;
@@ -96,6 +97,12 @@ impl Workers {
             }
         }));
     }
+}
+
+/// Every catalog and stock event, from every instance.
+fn catalog_events(app: &AppContext) -> BoxStream<'static, Delivery> {
+    let [products, stock] = CATALOG_TOPICS.map(|topic| app.bus.subscribe(topic));
+    futures::stream::select(products, stock).boxed()
 }
 
 /// The next delivery of a subscription; `None` when the worker is cancelled or the bus closed.

@@ -6,9 +6,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::{next_delivery, next_round};
+use super::{catalog_events, next_delivery, next_round};
 use crate::app::AppContext;
-use crate::domain::events::CATALOG_TOPIC;
 
 /// Changes arriving within this window are indexed (and committed) together.
 const INDEX_DEBOUNCE: Duration = Duration::from_millis(100);
@@ -16,7 +15,7 @@ const INDEX_DEBOUNCE: Duration = Duration::from_millis(100);
 const REPLACEMENT_POLL: Duration = Duration::from_secs(1);
 
 pub async fn follow_catalog(app: AppContext, cancel: CancellationToken) {
-    let mut deliveries = app.bus.subscribe(CATALOG_TOPIC);
+    let mut deliveries = catalog_events(&app);
     while let Some(first) = next_delivery(&cancel, &mut deliveries).await {
         let mut batch = vec![first];
         let window = tokio::time::sleep(INDEX_DEBOUNCE);

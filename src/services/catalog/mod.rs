@@ -39,7 +39,7 @@ impl CatalogService {
     pub fn new(db: Pool, clock: Arc<dyn Clock>, default_currency: String) -> Self {
         let cache = Arc::new(CatalogReadCache::default());
         let dropped = cache.clone();
-        db.wakers().on_products_changed(Box::new(move |ids| dropped.drop_products(ids)));
+        db.wakers().on_catalog_changed(Box::new(move |topic, ids| dropped.changed(topic, ids)));
         Self { db, clock, default_currency, cache }
     }
 
@@ -163,7 +163,7 @@ impl CatalogService {
                 if inventory::set_available(c, product_id, quantity).await?.is_none() {
                     return Ok(None);
                 }
-                outbox::insert(c, vec![OutboxRow::catalog(&[product_id.to_owned()], now)?]).await?;
+                outbox::insert(c, vec![OutboxRow::stock(&[product_id.to_owned()], now)?]).await?;
                 Ok::<_, StoreError>(catalog::products_by_ids(c, &[product_id.to_owned()]).await?.pop())
             })
             .await?;

@@ -2,8 +2,8 @@
 //! the store, for browsing (product pages, search results, cart lines). Checkout and stock
 //! reservations read the store.
 //!
-//! A catalog event names the products whose fields, price or stock changed. Their entries are
-//! dropped at once on the instance that committed the change (the pool's after-commit hook) and
+//! A catalog event names the products whose fields, price or stock changed (a stock event,
+//! those whose stock alone changed: their product entries stay). Their entries are dropped at once on the instance that committed the change (the pool's after-commit hook) and
 //! on every other instance when the event arrives through the bus. A load that overlaps a drop
 //! may have read the store before that change committed, so it takes its result back out.
 //! Categories never change once created (an id is derived from its path), but new ones appear:
@@ -17,6 +17,7 @@ use std::time::Duration;
 use moka::sync::Cache;
 
 use crate::domain::catalog::model::{Category, Product, StockLevel};
+use crate::domain::events::STOCK_TOPIC;
 
 /// Product and stock entries; a catalog of this size fits whole.
 const PRODUCT_ENTRIES: u64 = 200_000;
@@ -60,11 +61,27 @@ impl Default for CatalogReadCache {
 }
 
 impl CatalogReadCache {
+    /// Drops what an event of `topic` naming `ids` made stale.
+    pub fn changed(&self, topic: &str, ids: &[String]) {
+        if topic == STOCK_TOPIC {
+            self.drop_stock(ids);
+        } else {
+            self.drop_products(ids);
+        }
+    }
+
     /// Drops what the cache holds of these products (their fields, price and stock).
     pub fn drop_products(&self, ids: &[String]) {
         self.drops.fetch_add(1, Ordering::SeqCst);
         for id in ids {
             self.products.invalidate(id);
+            self.stock.invalidate(id);
+        }
+    }
+
+    pub fn drop_stock(&self, ids: &[String]) {
+        self.drops.fetch_add(1, Ordering::SeqCst);
+        for id in ids {
             self.stock.invalidate(id);
         }
     }
@@ -242,6 +259,21 @@ mod tests {
         assert_eq!(price(&cache, "p1", 100).await, 100);
         assert_eq!(price(&cache, "p1", 200).await, 100, "the second read came from the cache");
         cache.drop_products(&["p1".to_owned()]);
+        assert_eq!(price(&cache, "p1", 200).await, 200);
+    }
+
+    #[tokio::test]
+    async fn a_stock_event_drops_the_stock_and_keeps_the_product() {
+        let cache = CatalogReadCache::default();
+        let ids = ["p1".to_owned()];
+        let level = |available| StockLevel { product_id: "p1".to_owned(), available, reserved: 0, version: 0 };
+        assert_eq!(price(&cache, "p1", 100).await, 100);
+        cache.stock_levels(&ids, async |_| Ok::<_, Infallible>(vec![level(5)])).await.expect("load");
+        cache.changed(STOCK_TOPIC, &ids);
+        assert_eq!(price(&cache, "p1", 200).await, 100, "the product stayed");
+        let stock = cache.stock_levels(&ids, async |_| Ok::<_, Infallible>(vec![level(4)])).await;
+        assert_eq!(stock.expect("load")[0].available, 4, "the stock was read again");
+        cache.changed(crate::domain::events::CATALOG_TOPIC, &ids);
         assert_eq!(price(&cache, "p1", 200).await, 200);
     }
 

@@ -55,7 +55,7 @@ fn new_id(prefix: &str) -> String {
 }
 
 /// Units of `lines` back to available stock (from reserved, or sold when `from_reserved` is
-/// false), with the catalog event that keeps search's stock current.
+/// false), with the stock event that keeps search and browsing current.
 fn stock_back(lines: &[CartLine], from_reserved: bool, now: DateTime<Utc>) -> StoreResult<Option<Writes>> {
     let Some((first, rest)) = lines.split_first() else { return Ok(None) };
     let mut writes = Writes::new(inventory::give_back(&first.product_id, first.quantity, from_reserved));
@@ -63,7 +63,7 @@ fn stock_back(lines: &[CartLine], from_reserved: bool, now: DateTime<Utc>) -> St
         writes = writes.and(inventory::give_back(&line.product_id, line.quantity, from_reserved));
     }
     let products: Vec<String> = lines.iter().map(|l| l.product_id.clone()).collect();
-    Ok(Some(writes.event(OutboxRow::catalog(&products, now)?)))
+    Ok(Some(writes.event(OutboxRow::stock(&products, now)?)))
 }
 
 /// Writes `stock_back` if there is any.
@@ -124,7 +124,7 @@ impl CheckoutService {
                 for line in &session.lines {
                     writes = writes.and(inventory::reserve(&line.product_id, line.quantity));
                 }
-                let changed = writes.event(OutboxRow::catalog(&products, now)?).run(c, "reserving stock").await?;
+                let changed = writes.event(OutboxRow::stock(&products, now)?).run(c, "reserving stock").await?;
                 let reserved = &changed[1..];
                 if reserved.contains(&0) {
                     let available = inventory::available(c, &products).await?;

@@ -10,6 +10,12 @@ pub struct Money {
     pub currency: String,
 }
 
+impl Money {
+    /// The largest amount the shop takes: clients read amounts as 32-bit integers, so a larger
+    /// cart or order could not be shown (or charged) as it is.
+    pub const MAX_CENTS: i64 = i32::MAX as i64;
+}
+
 /// Who is shopping: a signed-in user (whose every session shares one cart and one order
 /// history) or a guest session. Stored and sent as `user:<id>` or `guest:<session id>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -135,6 +135,23 @@ on_both_backends!(bad_cart_input_is_refused_and_changes_nothing, |backend: Backe
     assert_eq!((unchanged["version"].as_i64(), quantities(&unchanged)), (Some(1), vec![(P1.to_owned(), 1)]));
 });
 
+on_both_backends!(a_cart_total_past_the_largest_amount_is_refused, |backend: Backend| async move {
+    let server = shop(backend, ServerOptions::default()).await;
+    set_stock(&server, P1, 10).await;
+    let admin = server.admin_token().await;
+    // $15,000,000.00: two of them make more than a GraphQL Int (2,147,483,647) can carry.
+    let reprice = json!({ "i": { "id": P1, "title": "Yacht", "description": "", "priceCents": 1_500_000_000 } });
+    server.data("mutation($i: ProductInput!) { adminUpsertProduct(input: $i) { id } }", reprice, Some(&admin)).await;
+    let guest = server.guest_token().await;
+    add(&server, &guest, P1, 1).await;
+    let refused = add(&server, &guest, P1, 1).await;
+    assert_eq!(error_code(&refused), "BAD_USER_INPUT", "{refused}");
+    assert_eq!(error_code(&update(&server, &guest, P1, 2).await), "BAD_USER_INPUT");
+    let unchanged = cart(&server, &guest).await;
+    assert_eq!(unchanged["subtotal"]["centAmount"], 1_500_000_000, "never clamped");
+    assert_eq!((unchanged["version"].as_i64(), quantities(&unchanged)), (Some(1), vec![(P1.to_owned(), 1)]));
+});
+
 fn two_lines(config: &mut shop::config::Config) {
     config.cart_max_lines = 2;
 }

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use super::model::{CappedLine, Cart, CartLine};
 use super::{CartError, StockShortage};
 use crate::domain::catalog::Offer;
+use crate::domain::primitives::Money;
 
 type CartResult<T> = Result<T, CartError>;
 
@@ -41,7 +42,7 @@ pub fn with_quantity(
     let mut lines = cart.lines.clone();
     if let Some(line) = lines.iter_mut().find(|l| l.product_id == product_id) {
         line.quantity = wanted;
-        return Ok(lines);
+        return within_max_total(lines);
     }
     if lines.len() >= limits.max_lines {
         return Err(CartError::invalid("productId", format!("a cart holds at most {} lines", limits.max_lines)));
@@ -57,6 +58,18 @@ pub fn with_quantity(
         unit_price: offer.price.clone(),
         added_at: now,
     });
+    within_max_total(lines)
+}
+
+/// Refuses lines whose total the shop could not show or charge (`Money::MAX_CENTS`).
+fn within_max_total(lines: Vec<CartLine>) -> CartResult<Vec<CartLine>> {
+    let total: i64 = lines.iter().map(|l| l.total().cents).sum();
+    if total > Money::MAX_CENTS {
+        return Err(CartError::invalid(
+            "quantity",
+            format!("a cart's total is at most {} minor units", Money::MAX_CENTS),
+        ));
+    }
     Ok(lines)
 }
 
@@ -196,5 +209,23 @@ mod tests {
             Err(CartError::InvalidInput { field: "productId", .. })
         ));
         assert_eq!(with_quantity(&full, offer, "x", 3, now, &LIMITS).expect("in stock")[0].quantity, 3);
+    }
+
+    #[test]
+    fn a_cart_total_past_the_largest_amount_is_refused() {
+        let now = Utc::now();
+        let price = |cents| Offer { price: Money { cents, currency: "USD".into() }, available: 5 };
+        let nearly_full =
+            cart("guest:g", vec![CartLine { unit_price: price(Money::MAX_CENTS - 100).price, ..line("x", 1) }]);
+        assert!(with_quantity(&nearly_full, &price(100), "a", 1, now, &LIMITS).is_ok(), "exactly the largest amount");
+        assert!(matches!(
+            with_quantity(&nearly_full, &price(101), "a", 1, now, &LIMITS),
+            Err(CartError::InvalidInput { field: "quantity", .. })
+        ));
+        let pricey = cart("guest:g", vec![CartLine { unit_price: price(Money::MAX_CENTS / 2).price, ..line("a", 1) }]);
+        assert!(
+            with_quantity(&pricey, &price(Money::MAX_CENTS / 2), "a", 3, now, &LIMITS).is_err(),
+            "a raised quantity too"
+        );
     }
 }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use super::{CheckoutError, Totals};
 use crate::domain::cart::CartLine;
+use crate::domain::primitives::Money;
 
 #[derive(Debug, Clone)]
 pub struct PricingRules {
@@ -47,7 +48,14 @@ impl PricingRules {
         let rate = self.tax_basis_points.get(country).copied().unwrap_or(0);
         // Tax on goods and shipping, rounded half up to the minor unit.
         let tax = ((subtotal + shipping) * rate + 5_000) / 10_000;
-        Ok(Totals { subtotal, shipping, tax, total: subtotal + shipping + tax, currency })
+        let total = subtotal + shipping + tax;
+        if total > Money::MAX_CENTS {
+            return Err(CheckoutError::invalid(
+                "cart",
+                format!("an order's total is at most {} minor units", Money::MAX_CENTS),
+            ));
+        }
+        Ok(Totals { subtotal, shipping, tax, total, currency })
     }
 }
 
@@ -83,5 +91,19 @@ mod tests {
         assert_eq!((free.shipping, free.total), (0, 5_000));
         assert!(PricingRules::parse_tax_rates("USA=5").is_err());
         assert!(PricingRules::parse_tax_rates("US=ten").is_err());
+    }
+
+    #[test]
+    fn an_order_total_past_the_largest_amount_is_refused() {
+        let rules = PricingRules {
+            shipping_cents: 0,
+            free_shipping_from_cents: 0,
+            tax_basis_points: PricingRules::parse_tax_rates("DE=1900").expect("valid"),
+            default_country: "US".to_owned(),
+        };
+        let largest = [line(Money::MAX_CENTS, 1)];
+        assert_eq!(rules.price(&largest, "US").expect("priced").total, Money::MAX_CENTS);
+        // The cart fits; its tax takes the order past what can be charged.
+        assert!(matches!(rules.price(&largest, "DE"), Err(CheckoutError::InvalidInput { .. })));
     }
 }

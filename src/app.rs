@@ -26,8 +26,10 @@ use crate::services::checkout::{CheckoutRules, CheckoutService};
 use crate::services::orders::OrderService;
 use crate::services::search::SearchService;
 
-/// Entries of the in-process cache (embedded mode).
-const LOCAL_CACHE_ENTRIES: usize = 100_000;
+/// Entries of the in-process caches (embedded mode): carts, and search results, apart so that a
+/// burst of distinct searches cannot push the carts out.
+const CART_CACHE_ENTRIES: u64 = 100_000;
+const SEARCH_CACHE_ENTRIES: u64 = 20_000;
 
 #[derive(Clone)]
 pub struct AppContext {
@@ -57,13 +59,18 @@ impl AppContext {
             Pool::open(&config.store_url(), config.db_pool_size, Arc::new(move |scope| statements.statement(scope)))
                 .await
                 .context("opening the store")?;
-        let (bus, cache): (Arc<dyn EventBus>, Arc<dyn Cache>) = match &config.redis_url {
-            Some(url) => {
-                let redis = connect_redis(url, &config.redis_namespace).await.context("connecting to Redis")?;
-                (redis.bus(), redis.cache())
-            }
-            None => (Arc::new(LocalBus::default()), Arc::new(LocalCache::new(LOCAL_CACHE_ENTRIES))),
-        };
+        let (bus, cart_cache, search_cache): (Arc<dyn EventBus>, Arc<dyn Cache>, Arc<dyn Cache>) =
+            match &config.redis_url {
+                Some(url) => {
+                    let redis = connect_redis(url, &config.redis_namespace).await.context("connecting to Redis")?;
+                    (redis.bus(), redis.cache(), redis.cache())
+                }
+                None => (
+                    Arc::new(LocalBus::default()),
+                    Arc::new(LocalCache::new(CART_CACHE_ENTRIES)),
+                    Arc::new(LocalCache::new(SEARCH_CACHE_ENTRIES)),
+                ),
+            };
         let limits = CartLimits {
             max_lines: config.cart_max_lines,
             max_line_quantity: config.cart_max_line_quantity,
@@ -71,7 +78,7 @@ impl AppContext {
             retention: config.cart_retention,
         };
         let catalog = CatalogService::new(db.clone(), clock.clone(), config.currency.clone());
-        let carts = CartService::new(db.clone(), cache.clone(), bus.clone(), clock.clone(), catalog.clone(), limits);
+        let carts = CartService::new(db.clone(), cart_cache, bus.clone(), clock.clone(), catalog.clone(), limits);
         let secret = jwt_secret(&config)?;
         let tokens = TokenIssuer::new(&secret, config.access_token_ttl, config.guest_token_ttl);
         let auth = AuthService::new(db.clone(), clock.clone(), tokens, config.refresh_token_ttl, carts.clone());
@@ -96,7 +103,7 @@ impl AppContext {
             index,
             db.clone(),
             catalog.clone(),
-            config.search_cache.then(|| cache.clone()),
+            config.search_cache.then_some(search_cache),
             Arc::new(move || {
                 cache_hits.inc();
             }),

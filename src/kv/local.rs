@@ -3,6 +3,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use moka::Expiry;
+use moka::ops::compute::Op;
+
 use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -70,46 +73,55 @@ impl EventBus for LocalBus {
     }
 }
 
+#[derive(Clone)]
 struct Entry {
     version: i64,
-    value: String,
-    expires: Instant,
+    value: Arc<str>,
+    ttl: Duration,
 }
 
-/// A bounded in-process cache; when full it drops expired entries, then arbitrary ones.
+/// Each entry lives the TTL it was put with.
+struct PutTtl;
+
+impl Expiry<String, Entry> for PutTtl {
+    fn expire_after_create(&self, _key: &String, entry: &Entry, _created_at: Instant) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        entry: &Entry,
+        _at: Instant,
+        _left: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+}
+
+/// A bounded in-process cache (moka: per-entry TTLs, eviction by recency and frequency).
 pub struct LocalCache {
-    entries: Mutex<HashMap<String, Entry>>,
-    capacity: usize,
+    entries: moka::sync::Cache<String, Entry>,
 }
 
 impl LocalCache {
-    pub fn new(capacity: usize) -> Self {
-        Self { entries: Mutex::new(HashMap::new()), capacity }
+    pub fn new(capacity: u64) -> Self {
+        Self { entries: moka::sync::Cache::builder().max_capacity(capacity).expire_after(PutTtl).build() }
     }
 }
 
 #[async_trait]
 impl Cache for LocalCache {
     async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
-        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        Ok(entries.get(key).filter(|e| e.expires > Instant::now()).map(|e| e.value.clone()))
+        Ok(self.entries.get(key).map(|entry| entry.value.to_string()))
     }
 
     async fn put_versioned(&self, key: &str, version: i64, value: &str, ttl: Duration) -> Result<(), CacheError> {
-        let now = Instant::now();
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if entries.get(key).is_some_and(|e| e.version > version && e.expires > now) {
-            return Ok(());
-        }
-        if entries.len() >= self.capacity && !entries.contains_key(key) {
-            entries.retain(|_, e| e.expires > now);
-            if entries.len() >= self.capacity
-                && let Some(victim) = entries.keys().next().cloned()
-            {
-                entries.remove(&victim);
-            }
-        }
-        entries.insert(key.to_owned(), Entry { version, value: value.to_owned(), expires: now + ttl });
+        // Decided under the entry's lock, so two puts of one key cannot interleave.
+        self.entries.entry(key.to_owned()).and_compute_with(|current| match current {
+            Some(held) if held.value().version > version => Op::Nop,
+            _ => Op::Put(Entry { version, value: value.into(), ttl }),
+        });
         Ok(())
     }
 }
@@ -127,12 +139,23 @@ mod tests {
         assert_eq!(cache.get("k").await.expect("get").as_deref(), Some("two"));
         cache.put_versioned("a", 1, "a", ttl).await.expect("put");
         cache.put_versioned("b", 1, "b", ttl).await.expect("put");
+        cache.entries.run_pending_tasks();
         let held = ["k", "a", "b"];
         let mut present = 0;
         for key in held {
             present += usize::from(cache.get(key).await.expect("get").is_some());
         }
         assert_eq!(present, 2, "bounded to its capacity");
+    }
+
+    #[tokio::test]
+    async fn an_entry_lives_the_ttl_it_was_put_with() {
+        let cache = LocalCache::new(10);
+        cache.put_versioned("short", 1, "gone soon", Duration::from_millis(10)).await.expect("put");
+        cache.put_versioned("long", 1, "stays", Duration::from_secs(60)).await.expect("put");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(cache.get("short").await.expect("get"), None);
+        assert_eq!(cache.get("long").await.expect("get").as_deref(), Some("stays"));
     }
 
     #[tokio::test]

@@ -18,41 +18,36 @@ pub struct OutboxRow {
     pub topic: String,
     pub payload: String,
     pub created_at: NaiveDateTime,
-    /// The products a catalog or stock event names, for the pool's after-commit hook.
-    #[diesel(skip_insertion)]
-    pub products: Vec<String>,
 }
 
 impl OutboxRow {
     pub fn new<T: serde::Serialize>(topic: String, payload: &T, at: DateTime<Utc>) -> StoreResult<Self> {
-        Ok(Self {
-            topic,
-            payload: to_json(payload, "serializing an event")?,
-            created_at: at.naive_utc(),
-            products: Vec::new(),
-        })
+        Ok(Self { topic, payload: to_json(payload, "serializing an event")?, created_at: at.naive_utc() })
     }
 
     /// The event that tells search and the catalog read cache (on every instance) which
     /// products changed.
     pub fn catalog(product_ids: &[String], at: DateTime<Utc>) -> StoreResult<Self> {
-        Self::naming(CATALOG_TOPIC, product_ids, at)
+        Self::new(CATALOG_TOPIC.to_owned(), &product_ids, at)
     }
 
     /// The same for products whose stock alone changed.
     pub fn stock(product_ids: &[String], at: DateTime<Utc>) -> StoreResult<Self> {
-        Self::naming(STOCK_TOPIC, product_ids, at)
+        Self::new(STOCK_TOPIC.to_owned(), &product_ids, at)
     }
 
-    fn naming(topic: &str, product_ids: &[String], at: DateTime<Utc>) -> StoreResult<Self> {
-        Ok(Self { products: product_ids.to_vec(), ..Self::new(topic.to_owned(), &product_ids, at)? })
+    /// The event as the bus carries it, if it is a catalog or stock event.
+    pub fn catalog_event(&self) -> Option<Event> {
+        CATALOG_TOPICS
+            .contains(&self.topic.as_str())
+            .then(|| Event { topic: self.topic.clone(), payload: self.payload.clone() })
     }
 }
 
 pub async fn insert(conn: &mut Conn<'_>, rows: Vec<OutboxRow>) -> StoreResult<()> {
     conn.queued(Queue::Outbox);
-    for row in &rows {
-        conn.catalog_changed(row);
+    for event in rows.iter().filter_map(OutboxRow::catalog_event) {
+        conn.catalog_changed(event);
     }
     execute_batch!(conn, diesel::insert_into(outbox::table).values(rows))
         .map(drop)

@@ -18,8 +18,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::sync::Notify;
 
-use super::outbox::OutboxRow;
-use crate::ports::StoreError;
+use crate::ports::{Event, StoreError};
 
 /// A SQLite connection whose statements run right where they are called. The pool runs a whole
 /// transaction (or read) in one blocking call (`blocking`), instead of handing every statement
@@ -94,9 +93,8 @@ pub struct Wakers {
     catalog_changed: OnceLock<CatalogChanged>,
 }
 
-/// Told, after commit, of each catalog event the committed work wrote: its topic and the
-/// products it names.
-pub type CatalogChanged = Box<dyn Fn(&str, &[String]) + Send + Sync>;
+/// Told, after commit, of each catalog or stock event the committed work wrote.
+pub type CatalogChanged = Box<dyn Fn(&Event) + Send + Sync>;
 
 impl Wakers {
     pub fn of(&self, queue: Queue) -> &Notify {
@@ -120,8 +118,8 @@ impl Wakers {
         }
         let catalog = work.catalog.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(listener) = self.catalog_changed.get() {
-            for (topic, products) in &catalog {
-                listener(topic, products);
+            for event in &catalog {
+                listener(event);
             }
         }
     }
@@ -131,8 +129,8 @@ impl Wakers {
 #[derive(Default)]
 struct AfterCommit {
     queued: AtomicU8,
-    /// Topic and products of each catalog event written.
-    catalog: std::sync::Mutex<Vec<(String, Vec<String>)>>,
+    /// The catalog and stock events written.
+    catalog: std::sync::Mutex<Vec<Event>>,
 }
 
 /// A borrowed connection of either backend, and what its writes leave for after commit. Repository
@@ -156,9 +154,8 @@ impl Conn<'_> {
 
     /// Notes a catalog event this work wrote: cached reads of its products are dropped once the
     /// work is committed.
-    pub fn catalog_changed(&mut self, event: &OutboxRow) {
-        let mut catalog = self.after_commit.catalog.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        catalog.push((event.topic.clone(), event.products.clone()));
+    pub fn catalog_changed(&mut self, event: Event) {
+        self.after_commit.catalog.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(event);
     }
 }
 

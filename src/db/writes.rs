@@ -18,7 +18,7 @@ use diesel_async::RunQueryDsl;
 use super::outbox::OutboxRow;
 use super::pool::{Backend, Conn, Queue};
 use super::store_error;
-use crate::ports::StoreResult;
+use crate::ports::{Event, StoreResult};
 
 /// A write statement that runs on both backends.
 pub trait Write: Send + Sync + 'static {
@@ -85,7 +85,7 @@ impl Writes {
             conn.queued(*queue);
         }
         // Catalog events name products whose cached reads go stale once this commits.
-        let catalog: Vec<OutboxRow> = self.events.iter().filter(|e| !e.products.is_empty()).cloned().collect();
+        let catalog: Vec<Event> = self.events.iter().filter_map(OutboxRow::catalog_event).collect();
         let counts = match &mut conn.backend {
             Backend::Postgres(pg) => {
                 let counts: Vec<i64> =
@@ -116,7 +116,7 @@ impl Writes {
         };
         // The events, and so the changes they name, were written only if the first write was.
         if counts.as_slice().first().is_some_and(|&n| n > 0) {
-            for event in &catalog {
+            for event in catalog {
                 conn.catalog_changed(event);
             }
         }

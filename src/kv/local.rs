@@ -3,12 +3,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use moka::Expiry;
-use moka::ops::compute::Op;
-
 use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use moka::Expiry;
+use moka::ops::compute::Op;
 use tokio::sync::broadcast;
 
 use crate::domain::events::CATALOG_TOPICS;

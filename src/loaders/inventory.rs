@@ -2,7 +2,7 @@ use std::collections::HashMap;
 
 use async_graphql::dataloader::Loader;
 
-use crate::domain::catalog::StockLevel;
+use crate::domain::catalog::{CatalogError, StockLevel};
 use crate::error::ApiError;
 use crate::services::catalog::CatalogService;
 
@@ -14,7 +14,7 @@ impl Loader<String> for StockLoader {
     type Error = ApiError;
 
     async fn load(&self, product_ids: &[String]) -> Result<HashMap<String, StockLevel>, ApiError> {
-        let levels = self.0.stock_levels(product_ids).await?;
+        let levels = self.0.stock_levels(product_ids).await.map_err(CatalogError::from)?;
         Ok(levels.into_iter().map(|s| (s.product_id.clone(), s)).collect())
     }
 }

@@ -14,13 +14,7 @@ pub async fn follow_catalog(app: AppContext, cancel: CancellationToken) {
     cache.drop_all();
     while let Some(delivery) = next_delivery(&cancel, &mut deliveries).await {
         match delivery {
-            Delivery::Event(event) => match serde_json::from_str::<Vec<String>>(&event.payload) {
-                Ok(ids) => cache.changed(&event.topic, &ids),
-                Err(err) => {
-                    tracing::warn!(error = %err, "a catalog event without product ids; dropping every cached product");
-                    cache.drop_all();
-                }
-            },
+            Delivery::Event(event) => cache.apply(&event),
             // Missed some: any product may have changed.
             Delivery::Lagged => cache.drop_all(),
         }

@@ -39,7 +39,7 @@ impl CatalogService {
     pub fn new(db: Pool, clock: Arc<dyn Clock>, default_currency: String) -> Self {
         let cache = Arc::new(CatalogReadCache::default());
         let dropped = cache.clone();
-        db.wakers().on_catalog_changed(Box::new(move |topic, ids| dropped.changed(topic, ids)));
+        db.wakers().on_catalog_changed(Box::new(move |event| dropped.apply(event)));
         Self { db, clock, default_currency, cache }
     }
 
@@ -49,11 +49,7 @@ impl CatalogService {
     }
 
     /// For browsing: up to a catalog event's delivery stale (see `read_cache`).
-    pub async fn products_by_ids(&self, ids: &[String]) -> CatalogResult<Vec<Arc<Product>>> {
-        Ok(self.cached_products(ids).await?)
-    }
-
-    async fn cached_products(&self, ids: &[String]) -> StoreResult<Vec<Arc<Product>>> {
+    pub async fn products_by_ids(&self, ids: &[String]) -> StoreResult<Vec<Arc<Product>>> {
         let load =
             async |missing: Vec<String>| self.db.with_conn(async |c| catalog::products_by_ids(c, &missing).await).await;
         self.cache.products(ids, load).await
@@ -92,11 +88,7 @@ impl CatalogService {
         Ok(self.cache.children(parent_ids, load).await?)
     }
 
-    pub async fn stock_levels(&self, product_ids: &[String]) -> CatalogResult<Vec<StockLevel>> {
-        Ok(self.cached_stock_levels(product_ids).await?)
-    }
-
-    async fn cached_stock_levels(&self, product_ids: &[String]) -> StoreResult<Vec<StockLevel>> {
+    pub async fn stock_levels(&self, product_ids: &[String]) -> StoreResult<Vec<StockLevel>> {
         let load =
             async |missing: Vec<String>| self.db.with_conn(async |c| inventory::stock_levels(c, &missing).await).await;
         self.cache.stock_levels(product_ids, load).await
@@ -105,8 +97,7 @@ impl CatalogService {
     /// Today's price and available units of the products that exist, as browsing sees them:
     /// what a cart line shows. Checkout reads the store.
     pub async fn offers(&self, product_ids: &[String]) -> StoreResult<HashMap<String, Offer>> {
-        let (products, stock) =
-            futures::try_join!(self.cached_products(product_ids), self.cached_stock_levels(product_ids))?;
+        let (products, stock) = futures::try_join!(self.products_by_ids(product_ids), self.stock_levels(product_ids))?;
         let available: HashMap<String, i32> = stock.into_iter().map(|s| (s.product_id, s.available)).collect();
         Ok(products
             .into_iter()
@@ -235,9 +226,6 @@ impl CatalogService {
                 outbox::insert(c, vec![OutboxRow::catalog(&ids, now)?]).await
             })
             .await?;
-        if !categories.is_empty() {
-            self.cache.drop_category_lists();
-        }
         Ok(())
     }
 

@@ -2,12 +2,13 @@
 //! the store, for browsing (product pages, search results, cart lines). Checkout and stock
 //! reservations read the store.
 //!
-//! A catalog event names the products whose fields, price or stock changed (a stock event,
-//! those whose stock alone changed: their product entries stay). Their entries are dropped at once on the instance that committed the change (the pool's after-commit hook) and
+//! A catalog event names the products whose fields, price or stock changed; a stock event, those
+//! whose stock alone changed (their product entries stay). `apply` drops what an event made
+//! stale: at once on the instance that committed the change (the pool's after-commit hook), and
 //! on every other instance when the event arrives through the bus. A load that overlaps a drop
 //! may have read the store before that change committed, so it takes its result back out.
-//! Categories never change once created (an id is derived from its path), but new ones appear:
-//! lists of children and roots live one second.
+//! Categories never change once created, but new ones come with the products written into
+//! them: a catalog event also drops the category lists and the lookups that found nothing.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,71 +19,62 @@ use moka::sync::Cache;
 
 use crate::domain::catalog::model::{Category, Product, StockLevel};
 use crate::domain::events::STOCK_TOPIC;
+use crate::ports::Event;
 
 /// Product and stock entries; a catalog of this size fits whole.
 const PRODUCT_ENTRIES: u64 = 200_000;
 const CATEGORY_ENTRIES: u64 = 20_000;
 /// A safety net for catalog events lost on their way (a bus outage): entries are dropped by
 /// events, and this bounds how long a missed one can leave an entry stale.
-const PRODUCT_TTL: Duration = Duration::from_secs(60);
-/// How soon a new category shows among its parent's children.
-const CATEGORY_LIST_TTL: Duration = Duration::from_secs(1);
+const ENTRY_TTL: Duration = Duration::from_secs(60);
 /// The key of the root categories' list.
 const ROOTS: &str = "";
 
 pub struct CatalogReadCache {
     products: Cache<String, Arc<Product>>,
     stock: Cache<String, StockLevel>,
-    categories_by_id: Cache<String, Category>,
-    categories_by_path: Cache<String, Category>,
+    /// `None`: the store has no such category (a search filter naming a path, not an id).
+    categories_by_id: Cache<String, Option<Category>>,
+    categories_by_path: Cache<String, Option<Category>>,
     children: Cache<String, Arc<Vec<Category>>>,
-    /// Counts drops of products and stock, so a load can tell that one overlapped it.
+    /// Counts drops, so a load can tell that one overlapped it.
     drops: AtomicU64,
 }
 
 impl Default for CatalogReadCache {
     fn default() -> Self {
-        fn cache<V: Clone + Send + Sync + 'static>(entries: u64, ttl: Option<Duration>) -> Cache<String, V> {
-            let builder = Cache::builder().max_capacity(entries);
-            match ttl {
-                Some(ttl) => builder.time_to_live(ttl).build(),
-                None => builder.build(),
-            }
+        fn cache<V: Clone + Send + Sync + 'static>(entries: u64) -> Cache<String, V> {
+            Cache::builder().max_capacity(entries).time_to_live(ENTRY_TTL).build()
         }
         Self {
-            products: cache(PRODUCT_ENTRIES, Some(PRODUCT_TTL)),
-            stock: cache(PRODUCT_ENTRIES, Some(PRODUCT_TTL)),
-            categories_by_id: cache(CATEGORY_ENTRIES, None),
-            categories_by_path: cache(CATEGORY_ENTRIES, None),
-            children: cache(CATEGORY_ENTRIES, Some(CATEGORY_LIST_TTL)),
+            products: cache(PRODUCT_ENTRIES),
+            stock: cache(PRODUCT_ENTRIES),
+            categories_by_id: cache(CATEGORY_ENTRIES),
+            categories_by_path: cache(CATEGORY_ENTRIES),
+            children: cache(CATEGORY_ENTRIES),
             drops: AtomicU64::new(0),
         }
     }
 }
 
 impl CatalogReadCache {
-    /// Drops what an event of `topic` naming `ids` made stale.
-    pub fn changed(&self, topic: &str, ids: &[String]) {
-        if topic == STOCK_TOPIC {
-            self.drop_stock(ids);
-        } else {
-            self.drop_products(ids);
-        }
-    }
-
-    /// Drops what the cache holds of these products (their fields, price and stock).
-    pub fn drop_products(&self, ids: &[String]) {
+    /// Drops what a catalog or stock event made stale; everything, if it names no products.
+    pub fn apply(&self, event: &Event) {
+        let Ok(ids) = serde_json::from_str::<Vec<String>>(&event.payload) else {
+            tracing::warn!(topic = %event.topic, "a catalog event without product ids; dropping the whole cache");
+            return self.drop_all();
+        };
         self.drops.fetch_add(1, Ordering::SeqCst);
-        for id in ids {
-            self.products.invalidate(id);
+        for id in &ids {
             self.stock.invalidate(id);
         }
-    }
-
-    pub fn drop_stock(&self, ids: &[String]) {
-        self.drops.fetch_add(1, Ordering::SeqCst);
-        for id in ids {
-            self.stock.invalidate(id);
+        if event.topic != STOCK_TOPIC {
+            for id in &ids {
+                self.products.invalidate(id);
+            }
+            self.children.invalidate_all();
+            self.categories_by_id.invalidate_all();
+            self.categories_by_path.invalidate_all();
         }
     }
 
@@ -96,18 +88,13 @@ impl CatalogReadCache {
         self.children.invalidate_all();
     }
 
-    /// New categories were written here: lists of children show them at once.
-    pub fn drop_category_lists(&self) {
-        self.children.invalidate_all();
-    }
-
     pub async fn products<E>(
         &self,
         ids: &[String],
         load: impl AsyncFnOnce(Vec<String>) -> Result<Vec<Product>, E>,
     ) -> Result<Vec<Arc<Product>>, E> {
         let load = async |missing| Ok(load(missing).await?.into_iter().map(Arc::new).collect());
-        self.listed(&self.products, ids, true, |p| &p.id, load).await
+        self.listed(&self.products, ids, |p| &p.id, load).await
     }
 
     pub async fn stock_levels<E>(
@@ -115,7 +102,7 @@ impl CatalogReadCache {
         ids: &[String],
         load: impl AsyncFnOnce(Vec<String>) -> Result<Vec<StockLevel>, E>,
     ) -> Result<Vec<StockLevel>, E> {
-        self.listed(&self.stock, ids, true, |s| &s.product_id, load).await
+        self.listed(&self.stock, ids, |s| &s.product_id, load).await
     }
 
     pub async fn categories_by_ids<E>(
@@ -123,7 +110,7 @@ impl CatalogReadCache {
         ids: &[String],
         load: impl AsyncFnOnce(Vec<String>) -> Result<Vec<Category>, E>,
     ) -> Result<Vec<Category>, E> {
-        self.listed(&self.categories_by_id, ids, false, |c| &c.id, load).await
+        self.categories(&self.categories_by_id, ids, |c| &c.id, load).await
     }
 
     pub async fn categories_by_paths<E>(
@@ -131,7 +118,7 @@ impl CatalogReadCache {
         paths: &[String],
         load: impl AsyncFnOnce(Vec<String>) -> Result<Vec<Category>, E>,
     ) -> Result<Vec<Category>, E> {
-        self.listed(&self.categories_by_path, paths, false, |c| &c.path, load).await
+        self.categories(&self.categories_by_path, paths, |c| &c.path, load).await
     }
 
     /// The children of each parent; a parent without children maps to an empty list.
@@ -140,7 +127,7 @@ impl CatalogReadCache {
         parent_ids: &[String],
         load: impl AsyncFnOnce(Vec<String>) -> Result<HashMap<String, Vec<Category>>, E>,
     ) -> Result<HashMap<String, Arc<Vec<Category>>>, E> {
-        self.read_through(&self.children, parent_ids, false, async |missing| {
+        self.read_through(&self.children, parent_ids, async |missing| {
             let mut found = load(missing.clone()).await?;
             Ok(missing
                 .into_iter()
@@ -155,7 +142,7 @@ impl CatalogReadCache {
         load: impl AsyncFnOnce() -> Result<Vec<Category>, E>,
     ) -> Result<Arc<Vec<Category>>, E> {
         let mut found = self
-            .read_through(&self.children, &[ROOTS.to_owned()], false, async |_| {
+            .read_through(&self.children, &[ROOTS.to_owned()], async |_| {
                 Ok(HashMap::from([(ROOTS.to_owned(), Arc::new(load().await?))]))
             })
             .await?;
@@ -167,7 +154,6 @@ impl CatalogReadCache {
         &self,
         cache: &Cache<String, V>,
         keys: &[String],
-        droppable: bool,
         key_of: fn(&V) -> &String,
         load: impl AsyncFnOnce(Vec<String>) -> Result<Vec<V>, E>,
     ) -> Result<Vec<V>, E>
@@ -175,17 +161,34 @@ impl CatalogReadCache {
         V: Clone + Send + Sync + 'static,
     {
         let load = async |missing| Ok(load(missing).await?.into_iter().map(|v| (key_of(&v).clone(), v)).collect());
-        Ok(self.read_through(cache, keys, droppable, load).await?.into_values().collect())
+        Ok(self.read_through(cache, keys, load).await?.into_values().collect())
+    }
+
+    /// `read_through` that also remembers which keys the store does not know.
+    async fn categories<E>(
+        &self,
+        cache: &Cache<String, Option<Category>>,
+        keys: &[String],
+        key_of: fn(&Category) -> &String,
+        load: impl AsyncFnOnce(Vec<String>) -> Result<Vec<Category>, E>,
+    ) -> Result<Vec<Category>, E> {
+        let load = async |missing: Vec<String>| {
+            let mut found: HashMap<String, Option<Category>> = missing.iter().map(|key| (key.clone(), None)).collect();
+            for category in load(missing).await? {
+                found.insert(key_of(&category).clone(), Some(category));
+            }
+            Ok(found)
+        };
+        Ok(self.read_through(cache, keys, load).await?.into_values().flatten().collect())
     }
 
     /// The cached entries of `keys`, and the store's for the rest (which are then kept, unless
-    /// `droppable` entries were dropped while they loaded). Keys the store does not know stay
-    /// out of the result.
+    /// entries were dropped while they loaded). Keys the store does not know stay out of the
+    /// result.
     async fn read_through<V, E>(
         &self,
         cache: &Cache<String, V>,
         keys: &[String],
-        droppable: bool,
         load: impl AsyncFnOnce(Vec<String>) -> Result<HashMap<String, V>, E>,
     ) -> Result<HashMap<String, V>, E>
     where
@@ -211,7 +214,7 @@ impl CatalogReadCache {
         }
         // Kept first and taken back after: a drop between the check and the insert would
         // otherwise miss the entry it should have dropped.
-        if droppable && self.drops.load(Ordering::SeqCst) != drops_before {
+        if self.drops.load(Ordering::SeqCst) != drops_before {
             for key in loaded.keys() {
                 cache.invalidate(key);
             }
@@ -228,6 +231,7 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
+    use crate::domain::events::CATALOG_TOPIC;
     use crate::domain::primitives::Money;
 
     fn product(id: &str, cents: i64) -> Product {
@@ -247,6 +251,10 @@ mod tests {
         }
     }
 
+    fn event(topic: &str, id: &str) -> Event {
+        Event { topic: topic.to_owned(), payload: serde_json::json!([id]).to_string() }
+    }
+
     async fn price(cache: &CatalogReadCache, id: &str, store_price: i64) -> i64 {
         let found =
             cache.products(&[id.to_owned()], async |_| Ok::<_, Infallible>(vec![product(id, store_price)])).await;
@@ -258,7 +266,7 @@ mod tests {
         let cache = CatalogReadCache::default();
         assert_eq!(price(&cache, "p1", 100).await, 100);
         assert_eq!(price(&cache, "p1", 200).await, 100, "the second read came from the cache");
-        cache.drop_products(&["p1".to_owned()]);
+        cache.apply(&event(CATALOG_TOPIC, "p1"));
         assert_eq!(price(&cache, "p1", 200).await, 200);
     }
 
@@ -269,11 +277,11 @@ mod tests {
         let level = |available| StockLevel { product_id: "p1".to_owned(), available, reserved: 0, version: 0 };
         assert_eq!(price(&cache, "p1", 100).await, 100);
         cache.stock_levels(&ids, async |_| Ok::<_, Infallible>(vec![level(5)])).await.expect("load");
-        cache.changed(STOCK_TOPIC, &ids);
+        cache.apply(&event(STOCK_TOPIC, "p1"));
         assert_eq!(price(&cache, "p1", 200).await, 100, "the product stayed");
         let stock = cache.stock_levels(&ids, async |_| Ok::<_, Infallible>(vec![level(4)])).await;
         assert_eq!(stock.expect("load")[0].available, 4, "the stock was read again");
-        cache.changed(crate::domain::events::CATALOG_TOPIC, &ids);
+        cache.apply(&event(CATALOG_TOPIC, "p1"));
         assert_eq!(price(&cache, "p1", 200).await, 200);
     }
 
@@ -284,7 +292,7 @@ mod tests {
         let stale = cache
             .products(&["p1".to_owned()], async |_| {
                 let read = vec![product("p1", 100)];
-                cache.drop_products(&["p1".to_owned()]);
+                cache.apply(&event(CATALOG_TOPIC, "p1"));
                 Ok::<_, Infallible>(read)
             })
             .await;
@@ -298,6 +306,14 @@ mod tests {
         let ids = ["p1".to_owned(), "nope".to_owned()];
         let found = cache.products(&ids, async |_| Ok::<_, Infallible>(vec![product("p1", 1)])).await;
         assert_eq!(found.expect("load").len(), 1);
+        let unknown = ["Electronics".to_owned()];
+        let looked = cache.categories_by_ids(&unknown, async |_| Ok::<_, Infallible>(Vec::new())).await;
+        assert!(looked.expect("load").is_empty());
+        let again = cache.categories_by_ids(&unknown, async |_| -> Result<Vec<Category>, &str> { Err("asked again") });
+        assert!(again.await.expect("remembered as unknown").is_empty());
+        cache.apply(&event(CATALOG_TOPIC, "p1"));
+        let after = cache.categories_by_ids(&unknown, async |_| -> Result<Vec<Category>, &str> { Err("asked again") });
+        assert_eq!(after.await, Err("asked again"), "a catalog write may have made it");
         let children = cache.children(&["leaf".to_owned()], async |_| Ok::<_, Infallible>(HashMap::new())).await;
         assert!(children.expect("load")["leaf"].is_empty());
     }

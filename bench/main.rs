@@ -149,6 +149,7 @@ impl Server {
             .env("SHOP_ADMIN_EMAIL", ADMIN_EMAIL)
             .env("SHOP_ADMIN_PASSWORD", PASSWORD)
             .env("SHOP_LOG", "warn")
+            .env("SHOP_RATE_LIMITS", "off")
             .envs(options.server_env.iter().cloned())
             .stdout(Stdio::null());
         let postgres_db = (options.backend == "postgres").then(|| format!("shop_bench_{}", std::process::id()));

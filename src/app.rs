@@ -13,16 +13,17 @@ use crate::domain::auth::tokens::TokenIssuer;
 use crate::domain::cart::CartLimits;
 use crate::domain::search::Synonyms;
 use crate::domain::search::synonyms::DEFAULT_SYNONYMS;
-use crate::kv::{LocalBus, LocalCache, connect_redis};
+use crate::kv::{LocalBus, LocalCache, LocalRateLimiter, connect_redis};
 use crate::metrics::Metrics;
 use crate::notifier::FileNotifier;
 use crate::payments::{StripeGateway, TestGateway};
-use crate::ports::{Cache, Clock, EventBus, Notifier, PaymentGateway, SearchIndex};
+use crate::ports::{Cache, Clock, EventBus, Notifier, PaymentGateway, RateLimiter, SearchIndex};
 use crate::search::{OpenSearchIndex, TantivyIndex};
 use crate::services::auth::AuthService;
 use crate::services::cart::CartService;
 use crate::services::catalog::CatalogService;
 use crate::services::checkout::{CheckoutRules, CheckoutService};
+use crate::services::limits::RateLimitService;
 use crate::services::orders::OrderService;
 use crate::services::search::SearchService;
 
@@ -30,6 +31,8 @@ use crate::services::search::SearchService;
 /// burst of distinct searches cannot push the carts out.
 const CART_CACHE_ENTRIES: u64 = 100_000;
 const SEARCH_CACHE_ENTRIES: u64 = 20_000;
+/// Keys (addresses, accounts, callers) the in-process rate limiter remembers at most.
+const RATE_LIMIT_KEYS: u64 = 200_000;
 
 #[derive(Clone)]
 pub struct AppContext {
@@ -41,6 +44,7 @@ pub struct AppContext {
     pub search: SearchService,
     pub checkout: CheckoutService,
     pub orders: OrderService,
+    pub limits: RateLimitService,
     pub bus: Arc<dyn EventBus>,
     pub clock: Arc<dyn Clock>,
     pub notifier: Arc<dyn Notifier>,
@@ -59,29 +63,26 @@ impl AppContext {
             Pool::open(&config.store_url(), config.db_pool_size, Arc::new(move |scope| statements.statement(scope)))
                 .await
                 .context("opening the store")?;
-        let (bus, cart_cache, search_cache): (Arc<dyn EventBus>, Arc<dyn Cache>, Arc<dyn Cache>) =
-            match &config.redis_url {
-                Some(url) => {
-                    let redis = connect_redis(url, &config.redis_namespace).await.context("connecting to Redis")?;
-                    (redis.bus(), redis.cache(), redis.cache())
-                }
-                None => (
-                    Arc::new(LocalBus::default()),
-                    Arc::new(LocalCache::new(CART_CACHE_ENTRIES)),
-                    Arc::new(LocalCache::new(SEARCH_CACHE_ENTRIES)),
-                ),
-            };
-        let limits = CartLimits {
+        let SharedState { bus, cart_cache, search_cache, limiter } = SharedState::open(&config, &clock).await?;
+        let limits = RateLimitService::new(limiter, config.rate_limits.clone());
+        let cart_limits = CartLimits {
             max_lines: config.cart_max_lines,
             max_line_quantity: config.cart_max_line_quantity,
             guest_ttl: config.guest_cart_ttl,
             retention: config.cart_retention,
         };
         let catalog = CatalogService::new(db.clone(), clock.clone(), config.currency.clone());
-        let carts = CartService::new(db.clone(), cart_cache, bus.clone(), clock.clone(), catalog.clone(), limits);
+        let carts = CartService::new(db.clone(), cart_cache, bus.clone(), clock.clone(), catalog.clone(), cart_limits);
         let secret = jwt_secret(&config)?;
         let tokens = TokenIssuer::new(&secret, config.access_token_ttl, config.guest_token_ttl);
-        let auth = AuthService::new(db.clone(), clock.clone(), tokens, config.refresh_token_ttl, carts.clone());
+        let auth = AuthService::new(
+            db.clone(),
+            clock.clone(),
+            tokens,
+            config.refresh_token_ttl,
+            carts.clone(),
+            limits.clone(),
+        );
         let synonyms = match &config.synonyms_file {
             Some(path) => std::fs::read_to_string(path)
                 .with_context(|| format!("reading SHOP_SYNONYMS_FILE {}", path.display()))?,
@@ -142,11 +143,46 @@ impl AppContext {
             search,
             checkout,
             orders,
+            limits,
             bus,
             clock,
             notifier,
             metrics,
             catalog_ready: Arc::new(AtomicBool::new(false)),
+        })
+    }
+}
+
+/// What instances share in Redis, or this instance alone holds in process.
+struct SharedState {
+    bus: Arc<dyn EventBus>,
+    cart_cache: Arc<dyn Cache>,
+    search_cache: Arc<dyn Cache>,
+    limiter: Arc<dyn RateLimiter>,
+}
+
+impl SharedState {
+    async fn open(config: &Config, clock: &Arc<dyn Clock>) -> anyhow::Result<Self> {
+        Ok(match &config.redis_url {
+            Some(url) => {
+                let redis = connect_redis(url, &config.redis_namespace).await.context("connecting to Redis")?;
+                Self {
+                    bus: redis.bus(),
+                    cart_cache: redis.cache(),
+                    search_cache: redis.cache(),
+                    limiter: redis.rate_limiter(),
+                }
+            }
+            None => Self {
+                bus: Arc::new(LocalBus::default()),
+                cart_cache: Arc::new(LocalCache::new(CART_CACHE_ENTRIES)),
+                search_cache: Arc::new(LocalCache::new(SEARCH_CACHE_ENTRIES)),
+                limiter: Arc::new(LocalRateLimiter::new(
+                    RATE_LIMIT_KEYS,
+                    config.rate_limits.longest_period(),
+                    clock.clone(),
+                )),
+            },
         })
     }
 }

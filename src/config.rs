@@ -3,12 +3,13 @@
 //! in step.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use chrono::Duration;
 
 use crate::domain::checkout::PricingRules;
+use crate::domain::limits::{Quota, RateLimits};
 use crate::domain::payments::RetryPolicy;
 
 /// A configuration key: its TOML name (the variable is `SHOP_` + upper case), default, meaning.
@@ -62,9 +63,9 @@ pub const KEYS: &[Key] = &[
         meaning: "deepest GraphQL selection accepted (introspection, as GraphiQL sends it, needs 14)",
     },
     Key {
-        name: "max_query_complexity",
-        default: "2000",
-        meaning: "highest GraphQL query complexity accepted (one point per field)",
+        name: "max_query_cost",
+        default: "25000",
+        meaning: "highest query cost accepted: a field costs 1, a list field its size times its selection (note 18)",
     },
     Key { name: "max_body_bytes", default: "262144", meaning: "largest HTTP request body accepted" },
     Key {
@@ -90,6 +91,20 @@ pub const KEYS: &[Key] = &[
         default: "true",
         meaning: "serve identical searches from the result cache (5 minutes, dropped on any index change)",
     },
+    Key {
+        name: "rate_limits",
+        default: "on",
+        meaning: "off disables the per-address, per-account and per-caller limits (load tests from one address)",
+    },
+    Key {
+        name: "trusted_proxies",
+        default: "",
+        meaning: "comma-separated addresses of reverse proxies whose X-Forwarded-For names the client",
+    },
+    Key { name: "sign_in_attempts_per_minute", default: "20", meaning: "signIn and signUp calls per client address" },
+    Key { name: "failed_sign_ins_per_minute", default: "10", meaning: "failed signIn calls per account" },
+    Key { name: "guest_sessions_per_minute", default: "30", meaning: "startGuestSession calls per client address" },
+    Key { name: "shopper_writes_per_minute", default: "120", meaning: "cart and checkout mutations per caller" },
     Key {
         name: "ws_init_timeout_secs",
         default: "10",
@@ -163,7 +178,9 @@ pub struct Config {
     pub refresh_token_ttl: Duration,
     pub guest_token_ttl: Duration,
     pub max_query_depth: usize,
-    pub max_query_complexity: usize,
+    pub max_query_cost: u64,
+    pub rate_limits: RateLimits,
+    pub trusted_proxies: Vec<IpAddr>,
     pub max_body_bytes: usize,
     pub redis_namespace: String,
     pub cart_max_lines: usize,
@@ -294,7 +311,15 @@ impl Config {
             refresh_token_ttl: reader.seconds("refresh_token_ttl_secs")?,
             guest_token_ttl: reader.seconds("guest_token_ttl_secs")?,
             max_query_depth: reader.positive("max_query_depth")?,
-            max_query_complexity: reader.positive("max_query_complexity")?,
+            max_query_cost: reader.positive("max_query_cost")? as u64,
+            rate_limits: RateLimits {
+                enabled: reader.flag("rate_limits")?,
+                sign_in_attempts: reader.per_minute("sign_in_attempts_per_minute")?,
+                failed_sign_ins: reader.per_minute("failed_sign_ins_per_minute")?,
+                guest_sessions: reader.per_minute("guest_sessions_per_minute")?,
+                shopper_writes: reader.per_minute("shopper_writes_per_minute")?,
+            },
+            trusted_proxies: reader.addresses("trusted_proxies")?,
             max_body_bytes: reader.positive("max_body_bytes")?,
             redis_namespace: reader.text("redis_namespace"),
             cart_max_lines: reader.positive("cart_max_lines")?,
@@ -385,6 +410,20 @@ impl Values {
             return Err(self.invalid(key, "must be greater than 0"));
         }
         Ok(value)
+    }
+
+    fn per_minute(&self, key: &str) -> Result<Quota, ConfigError> {
+        let count = u32::try_from(self.positive(key)?).map_err(|_| self.invalid(key, "too large"))?;
+        Ok(Quota::per_minute(count))
+    }
+
+    fn addresses(&self, key: &str) -> Result<Vec<IpAddr>, ConfigError> {
+        self.text(key)
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(|a| a.parse().map_err(|err| self.invalid(key, format!("`{a}`: {err}"))))
+            .collect()
     }
 
     fn seconds(&self, key: &str) -> Result<Duration, ConfigError> {

@@ -9,6 +9,7 @@ use crate::domain::auth::AuthError;
 use crate::domain::cart::{CartError, StockShortage};
 use crate::domain::catalog::CatalogError;
 use crate::domain::checkout::CheckoutError;
+use crate::domain::limits::{RateLimited, retry_after_seconds};
 use crate::domain::orders::OrderError;
 use crate::domain::search::SearchError;
 
@@ -27,6 +28,7 @@ pub enum ErrorCode {
     PaymentInProgress,
     SaleNotActive,
     RateLimited,
+    QueryTooComplex,
     InternalServerError,
     /// The operation is part of the contract but not served by this version yet.
     NotImplemented,
@@ -46,6 +48,7 @@ impl ErrorCode {
             ErrorCode::PaymentInProgress => "PAYMENT_IN_PROGRESS",
             ErrorCode::SaleNotActive => "SALE_NOT_ACTIVE",
             ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::QueryTooComplex => "QUERY_TOO_COMPLEX",
             ErrorCode::InternalServerError => "INTERNAL_SERVER_ERROR",
             ErrorCode::NotImplemented => "NOT_IMPLEMENTED",
         }
@@ -54,7 +57,7 @@ impl ErrorCode {
     /// The HTTP status the REST facade answers with.
     pub fn http_status(self) -> u16 {
         match self {
-            ErrorCode::BadUserInput => 400,
+            ErrorCode::BadUserInput | ErrorCode::QueryTooComplex => 400,
             ErrorCode::Unauthenticated => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
@@ -78,11 +81,13 @@ pub struct ApiError {
     pub field: Option<&'static str>,
     /// OUT_OF_STOCK: `[{productId, requested, available}]`.
     pub lines: Option<serde_json::Value>,
+    /// RATE_LIMITED: when to try again (`Retry-After` over REST).
+    pub retry_after_seconds: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), field: None, lines: None }
+        Self { code, message: message.into(), field: None, lines: None, retry_after_seconds: None }
     }
 
     fn invalid(field: &'static str, message: String) -> Self {
@@ -105,6 +110,9 @@ impl ApiError {
         if let Some(lines) = &self.lines {
             error["lines"] = lines.clone();
         }
+        if let Some(seconds) = self.retry_after_seconds {
+            error["retryAfterSeconds"] = json!(seconds);
+        }
         json!({ "error": error })
     }
 }
@@ -119,7 +127,19 @@ impl From<ApiError> for async_graphql::Error {
             if let Some(lines) = err.lines.clone().and_then(|l| async_graphql::Value::from_json(l).ok()) {
                 ext.set("lines", lines);
             }
+            if let Some(seconds) = err.retry_after_seconds {
+                ext.set("retryAfterSeconds", seconds);
+            }
         })
+    }
+}
+
+impl From<RateLimited> for ApiError {
+    fn from(err: RateLimited) -> Self {
+        ApiError {
+            retry_after_seconds: Some(retry_after_seconds(err.retry_after)),
+            ..ApiError::new(ErrorCode::RateLimited, err.to_string())
+        }
     }
 }
 
@@ -147,6 +167,7 @@ impl From<AuthError> for ApiError {
             AuthError::Store(cause) => ApiError::internal("auth", &cause),
             AuthError::Hashing(cause) => ApiError::internal("auth: password hashing", &cause),
             AuthError::Cart(cause) => ApiError::from(cause),
+            AuthError::RateLimited(limited) => ApiError::from(limited),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! nothing acceptable), runs queries only over GET (405 for mutations) and answers
 //! `application/json` whenever the client accepts it.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -16,12 +17,12 @@ use async_graphql::parser::types::{DocumentOperations, OperationType};
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message};
-use axum::extract::{MatchedPath, Path, Query, Request, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, MatchedPath, Path, Query, Request, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
 use tower_http::cors::{Any, CorsLayer};
@@ -33,7 +34,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::loaders::Loaders;
 use crate::metrics::{HttpLabels, RouteLabels};
 use crate::playground;
-use crate::resolvers::ShopSchema;
+use crate::resolvers::{ClientAddress, ShopSchema};
 use crate::rest;
 
 const WS_BUFFER_BYTES: usize = 4096;
@@ -64,6 +65,7 @@ pub fn router(app: AppContext, schema: ShopSchema) -> Router {
         .route("/metrics", get(metrics))
         .merge(rest::routes())
         .layer(middleware::from_fn_with_state(state.clone(), track_metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), identify_client))
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(cors)
         .with_state(state)
@@ -114,9 +116,10 @@ fn unauthorized(err: &ApiError) -> Response {
 }
 
 /// Request-scoped data every resolver may rely on.
-pub(crate) fn request_data(viewer: Option<Viewer>, loaders: Loaders) -> Data {
+pub(crate) fn request_data(viewer: Option<Viewer>, client: ClientAddress, loaders: Loaders) -> Data {
     let mut data = Data::default();
     data.insert(loaders);
+    data.insert(client);
     if let Some(viewer) = viewer {
         data.insert(viewer);
     }
@@ -126,6 +129,7 @@ pub(crate) fn request_data(viewer: Option<Viewer>, loaders: Loaders) -> Data {
 async fn execute(
     state: &HttpState,
     headers: &HeaderMap,
+    client: ClientAddress,
     request: async_graphql::Request,
     media: MediaType,
 ) -> Response {
@@ -134,7 +138,7 @@ async fn execute(
         Err(err) => return unauthorized(&err),
     };
     let mut request = request;
-    request.data = request_data(viewer, Loaders::new(&state.app));
+    request.data = request_data(viewer, client, Loaders::new(&state.app));
     let response = state.schema.execute(request).await;
     // Under graphql-response+json a request error (nothing executed) is a 400.
     let status = if media == MediaType::GraphqlResponseJson
@@ -158,7 +162,12 @@ async fn execute(
     }
 }
 
-async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn graphql_post(
+    State(state): State<HttpState>,
+    Extension(client): Extension<ClientAddress>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Some(media) = negotiate(&headers) else {
         return request_error(
             StatusCode::NOT_ACCEPTABLE,
@@ -185,7 +194,7 @@ async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: 
             );
         }
     };
-    execute(&state, &headers, request, media).await
+    execute(&state, &headers, client, request, media).await
 }
 
 /// GET parameters as the GraphQL-over-HTTP spec names them (async-graphql's own
@@ -217,6 +226,7 @@ impl GetParams {
 
 async fn graphql_get(
     State(state): State<HttpState>,
+    Extension(client): Extension<ClientAddress>,
     headers: HeaderMap,
     params: Result<Query<GetParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
@@ -249,7 +259,7 @@ async fn graphql_get(
         response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
-    execute(&state, &headers, request, media).await
+    execute(&state, &headers, client, request, media).await
 }
 
 /// Whether the operation a request selects is a query. Unparsable documents count as queries:
@@ -267,7 +277,12 @@ fn is_query_operation(request: &async_graphql::Request) -> bool {
     selected.is_none_or(|ty| ty == OperationType::Query)
 }
 
-async fn graphql_ws(State(state): State<HttpState>, protocol: GraphQLProtocol, upgrade: WebSocketUpgrade) -> Response {
+async fn graphql_ws(
+    State(state): State<HttpState>,
+    Extension(client): Extension<ClientAddress>,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
     let max_message = state.app.config.max_body_bytes;
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
@@ -302,11 +317,38 @@ async fn graphql_ws(State(state): State<HttpState>, protocol: GraphQLProtocol, u
                         .auth
                         .viewer_from_authorization(authorization)
                         .map_err(|err| async_graphql::Error::from(ApiError::from(err)))?;
-                    Ok(request_data(viewer, Loaders::uncached(&app)))
+                    Ok(request_data(viewer, client, Loaders::uncached(&app)))
                 })
                 .serve()
                 .await
         })
+}
+
+/// Puts the request's `ClientAddress` into its extensions for the handlers.
+async fn identify_client(State(state): State<HttpState>, mut request: Request, next: Next) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(peer)| peer.ip());
+    let client = client_address(peer, request.headers(), &state.app.config.trusted_proxies);
+    request.extensions_mut().insert(ClientAddress(client));
+    next.run(request).await
+}
+
+/// The peer, or when the peer is a trusted proxy, the nearest address in `X-Forwarded-For`
+/// that is not a trusted proxy: everything left of it the client could have written itself.
+fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|address| address.trim().parse().ok())
+        .collect();
+    forwarded.iter().rev().find(|address| !trusted.contains(address)).or(forwarded.first()).copied().unwrap_or(peer)
 }
 
 /// 200 once the store answers and the first-start catalog is in place; 503 before.
@@ -351,5 +393,37 @@ async fn playground_asset(Path(asset): Path<String>) -> Response {
                 .into_response()
         }
         None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn address(text: &str) -> IpAddr {
+        text.parse().expect("address")
+    }
+
+    fn forwarded(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", HeaderValue::from_str(value).expect("header"));
+        headers
+    }
+
+    #[test]
+    fn forwarded_for_counts_only_from_a_trusted_proxy() {
+        let proxy = address("10.0.0.2");
+        let headers = forwarded("203.0.113.7");
+        assert_eq!(client_address(address("198.51.100.1"), &headers, &[proxy]), address("198.51.100.1"));
+        assert_eq!(client_address(proxy, &headers, &[proxy]), address("203.0.113.7"));
+    }
+
+    #[test]
+    fn a_client_cannot_forge_its_address_through_a_trusted_proxy() {
+        let proxy = address("10.0.0.2");
+        // The client sent `X-Forwarded-For: 1.2.3.4`; the proxy appended the address it saw.
+        let headers = forwarded("1.2.3.4, 203.0.113.7");
+        assert_eq!(client_address(proxy, &headers, &[proxy]), address("203.0.113.7"));
+        assert_eq!(client_address(proxy, &HeaderMap::new(), &[proxy]), proxy);
     }
 }

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 
+use crate::domain::limits::{Acquire, Admission, Quota};
 use crate::domain::notify::Notification;
 use crate::domain::primitives::Money;
 use crate::domain::search::{SearchDocument, SearchError, SearchHits, SearchRequest};
@@ -121,6 +122,17 @@ pub struct NotifyError(pub String);
 #[async_trait]
 pub trait Notifier: Send + Sync {
     async fn send(&self, notification: &Notification) -> Result<(), NotifyError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("rate limiter: {0}")]
+pub struct LimiterError(pub String);
+
+/// Counts actions per key under a quota (GCRA, `domain::limits`): in process, or in Redis where
+/// every instance shares the counts.
+#[async_trait]
+pub trait RateLimiter: Send + Sync {
+    async fn acquire(&self, key: &str, quota: Quota, acquire: Acquire) -> Result<Admission, LimiterError>;
 }
 
 /// Injected time, so that expiries can be tested without sleeping. Times have microsecond

@@ -4,15 +4,16 @@
 use async_graphql::{EnumType, Variables};
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, ErrorCode};
 use crate::http::{HttpState, request_data, viewer_of};
 use crate::loaders::Loaders;
+use crate::resolvers::ClientAddress;
 
 const CART_FIELDS: &str = "fragment CartFields on Cart { id version updatedAt totalQuantity \
     subtotal { centAmount currencyCode } \
@@ -45,18 +46,29 @@ pub(crate) fn routes() -> Router<HttpState> {
 
 fn error_response(err: &ApiError) -> Response {
     let status = StatusCode::from_u16(err.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, Json(err.to_json())).into_response()
+    let mut response = (status, Json(err.to_json())).into_response();
+    if let Some(seconds) = err.retry_after_seconds {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
 }
 
 /// Runs the GraphQL `document` as the caller and answers `data[field]`, or the first error in
 /// REST form.
-async fn run(state: &HttpState, headers: &HeaderMap, document: String, variables: Value, field: &str) -> Response {
+async fn run(
+    state: &HttpState,
+    headers: &HeaderMap,
+    client: ClientAddress,
+    document: String,
+    variables: Value,
+    field: &str,
+) -> Response {
     let viewer = match viewer_of(&state.app, headers) {
         Ok(viewer) => viewer,
         Err(err) => return error_response(&err),
     };
     let mut request = async_graphql::Request::new(document).variables(Variables::from_json(variables));
-    request.data = request_data(viewer, Loaders::new(&state.app));
+    request.data = request_data(viewer, client, Loaders::new(&state.app));
     let mut response = state.schema.execute(request).await;
     if let Some(error) = response.errors.first() {
         let code = error
@@ -66,16 +78,21 @@ async fn run(state: &HttpState, headers: &HeaderMap, document: String, variables
             .and_then(|code| ErrorCode::items().iter().find(|item| async_graphql::Value::from(item.name) == *code))
             .map_or(ErrorCode::InternalServerError, |item| item.value);
         let mut api_error = ApiError::new(code, error.message.clone());
-        api_error.lines =
-            error.extensions.as_ref().and_then(|ext| ext.get("lines")).and_then(|l| l.clone().into_json().ok());
+        let extension = |name: &str| error.extensions.as_ref().and_then(|ext| ext.get(name)).cloned();
+        api_error.lines = extension("lines").and_then(|lines| lines.into_json().ok());
+        api_error.retry_after_seconds = extension("retryAfterSeconds").and_then(|seconds| match seconds {
+            async_graphql::Value::Number(n) => n.as_u64(),
+            _ => None,
+        });
         return error_response(&api_error);
     }
     let data = std::mem::take(&mut response.data).into_json().unwrap_or_default();
     Json(data[field].clone()).into_response()
 }
 
-async fn get_cart(State(state): State<HttpState>, headers: HeaderMap) -> Response {
-    run(&state, &headers, format!("query {{ cart {{ ...CartFields }} }} {CART_FIELDS}"), json!({}), "cart").await
+async fn get_cart(State(state): State<HttpState>, client: Extension<ClientAddress>, headers: HeaderMap) -> Response {
+    run(&state, &headers, client.0, format!("query {{ cart {{ ...CartFields }} }} {CART_FIELDS}"), json!({}), "cart")
+        .await
 }
 
 /// The JSON body, or the REST error that names what is wrong with it.
@@ -84,14 +101,19 @@ fn body_of<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
         .map_err(|rejection| ApiError::new(ErrorCode::BadUserInput, format!("body: {}", rejection.body_text())))
 }
 
-async fn initiate_checkout(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+async fn initiate_checkout(
+    State(state): State<HttpState>,
+    client: Extension<ClientAddress>,
+    headers: HeaderMap,
+) -> Response {
     let operation = format!("mutation {{ initiateCheckout {{ ...CheckoutFields }} }} {CHECKOUT_FIELDS}");
-    run(&state, &headers, operation, json!({}), "initiateCheckout").await
+    run(&state, &headers, client.0, operation, json!({}), "initiateCheckout").await
 }
 
 /// `POST /checkout/payment` with a PlaceOrderInput as the body.
 async fn place_order(
     State(state): State<HttpState>,
+    client: Extension<ClientAddress>,
     headers: HeaderMap,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Response {
@@ -102,7 +124,7 @@ async fn place_order(
     let operation = format!(
         "mutation($input: PlaceOrderInput!) {{ placeOrder(input: $input) {{ ...OrderFields }} }} {ORDER_FIELDS}"
     );
-    run(&state, &headers, operation, json!({ "input": input }), "placeOrder").await
+    run(&state, &headers, client.0, operation, json!({ "input": input }), "placeOrder").await
 }
 
 #[derive(serde::Deserialize)]
@@ -114,6 +136,7 @@ struct AddCartItem {
 
 async fn add_cart_item(
     State(state): State<HttpState>,
+    client: Extension<ClientAddress>,
     headers: HeaderMap,
     body: Result<Json<AddCartItem>, JsonRejection>,
 ) -> Response {
@@ -123,13 +146,14 @@ async fn add_cart_item(
     };
     let operation = "mutation($productId: ID!, $quantity: Int!) { addCartItem(productId: $productId, quantity: $quantity) { ...CartFields } }";
     let variables = json!({ "productId": item.product_id, "quantity": item.quantity });
-    run(&state, &headers, format!("{operation} {CART_FIELDS}"), variables, "addCartItem").await
+    run(&state, &headers, client.0, format!("{operation} {CART_FIELDS}"), variables, "addCartItem").await
 }
 
 /// `GET /products/search?q=&category=&brand=…&minPrice=&maxPrice=&inStock=&sort=&limit=&cursor=`
 /// (`brand` repeatable, `sort` lower-case ProductSort).
 async fn search_products(
     State(state): State<HttpState>,
+    client: Extension<ClientAddress>,
     headers: HeaderMap,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Response {
@@ -165,5 +189,5 @@ async fn search_products(
     variables["filter"] = filter;
     let operation = "query($query: String, $filter: ProductFilter, $sort: ProductSort, $first: Int, $after: String) { \
         searchProducts(query: $query, filter: $filter, sort: $sort, first: $first, after: $after) { ...SearchFields } }";
-    run(&state, &headers, format!("{operation} {SEARCH_FIELDS}"), variables, "searchProducts").await
+    run(&state, &headers, client.0, format!("{operation} {SEARCH_FIELDS}"), variables, "searchProducts").await
 }

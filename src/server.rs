@@ -56,7 +56,7 @@ pub async fn start(app: AppContext) -> anyhow::Result<RunningServer> {
     let router = http::router(app.clone(), build_schema(app.clone()));
     let (shutdown, stopped) = oneshot::channel::<()>();
     let serving = tokio::spawn(async move {
-        axum::serve(listener, router)
+        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 let _ = stopped.await;
             })

@@ -11,8 +11,9 @@ use moka::ops::compute::Op;
 use tokio::sync::broadcast;
 
 use crate::domain::events::CATALOG_TOPICS;
+use crate::domain::limits::{Acquire, Admission, Quota, gcra};
 use crate::ports::{BusError, Delivery, Event, EventBus};
-use crate::ports::{Cache, CacheError};
+use crate::ports::{Cache, CacheError, Clock, LimiterError, RateLimiter};
 
 /// Events a slow subscriber may fall behind by before it is told it lagged.
 const TOPIC_BUFFER: usize = 64;
@@ -125,6 +126,35 @@ impl Cache for LocalCache {
     }
 }
 
+/// Rate-limit counts of this instance alone (the embedded default): each key's GCRA arrival time,
+/// forgotten once the longest quota period has passed since its last change (by then it has
+/// lapsed anyway).
+pub struct LocalRateLimiter {
+    arrivals: moka::sync::Cache<String, i64>,
+    clock: Arc<dyn Clock>,
+}
+
+impl LocalRateLimiter {
+    pub fn new(capacity: u64, remember: Duration, clock: Arc<dyn Clock>) -> Self {
+        Self { arrivals: moka::sync::Cache::builder().max_capacity(capacity).time_to_live(remember).build(), clock }
+    }
+}
+
+#[async_trait]
+impl RateLimiter for LocalRateLimiter {
+    async fn acquire(&self, key: &str, quota: Quota, acquire: Acquire) -> Result<Admission, LimiterError> {
+        let now_ms = self.clock.now().timestamp_millis();
+        let mut admission = Admission::Allowed;
+        // Decided under the entry's lock, so concurrent attempts cannot both take the last one.
+        self.arrivals.entry(key.to_owned()).and_compute_with(|current| {
+            let (answer, store) = gcra(current.map(|entry| entry.into_value()), now_ms, quota, acquire);
+            admission = answer;
+            store.map_or(Op::Nop, Op::Put)
+        });
+        Ok(admission)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +185,23 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(30)).await;
         assert_eq!(cache.get("short").await.expect("get"), None);
         assert_eq!(cache.get("long").await.expect("get").as_deref(), Some("stays"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_attempts_never_take_more_than_the_quota() {
+        let limiter =
+            Arc::new(LocalRateLimiter::new(100, Duration::from_secs(60), Arc::new(crate::domain::clock::SystemClock)));
+        let attempts = (0..50).map(|_| {
+            let limiter = limiter.clone();
+            tokio::spawn(async move { limiter.acquire("k", Quota::per_minute(20), Acquire::Take).await })
+        });
+        let mut allowed = 0;
+        for attempt in attempts {
+            allowed += usize::from(attempt.await.expect("task").expect("acquire") == Admission::Allowed);
+        }
+        assert_eq!(allowed, 20);
+        let other = limiter.acquire("other", Quota::per_minute(20), Acquire::Take).await.expect("acquire");
+        assert_eq!(other, Admission::Allowed, "keys are counted apart");
     }
 
     #[tokio::test]

@@ -1,8 +1,8 @@
-//! Cache and event-bus adapters: in-process (the embedded default) and Redis (shared by every
-//! instance).
+//! Cache, event-bus and rate-limiter adapters: in-process (the embedded default) and Redis
+//! (shared by every instance).
 
 mod local;
 mod redis;
 
-pub use local::{LocalBus, LocalCache};
+pub use local::{LocalBus, LocalCache, LocalRateLimiter};
 pub use redis::{RedisBackend, connect_redis};

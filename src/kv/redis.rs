@@ -14,8 +14,9 @@ use fred::prelude::{
 use futures::stream::BoxStream;
 
 use super::LocalBus;
+use crate::domain::limits::{Acquire, Admission, Quota};
 use crate::ports::{BusError, Delivery, Event, EventBus};
-use crate::ports::{Cache, CacheError};
+use crate::ports::{Cache, CacheError, LimiterError, RateLimiter};
 
 /// Sets the value unless the stored one carries a higher version (`<version>|<value>`).
 const PUT_VERSIONED: &str = r"
@@ -26,6 +27,23 @@ if current then
 end
 redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'PX', ARGV[3])
 return 1
+";
+
+/// One GCRA step (`domain::limits::gcra`, the same arithmetic) on Redis's clock, so every
+/// instance shares one count per key. ARGV: interval ms, period ms, 1 to take or 0 to peek.
+/// Returns 0 when allowed, else the milliseconds to wait.
+const GCRA: &str = r"
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local period = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local next_tat = tat + interval
+local allowed_from = next_tat - period
+if allowed_from > now then return allowed_from - now end
+if ARGV[3] == '1' then redis.call('SET', KEYS[1], next_tat, 'PX', next_tat - now) end
+return 0
 ";
 
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
@@ -117,6 +135,10 @@ impl RedisBackend {
         Arc::new(self.clone())
     }
 
+    pub fn rate_limiter(&self) -> Arc<dyn RateLimiter> {
+        Arc::new(self.clone())
+    }
+
     pub async fn ping(&self) -> bool {
         self.client.ping::<String>(None).await.is_ok()
     }
@@ -152,5 +174,28 @@ impl Cache for RedisBackend {
             .await
             .map(drop)
             .map_err(|e| CacheError(e.to_string()))
+    }
+}
+
+#[async_trait]
+impl RateLimiter for RedisBackend {
+    async fn acquire(&self, key: &str, quota: Quota, acquire: Acquire) -> Result<Admission, LimiterError> {
+        let take = match acquire {
+            Acquire::Take => "1",
+            Acquire::Peek => "0",
+        };
+        let wait_ms: i64 = self
+            .client
+            .eval(
+                GCRA,
+                vec![self.key(&format!("rate:{key}"))],
+                vec![quota.interval_ms().to_string(), quota.period_ms().to_string(), take.to_owned()],
+            )
+            .await
+            .map_err(|e| LimiterError(e.to_string()))?;
+        Ok(match u64::try_from(wait_ms) {
+            Ok(wait) if wait > 0 => Admission::RetryAfter(Duration::from_millis(wait)),
+            _ => Admission::Allowed,
+        })
     }
 }

@@ -10,6 +10,8 @@ mod error_codes;
 mod meta;
 mod orders;
 mod pending;
+mod query_cost;
+mod rate_limits;
 mod search;
 mod statement_scope;
 pub mod types;
@@ -59,11 +61,12 @@ pub fn build_schema(app: AppContext) -> ShopSchema {
     let config = app.config.clone();
     builder()
         .limit_depth(config.max_query_depth)
-        .limit_complexity(config.max_query_complexity)
         .limit_recursive_depth(32)
         .limit_directives(16)
         .extension(error_codes::DefaultErrorCode)
+        .extension(query_cost::QueryCost { limit: config.max_query_cost })
         .extension(statement_scope::StatementScope)
+        .extension(rate_limits::RateLimitedMutations)
         .data(app)
         .finish()
 }
@@ -73,6 +76,11 @@ pub fn sdl() -> String {
     let options = async_graphql::SDLExportOptions::new().sorted_fields().sorted_arguments().sorted_enum_items();
     builder().finish().sdl_with_options(options)
 }
+
+/// The address a request came from (behind a trusted proxy, the one it names); per-address
+/// limits key on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress(pub std::net::IpAddr);
 
 pub(crate) fn app<'a>(ctx: &Context<'a>) -> &'a AppContext {
     ctx.data_unchecked::<AppContext>()

@@ -9,8 +9,10 @@ use crate::db::{Pool, users};
 use crate::domain::auth::model::{AuthPayload, NewRefreshToken, RefreshTokenUse, User, Viewer};
 use crate::domain::auth::tokens::{TokenIssuer, hash_refresh_token, new_refresh_token};
 use crate::domain::auth::{AuthError, password};
+use crate::domain::limits::LimitedAction;
 use crate::ports::{Clock, StoreError};
 use crate::services::cart::CartService;
+use crate::services::limits::RateLimitService;
 
 pub type AuthResult<T> = Result<T, AuthError>;
 
@@ -26,6 +28,7 @@ pub struct AuthService {
     tokens: Arc<TokenIssuer>,
     refresh_ttl: Duration,
     carts: CartService,
+    limits: RateLimitService,
     /// Verified against when the email is unknown, so that a wrong email costs as long as a
     /// wrong password and sign-in timing does not reveal which accounts exist.
     decoy_hash: Arc<tokio::sync::OnceCell<String>>,
@@ -38,8 +41,9 @@ impl AuthService {
         tokens: TokenIssuer,
         refresh_ttl: Duration,
         carts: CartService,
+        limits: RateLimitService,
     ) -> Self {
-        Self { db, clock, tokens: Arc::new(tokens), refresh_ttl, carts, decoy_hash: Arc::default() }
+        Self { db, clock, tokens: Arc::new(tokens), refresh_ttl, carts, limits, decoy_hash: Arc::default() }
     }
 
     pub async fn start_guest_session(&self) -> AuthResult<AuthPayload> {
@@ -75,17 +79,26 @@ impl AuthService {
         self.session_for(user, current).await
     }
 
-    /// Signs in; the calling guest session's cart (if any) merges into the user's cart.
+    /// Signs in; the calling guest session's cart (if any) merges into the user's cart. An
+    /// account with too many recent failures is refused before any hashing, whether it exists
+    /// or not.
     pub async fn sign_in(&self, current: Option<&Viewer>, email: &str, password: &str) -> AuthResult<AuthPayload> {
         let email = email.trim().to_lowercase();
-        match self.db.with_conn(async |c| users::user_by_email(c, &email).await).await? {
-            Some(user) if password::verify(password.to_owned(), user.password_hash.clone()).await? => {
-                self.session_for(user, current).await
-            }
-            Some(_) => Err(AuthError::InvalidCredentials),
+        self.limits.peek(LimitedAction::FailedSignIn, &email).await?;
+        let verified = match self.db.with_conn(async |c| users::user_by_email(c, &email).await).await? {
+            Some(user) if password::verify(password.to_owned(), user.password_hash.clone()).await? => Some(user),
+            Some(_) => None,
             None => {
                 let decoy = self.decoy_hash.get_or_try_init(|| password::hash("decoy-password".to_owned())).await?;
                 password::verify(password.to_owned(), decoy.clone()).await?;
+                None
+            }
+        };
+        match verified {
+            Some(user) => self.session_for(user, current).await,
+            None => {
+                // The failure that fills the allowance is still reported as what it is.
+                let _ = self.limits.take(LimitedAction::FailedSignIn, &email).await;
                 Err(AuthError::InvalidCredentials)
             }
         }

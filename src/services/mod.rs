@@ -6,5 +6,6 @@ pub mod auth;
 pub mod cart;
 pub mod catalog;
 pub mod checkout;
+pub mod limits;
 pub mod orders;
 pub mod search;

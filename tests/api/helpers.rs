@@ -89,6 +89,8 @@ impl TestDatabase {
             ("SHOP_DATA_DIR".into(), self.data_dir.path().to_string_lossy().into_owned()),
             ("SHOP_SEED_PRODUCTS".into(), "0".into()),
             ("SHOP_DB_POOL_SIZE".into(), "8".into()),
+            // Every test calls from 127.0.0.1; the limits have tests of their own.
+            ("SHOP_RATE_LIMITS".into(), "off".into()),
         ]);
         if let Some(url) = &self.url {
             vars.insert("SHOP_DATABASE_URL".into(), url.clone());
@@ -399,6 +401,7 @@ impl ShopProcess {
             .env("SHOP_ADMIN_EMAIL", ADMIN_EMAIL)
             .env("SHOP_ADMIN_PASSWORD", PASSWORD)
             .env("SHOP_LOG", "warn")
+            .env("SHOP_RATE_LIMITS", "off")
             .envs(env.iter().cloned())
             .env("SHOP_DATA_DIR", data_dir)
             .env("SHOP_LISTEN", format!("127.0.0.1:{port}"))

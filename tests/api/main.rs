@@ -10,6 +10,7 @@ mod checkout;
 mod cli;
 mod cluster;
 mod graphql_http;
+mod limits;
 mod opensearch;
 mod payments;
 mod playground;

@@ -20,6 +20,8 @@ pub enum AuthError {
     Hashing(String),
     #[error(transparent)]
     Cart(#[from] crate::domain::cart::CartError),
+    #[error(transparent)]
+    RateLimited(#[from] crate::domain::limits::RateLimited),
 }
 
 impl AuthError {

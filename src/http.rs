@@ -1,4 +1,4 @@
-//! The HTTP surface: GraphQL over HTTP (a strict handler, see below), websockets, the offline
+//! The HTTP surface: GraphQL over HTTP (a strict handler, see below), websockets (`websocket`), the offline
 //! GraphiQL playground, health, readiness and metrics.
 //!
 //! async-graphql's stock axum handler executes mutations sent as `text/plain` (a CSRF hole, as
@@ -8,22 +8,19 @@
 //! `application/json` whenever the client accepts it.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use async_graphql::Data;
-use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::parser::types::{DocumentOperations, OperationType};
-use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::body::Bytes;
-use axum::extract::ws::{CloseFrame, Message};
-use axum::extract::{ConnectInfo, MatchedPath, Path, Query, Request, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, MatchedPath, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use futures::{SinkExt, StreamExt};
 use serde_json::json;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -36,8 +33,8 @@ use crate::metrics::{HttpLabels, RouteLabels};
 use crate::playground;
 use crate::resolvers::{ClientAddress, ShopSchema};
 use crate::rest;
+use crate::websocket::{self, OpenSockets};
 
-const WS_BUFFER_BYTES: usize = 4096;
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 const APPLICATION_JSON: &str = "application/json";
 
@@ -45,11 +42,12 @@ const APPLICATION_JSON: &str = "application/json";
 pub(crate) struct HttpState {
     pub(crate) app: AppContext,
     pub(crate) schema: ShopSchema,
+    pub(crate) sockets: Arc<OpenSockets>,
 }
 
 pub fn router(app: AppContext, schema: ShopSchema) -> Router {
     let body_limit = app.config.max_body_bytes;
-    let state = HttpState { app, schema };
+    let state = HttpState { app, schema, sockets: Arc::default() };
     let cors = CorsLayer::new().allow_origin(Any).allow_methods([Method::GET, Method::POST]).allow_headers([
         header::AUTHORIZATION,
         header::CONTENT_TYPE,
@@ -59,7 +57,7 @@ pub fn router(app: AppContext, schema: ShopSchema) -> Router {
         .route("/", get(playground_page))
         .route("/playground/{asset}", get(playground_asset))
         .route("/graphql", get(graphql_get).post(graphql_post))
-        .route("/graphql/ws", get(graphql_ws))
+        .route("/graphql/ws", get(websocket::graphql_ws))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -72,7 +70,7 @@ pub fn router(app: AppContext, schema: ShopSchema) -> Router {
 }
 
 /// A GraphQL-shaped error response for failures before execution.
-fn request_error(status: StatusCode, code: ErrorCode, message: &str) -> Response {
+pub(crate) fn request_error(status: StatusCode, code: ErrorCode, message: &str) -> Response {
     let body = json!({ "errors": [{ "message": message, "extensions": { "code": code.as_str() } }] });
     (status, Json(body)).into_response()
 }
@@ -275,53 +273,6 @@ fn is_query_operation(request: &async_graphql::Request) -> bool {
         (DocumentOperations::Multiple(_), None) => None,
     };
     selected.is_none_or(|ty| ty == OperationType::Query)
-}
-
-async fn graphql_ws(
-    State(state): State<HttpState>,
-    Extension(client): Extension<ClientAddress>,
-    protocol: GraphQLProtocol,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    let max_message = state.app.config.max_body_bytes;
-    upgrade
-        .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        // tungstenite's defaults (128 KiB buffers, 64 MiB messages) cost ~145 KiB per idle
-        // subscription and accept huge frames; GraphQL messages are small.
-        .read_buffer_size(WS_BUFFER_BYTES)
-        .write_buffer_size(0)
-        .max_message_size(max_message)
-        .max_frame_size(max_message)
-        .on_upgrade(move |socket| async move {
-            let (mut sink, mut incoming) = socket.split();
-            // async-graphql waits forever for connection_init; a client that never sends it is
-            // closed with graphql-transport-ws's 4408 instead of holding the connection.
-            let init_timeout = state.app.config.ws_init_timeout.to_std().unwrap_or(std::time::Duration::from_secs(10));
-            let first = match tokio::time::timeout(init_timeout, incoming.next()).await {
-                Ok(Some(Ok(message))) => message,
-                Ok(_) => return,
-                Err(_) => {
-                    let close = CloseFrame { code: 4408, reason: "Connection initialisation timeout".into() };
-                    let _ = sink.send(Message::Close(Some(close))).await;
-                    return;
-                }
-            };
-            let incoming = futures::stream::once(async move { Ok(first) }).chain(incoming);
-            let app = state.app.clone();
-            GraphQLWebSocket::new_with_pair(sink, incoming, state.schema.clone(), protocol)
-                .on_connection_init(move |payload| async move {
-                    let authorization = ["Authorization", "authorization"]
-                        .iter()
-                        .find_map(|key| payload.get(*key).and_then(|v| v.as_str()));
-                    let viewer = app
-                        .auth
-                        .viewer_from_authorization(authorization)
-                        .map_err(|err| async_graphql::Error::from(ApiError::from(err)))?;
-                    Ok(request_data(viewer, client, Loaders::uncached(&app)))
-                })
-                .serve()
-                .await
-        })
 }
 
 /// Puts the request's `ClientAddress` into its extensions for the handlers.

@@ -19,4 +19,5 @@ pub mod rest;
 pub mod search;
 pub mod server;
 pub mod services;
+pub mod websocket;
 pub mod workers;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 
 use crate::db::{Pool, users};
 use crate::domain::auth::model::{AuthPayload, NewRefreshToken, RefreshTokenUse, User, Viewer};
@@ -126,12 +126,22 @@ impl AuthService {
     /// The viewer named by an `Authorization` header value: `None` without a header, an error
     /// for a malformed, forged or expired token.
     pub fn viewer_from_authorization(&self, header: Option<&str>) -> AuthResult<Option<Viewer>> {
+        Ok(self.session_from_authorization(header)?.map(|(viewer, _)| viewer))
+    }
+
+    /// The viewer and when the token expires (a websocket closes then).
+    pub fn session_from_authorization(&self, header: Option<&str>) -> AuthResult<Option<(Viewer, DateTime<Utc>)>> {
         let Some(header) = header.map(str::trim).filter(|h| !h.is_empty()) else {
             return Ok(None);
         };
         let token =
             header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).ok_or(AuthError::InvalidToken)?;
         self.tokens.verify(token.trim(), self.clock.now()).map(Some)
+    }
+
+    /// How long from now until `moment`, by the injected clock (zero once it has passed).
+    pub fn time_until(&self, moment: DateTime<Utc>) -> std::time::Duration {
+        (moment - self.clock.now()).to_std().unwrap_or_default()
     }
 
     pub async fn user(&self, user_id: &str) -> AuthResult<Option<User>> {

@@ -19,3 +19,4 @@ mod schema;
 mod search;
 mod statements;
 mod store;
+mod websockets;

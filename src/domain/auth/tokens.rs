@@ -59,8 +59,9 @@ impl TokenIssuer {
         Ok((token, expires_at))
     }
 
-    /// Checks signature, issuer and expiry (against the injected clock, not the system time).
-    pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Viewer, AuthError> {
+    /// Checks signature, issuer and expiry (against the injected clock, not the system time);
+    /// returns whom the token names and until when.
+    pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<(Viewer, DateTime<Utc>), AuthError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.validate_exp = false;
         validation.set_issuer(&[ISSUER]);
@@ -71,11 +72,13 @@ impl TokenIssuer {
         if claims.exp <= now.timestamp() {
             return Err(AuthError::InvalidToken);
         }
-        match claims.kind.as_str() {
-            "guest" => Ok(Viewer::Guest { session_id: claims.sub }),
-            "user" => Ok(Viewer::User { user_id: claims.sub, is_admin: claims.admin }),
-            _ => Err(AuthError::InvalidToken),
-        }
+        let expires_at = DateTime::from_timestamp(claims.exp, 0).ok_or(AuthError::InvalidToken)?;
+        let viewer = match claims.kind.as_str() {
+            "guest" => Viewer::Guest { session_id: claims.sub },
+            "user" => Viewer::User { user_id: claims.sub, is_admin: claims.admin },
+            _ => return Err(AuthError::InvalidToken),
+        };
+        Ok((viewer, expires_at))
     }
 }
 

@@ -113,6 +113,9 @@ pub trait PaymentGateway: Send + Sync {
     async fn charge(&self, request: &ChargeRequest) -> Result<Charge, GatewayError>;
     /// Refunds a charge in full; idempotent per key as well.
     async fn refund(&self, reference: &str, idempotency_key: &str) -> Result<(), GatewayError>;
+    /// Whether the processor knows the payment method (`UnknownPaymentMethod` if not), asked
+    /// before the order is scored or held, so that a made-up method is refused as bad input.
+    async fn check_payment_method(&self, payment_method: &str) -> Result<(), GatewayError>;
 }
 
 #[derive(Debug, thiserror::Error)]

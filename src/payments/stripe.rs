@@ -25,12 +25,18 @@ impl StripeGateway {
     }
 
     async fn post(&self, path: &str, idempotency_key: &str, form: &[(&str, String)]) -> Result<Value, GatewayError> {
-        let response = self
+        let request = self
             .http
             .post(format!("{}{path}", self.api_base))
             .bearer_auth(&self.secret_key)
             .header("Idempotency-Key", idempotency_key)
-            .form(form)
+            .form(form);
+        Self::answer(request).await
+    }
+
+    /// Stripe's answer, or its error as the port names it.
+    async fn answer(request: reqwest::RequestBuilder) -> Result<Value, GatewayError> {
+        let response = request
             .send()
             .await
             // The request may or may not have reached Stripe: only a retry with the same key knows.
@@ -48,7 +54,9 @@ impl StripeGateway {
                 let reason = Some(text("decline_code")).filter(|c| !c.is_empty()).unwrap_or_else(|| text("code"));
                 GatewayError::Declined(reason)
             }
-            (400 | 404, "invalid_request_error") if text("param") == "payment_method" => {
+            (400 | 404, "invalid_request_error")
+                if text("param") == "payment_method" || text("code") == "resource_missing" =>
+            {
                 GatewayError::UnknownPaymentMethod(text("message"))
             }
             (429 | 500..=599, _) => GatewayError::Unavailable(format!("Stripe answered {status}")),
@@ -77,6 +85,13 @@ impl PaymentGateway for StripeGateway {
             Some(other) => Err(GatewayError::Declined(format!("payment {other}"))),
             None => Err(GatewayError::Failed("Stripe answered without a PaymentIntent status".to_owned())),
         }
+    }
+
+    async fn check_payment_method(&self, payment_method: &str) -> Result<(), GatewayError> {
+        let path: String = form_urlencoded::byte_serialize(payment_method.as_bytes()).collect();
+        let request =
+            self.http.get(format!("{}/v1/payment_methods/{path}", self.api_base)).bearer_auth(&self.secret_key);
+        Self::answer(request).await.map(drop)
     }
 
     async fn refund(&self, reference: &str, idempotency_key: &str) -> Result<(), GatewayError> {

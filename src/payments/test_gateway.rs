@@ -68,6 +68,15 @@ impl TestGateway {
     }
 }
 
+/// The Stripe test payment methods this gateway answers.
+const TEST_PAYMENT_METHODS: [&str; 5] = [
+    "pm_card_visa",
+    "pm_card_mastercard",
+    "pm_card_chargeDeclined",
+    "pm_card_chargeDeclinedInsufficientFunds",
+    "pm_card_chargeDeclinedProcessingError",
+];
+
 fn reference(prefix: &str) -> String {
     format!("{prefix}_test_{}", &uuid::Uuid::new_v4().simple().to_string()[..24])
 }
@@ -100,6 +109,14 @@ impl PaymentGateway for TestGateway {
         })?;
         ledger.charges.insert(request.idempotency_key.clone(), reference.clone());
         Ok(Charge { reference })
+    }
+
+    async fn check_payment_method(&self, payment_method: &str) -> Result<(), GatewayError> {
+        if TEST_PAYMENT_METHODS.contains(&payment_method) {
+            Ok(())
+        } else {
+            Err(GatewayError::UnknownPaymentMethod(payment_method.to_owned()))
+        }
     }
 
     async fn refund(&self, reference: &str, idempotency_key: &str) -> Result<(), GatewayError> {
@@ -149,6 +166,8 @@ mod tests {
             Err(GatewayError::Transient(_))
         ));
         assert!(matches!(gateway.charge(&request("pm_nope", "k4")).await, Err(GatewayError::UnknownPaymentMethod(_))));
+        assert!(matches!(gateway.check_payment_method("pm_nope").await, Err(GatewayError::UnknownPaymentMethod(_))));
+        assert_eq!(gateway.check_payment_method("pm_card_chargeDeclined").await, Ok(()));
         gateway.refund(&first.reference, "r1").await.expect("refunded");
         gateway.refund(&first.reference, "r1").await.expect("refund replayed");
         assert_eq!(TestGateway::read_ledger(&path).expect("ledger").len(), 2);

@@ -299,6 +299,12 @@ on_both_backends!(declines_lose_nothing_and_may_be_retried, |backend: Backend| a
     unchanged("transient").await;
     assert_eq!(charges(&ledger(&server)), 0, "nothing charged");
 
+    // A made-up payment method is bad input before the fraud rules could hold an order for it.
+    let made_up = place(&server, &guest, order_input(&id, "pm_card_no_such_method", "made-up")).await;
+    assert_eq!(error_code(&made_up), "BAD_USER_INPUT", "{made_up:#}");
+    assert_eq!(made_up["errors"][0]["extensions"]["field"], "paymentMethodId");
+    unchanged("made-up method").await;
+
     // Repeated failed payments score 0.5: the next order waits for review, uncharged.
     let held = place(&server, &guest, order_input(&id, "pm_card_visa", "visa")).await;
     assert_eq!(held["data"]["placeOrder"]["status"], "PENDING_PAYMENT", "{held:#}");
@@ -375,7 +381,7 @@ on_both_backends!(bad_checkout_input_gets_clear_codes, |backend: Backend| async 
         error_code(&server.gql("{ orders(after: \"garbage\") { edges { cursor } } }", json!({}), Some(&owner)).await),
         "BAD_USER_INPUT"
     );
-    // An unknown payment method fails at the gateway; the failed key may be tried again.
+    // An unknown payment method is refused before anything is held; the key stays free.
     for _ in 0..2 {
         let unknown = place(&server, &owner, order_input(&id, "pm_card_unheard_of", "unknown")).await;
         assert_eq!(error_code(&unknown), "BAD_USER_INPUT", "{unknown:#}");

@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use serde_json::{Value, json};
 use shop::config::{Config, GatewayChoice};
@@ -83,6 +83,24 @@ async fn payment_intents(
     (StatusCode::from_u16(status).expect("status"), Json(body))
 }
 
+async fn payment_methods(Path(id): Path<String>) -> impl IntoResponse {
+    match id.as_str() {
+        "pm_card_visa"
+        | "pm_card_mastercard"
+        | "pm_card_chargeDeclined"
+        | "pm_card_chargeDeclinedInsufficientFunds"
+        | "pm_card_chargeDeclinedProcessingError" => {
+            (StatusCode::OK, Json(json!({ "id": id, "object": "payment_method", "type": "card" })))
+        }
+        _ => (
+            StatusCode::NOT_FOUND,
+            Json(
+                json!({ "error": { "type": "invalid_request_error", "code": "resource_missing", "param": "id", "message": format!("No such PaymentMethod: '{id}'") } }),
+            ),
+        ),
+    }
+}
+
 async fn refunds(Form(form): Form<HashMap<String, String>>) -> Json<Value> {
     Json(
         json!({ "id": "re_stub_1", "object": "refund", "status": "succeeded", "payment_intent": form.get("payment_intent") }),
@@ -97,6 +115,7 @@ fn stub() -> &'static (String, Shared) {
         let app = Router::new()
             .route("/v1/payment_intents", post(payment_intents))
             .route("/v1/refunds", post(refunds))
+            .route("/v1/payment_methods/{id}", get(payment_methods))
             .with_state(shared.clone());
         (serve_stub(app), shared)
     })
@@ -127,6 +146,8 @@ async fn the_stripe_adapter_speaks_stripe() {
         Err(GatewayError::Transient(_))
     ));
     assert!(matches!(stripe.charge(&charge("pm_nope", "d3")).await, Err(GatewayError::UnknownPaymentMethod(_))));
+    assert_eq!(stripe.check_payment_method("pm_card_chargeDeclined").await, Ok(()));
+    assert!(matches!(stripe.check_payment_method("pm_nope").await, Err(GatewayError::UnknownPaymentMethod(_))));
     stripe.refund(&first.reference, "refund-1").await.expect("refunded");
     let wrong_key = StripeGateway::new(base, "sk_test_wrong").expect("client");
     assert!(matches!(wrong_key.charge(&charge("pm_card_visa", "d4")).await, Err(GatewayError::Failed(_))));

@@ -11,6 +11,7 @@ use crate::domain::checkout::{
 use crate::domain::orders::{Order, PlacedOrder};
 use crate::domain::payments::{self as payment_rules, Payment, PaymentStatus};
 use crate::domain::primitives::{Money, Shopper};
+use crate::ports::GatewayError;
 
 const MAX_KEY_LEN: usize = 200;
 const MAX_PAYMENT_METHOD_LEN: usize = 100;
@@ -50,6 +51,7 @@ impl CheckoutService {
             // the key was looked up: its answer is this request's answer too.
             return self.after_contention(&owner, &key, &hash, refusal).await;
         }
+        self.check_payment_method(&request.payment_method).await?;
         let totals = self.rules.pricing.price(&session.lines, &request.shipping_address.country)?;
         let (verdict, recipient) = self.fraud_check(&owner, &request, &totals).await?;
         if verdict == FraudVerdict::Decline {
@@ -183,6 +185,21 @@ impl CheckoutService {
         match self.db.with_conn(async |c| payments::saga_by_key(c, owner, key).await).await? {
             Some(saga) => self.replay(&saga, hash).await?.ok_or(otherwise),
             None => Err(otherwise),
+        }
+    }
+
+    /// A payment method the processor does not know is bad input, refused before the fraud
+    /// rules could hold an order for it. When the processor cannot say, the charge decides.
+    async fn check_payment_method(&self, payment_method: &str) -> CheckoutResult<()> {
+        match self.gateway.check_payment_method(payment_method).await {
+            Err(GatewayError::UnknownPaymentMethod(_)) => {
+                Err(CheckoutError::invalid("paymentMethodId", format!("unknown payment method `{payment_method}`")))
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "could not check a payment method; the charge will");
+                Ok(())
+            }
+            Ok(()) => Ok(()),
         }
     }
 

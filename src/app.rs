@@ -131,7 +131,14 @@ impl AppContext {
             abort_after_charge: config.fault_abort_after_charge,
         };
         let checkout = CheckoutService::new(db.clone(), carts.clone(), gateway.clone(), clock.clone(), rules);
-        let orders = OrderService::new(db.clone(), bus.clone(), gateway, config.payment_retry.clone(), clock.clone());
+        let orders = OrderService::new(
+            db.clone(),
+            bus.clone(),
+            gateway,
+            config.payment_retry.clone(),
+            clock.clone(),
+            config.reservation_ttl,
+        );
         let notifier: Arc<dyn Notifier> = Arc::new(FileNotifier { path: config.data_dir.join("notifications.log") });
         tracing::info!(backend = db.backend_name(), redis = config.redis_url.is_some(), "store ready");
         Ok(Self {

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use super::pool::{Conn, on_conn};
-use super::schema::{order_events, orders};
+use super::schema::{order_claims, order_events, orders};
 use super::writes::Write;
 use super::{converted, from_json, parsed, shopper, store_error, to_json};
 use crate::domain::cart::CartLine;
@@ -166,6 +166,67 @@ pub fn advance_paid(event: &OrderEvent, payment_id: &str) -> impl Write {
     ))
 }
 
+/// Later than any real moment. Text timestamps (SQLite) compare as text, so it is a date both
+/// backends order alike.
+fn end_of_time() -> NaiveDateTime {
+    chrono::NaiveDate::from_ymd_opt(9999, 12, 31).and_then(|d| d.and_hms_opt(0, 0, 0)).unwrap_or(NaiveDateTime::MAX)
+}
+
+/// Claims the order at the version it was read at for one move until `until`, unless another
+/// move holds that version's claim (unexpired, or finished); changes no row when it cannot.
+pub fn claim_transition(order: &Order, now: DateTime<Utc>, until: DateTime<Utc>) -> impl Write {
+    let insert = diesel::insert_into(order_claims::table)
+        .values((
+            order_claims::order_id.eq(order.placed.id.clone()),
+            order_claims::version.eq(order.version),
+            order_claims::claimed_until.eq(until.naive_utc()),
+        ))
+        .on_conflict((order_claims::order_id, order_claims::version))
+        .do_update()
+        .set(order_claims::claimed_until.eq(until.naive_utc()));
+    // An upsert's WHERE: only a lapsed claim is taken over.
+    diesel::query_dsl::methods::FilterDsl::filter(insert, order_claims::claimed_until.lt(now.naive_utc()))
+}
+
+/// The move that held the claim changed the order: the claim never lapses.
+pub fn finish_transition(order: &Order) -> impl Write {
+    let target = order_claims::table.find((order.placed.id.clone(), order.version));
+    diesel::update(target).set(order_claims::claimed_until.eq(end_of_time()))
+}
+
+/// Gives up a claim whose move failed before it changed the order.
+pub fn release_transition(order: &Order) -> impl Write {
+    diesel::delete(order_claims::table.find((order.placed.id.clone(), order.version)))
+}
+
+/// Orders still waiting for review that were placed before `cutoff`, oldest first.
+pub async fn awaiting_review_before(
+    conn: &mut Conn<'_>,
+    cutoff: DateTime<Utc>,
+    limit: i64,
+) -> StoreResult<Vec<String>> {
+    on_conn!(conn, c => orders::table
+        .filter(orders::status.eq(OrderStatus::PendingPayment.as_str()))
+        .filter(orders::created_at.lt(cutoff.naive_utc()))
+        .order(orders::created_at)
+        .limit(limit)
+        .select(orders::id)
+        .load(c)
+        .await)
+    .map_err(store_error("finding orders past their review time"))
+}
+
+/// How many of the shopper's orders wait for review.
+pub async fn awaiting_review_of(conn: &mut Conn<'_>, owner: &Shopper) -> StoreResult<i64> {
+    on_conn!(conn, c => orders::table
+        .filter(orders::owner.eq(owner.key()))
+        .filter(orders::status.eq(OrderStatus::PendingPayment.as_str()))
+        .count()
+        .get_result(c)
+        .await)
+    .map_err(store_error("counting orders awaiting review"))
+}
+
 pub async fn by_ids(conn: &mut Conn<'_>, ids: &[String]) -> StoreResult<Vec<Order>> {
     let rows: Vec<OrderRow> = on_conn!(conn, c => orders::table
         .filter(orders::id.eq_any(ids))
@@ -183,11 +244,9 @@ pub async fn of_shopper(
     after: Option<(DateTime<Utc>, String)>,
     limit: i64,
 ) -> StoreResult<Vec<Order>> {
-    // Text timestamps (SQLite) compare as text, so the open end is a date both backends order.
-    let end_of_time = chrono::NaiveDate::from_ymd_opt(9999, 12, 31).and_then(|d| d.and_hms_opt(0, 0, 0));
     let (at, id) = match after {
         Some((at, id)) => (at.naive_utc(), id),
-        None => (end_of_time.unwrap_or(NaiveDateTime::MAX), String::new()),
+        None => (end_of_time(), String::new()),
     };
     let rows: Vec<OrderRow> = on_conn!(conn, c => orders::table
         .filter(orders::owner.eq(owner.key()))

@@ -155,6 +155,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    order_claims (order_id, version) {
+        order_id -> Text,
+        version -> BigInt,
+        claimed_until -> Timestamp,
+    }
+}
+
+diesel::table! {
     order_events (order_id, seq) {
         order_id -> Text,
         seq -> BigInt,
@@ -197,6 +205,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     checkout_sagas,
     payments,
     orders,
+    order_claims,
     order_events,
     notifications
 );

@@ -15,7 +15,7 @@ use crate::domain::auth::Viewer;
 use crate::domain::catalog::model::validate_id;
 use crate::domain::events::order_topic;
 use crate::domain::notify;
-use crate::domain::orders::{Order, OrderError, OrderEvent, OrderStatus};
+use crate::domain::orders::{Order, OrderError, OrderEvent, OrderStatus, TransitionEffects};
 use crate::domain::payments::{self as payment_rules, Payment, PaymentStatus, RetryPolicy};
 use crate::domain::primitives::{Money, Shopper};
 use crate::ports::{ChargeRequest, Clock, Delivery, EventBus, GatewayError, PaymentGateway, StoreResult};
@@ -24,6 +24,10 @@ use crate::services::checkout::return_stock;
 pub type OrderResult<T> = Result<T, OrderError>;
 
 pub const MAX_PAGE: i32 = 100;
+
+/// How long an order move may hold its claim (the processor's retries included) before another
+/// may take over.
+const TRANSITION_LEASE: chrono::Duration = chrono::Duration::minutes(5);
 
 pub struct OrderPage {
     pub orders: Vec<Order>,
@@ -37,6 +41,8 @@ pub struct OrderService {
     gateway: Arc<dyn PaymentGateway>,
     retry: RetryPolicy,
     clock: Arc<dyn Clock>,
+    /// How long an order may wait for review before it is cancelled.
+    review_ttl: chrono::Duration,
 }
 
 fn owner_of(viewer: Option<&Viewer>) -> OrderResult<Shopper> {
@@ -77,8 +83,9 @@ impl OrderService {
         gateway: Arc<dyn PaymentGateway>,
         retry: RetryPolicy,
         clock: Arc<dyn Clock>,
+        review_ttl: chrono::Duration,
     ) -> Self {
-        Self { db, bus, gateway, retry, clock }
+        Self { db, bus, gateway, retry, clock, review_ttl }
     }
 
     /// The viewer's order; `None` for an unknown or someone else's.
@@ -144,8 +151,7 @@ impl OrderService {
         Ok(stream::iter(current).chain(changes).boxed())
     }
 
-    /// Moves the order along its state machine, charging, refunding and restocking as the move
-    /// requires. An illegal move is a CONFLICT.
+    /// An admin moves the order along its state machine.
     pub async fn update_status(&self, viewer: Option<&Viewer>, id: &str, status: OrderStatus) -> OrderResult<Order> {
         match viewer {
             None => return Err(OrderError::Unauthenticated),
@@ -153,21 +159,69 @@ impl OrderService {
             Some(_) => {}
         }
         validate_order_id(id)?;
+        self.move_to(id, status).await
+    }
+
+    /// Cancels the orders that have waited for review longer than a reservation lasts: their
+    /// units go back on sale. Returns how many were cancelled.
+    pub async fn expire_reviews(&self) -> OrderResult<usize> {
+        let cutoff = self.clock.now() - self.review_ttl;
+        let due = self.db.with_conn(async |c| orders::awaiting_review_before(c, cutoff, 100).await).await?;
+        let mut expired = 0;
+        for id in due {
+            match self.move_to(&id, OrderStatus::Cancelled).await {
+                Ok(_) => expired += 1,
+                // Approved or cancelled meanwhile.
+                Err(OrderError::Conflict(_)) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(expired)
+    }
+
+    /// Moves the order along its state machine, charging, refunding and restocking as the move
+    /// requires. The move claims the order before it calls the processor, so that a concurrent
+    /// move (a cancel beside a fulfil, a second approval) answers CONFLICT instead of acting too.
+    /// An illegal move is a CONFLICT.
+    async fn move_to(&self, id: &str, status: OrderStatus) -> OrderResult<Order> {
         let order = self.load(id).await?.ok_or_else(|| OrderError::NotFound(id.to_owned()))?;
         let effects = order.status.transition(status).ok_or_else(|| {
             OrderError::Conflict(format!("an order cannot go from {} to {}", order.status.as_str(), status.as_str()))
         })?;
+        let now = self.clock.now();
+        let claim = orders::claim_transition(&order, now, now + TRANSITION_LEASE);
+        if self.db.atomically(async |c| Writes::new(claim).run(c, "claiming an order move").await).await?[0] == 0 {
+            return Err(OrderError::Conflict(
+                "another change to this order is under way; read it and try again".to_owned(),
+            ));
+        }
+        let moved = self.apply(&order, status, effects).await;
+        if moved.is_err() {
+            let release = orders::release_transition(&order);
+            if let Err(err) =
+                self.db.atomically(async |c| Writes::new(release).run(c, "releasing an order move").await).await
+            {
+                tracing::warn!(order = %order.placed.id, error = %err, "releasing a failed move's claim failed; it lapses");
+            }
+        }
+        moved?;
+        self.load(id).await?.ok_or_else(|| OrderError::NotFound(id.to_owned()))
+    }
+
+    /// The claimed move: the processor first, then the event, the payment, the notification
+    /// and the restock in one transaction that also marks the claim finished.
+    async fn apply(&self, order: &Order, status: OrderStatus, effects: TransitionEffects) -> OrderResult<()> {
         let mut payment = None;
         let mut notification = None;
         if effects.charge {
-            let charged = self.charge_held(&order).await?;
+            let charged = self.charge_held(order).await?;
             let recipient = self.db.with_conn(async |c| recipient_of(c, &order.placed.owner).await).await?;
             let id = format!("ntf-{}", uuid::Uuid::new_v4().simple());
             notification = Some(notify::confirmation(&order.placed, &recipient, id));
             payment = Some((charged.id, PaymentStatus::Completed, charged.gateway_reference));
         }
         if effects.refund
-            && let Some(paid) = self.current_payment(&order).await?
+            && let Some(paid) = self.current_payment(order).await?
         {
             let reference = paid.gateway_reference.clone().unwrap_or_default();
             self.gateway
@@ -185,7 +239,7 @@ impl OrderService {
                     Some(payment_id) => Writes::new(orders::advance_paid(&event, payment_id)),
                     None => Writes::new(orders::advance(&event)),
                 };
-                let mut writes = advance.and(orders::append(&event)?);
+                let mut writes = advance.and(orders::append(&event)?).and(orders::finish_transition(order));
                 match &payment {
                     Some((id, PaymentStatus::Completed, Some(reference))) => {
                         writes = writes.and(payments::complete_payment(id, reference, now));
@@ -205,8 +259,7 @@ impl OrderService {
                 }
                 Ok(())
             })
-            .await?;
-        self.load(id).await?.ok_or_else(|| OrderError::NotFound(id.to_owned()))
+            .await
     }
 
     /// Charges an approved held order, reusing an unfinished attempt's key so that a retried

@@ -1,5 +1,6 @@
-//! Every `sweep_interval`: returns expired reservations' stock, resumes checkouts a crash or a
-//! hung gateway left CHARGING, deletes expired carts and old published events.
+//! Every `sweep_interval`: returns expired reservations' stock, cancels orders that waited for
+//! review longer than a reservation lasts, resumes checkouts a crash or a hung gateway left
+//! CHARGING, deletes expired carts and old published events.
 
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +25,11 @@ async fn sweep(app: &AppContext) {
         Ok(0) => {}
         Ok(expired) => tracing::info!(expired, "expired checkout reservations returned to stock"),
         Err(err) => tracing::warn!(error = %err, "expiring reservations failed"),
+    }
+    match app.orders.expire_reviews().await {
+        Ok(0) => {}
+        Ok(cancelled) => tracing::info!(cancelled, "orders past their review time cancelled and restocked"),
+        Err(err) => tracing::warn!(error = %err, "cancelling orders past their review time failed"),
     }
     if let Err(err) = app.checkout.recover(app.clock.now() - STUCK_CHECKOUT).await {
         tracing::warn!(error = %err, "resuming stuck checkouts failed");

@@ -19,12 +19,12 @@ use crate::helpers::{
 };
 use crate::on_both_backends;
 
-const P1: &str = "prod-0000001";
+pub(crate) const P1: &str = "prod-0000001";
 const P2: &str = "prod-0000002";
 
 const SESSION: &str = "id status expiresAt items { product { id } quantity unitPrice { centAmount } } \
     subtotal { centAmount currencyCode } shipping { centAmount } tax { centAmount } total { centAmount }";
-const ORDER: &str = "id status total { centAmount } items { product { id } quantity } \
+pub(crate) const ORDER: &str = "id status total { centAmount } items { product { id } quantity } \
     payment { id status amount { centAmount } gatewayReference } events { orderId type status at }";
 const PLACE: &str = "mutation($input: PlaceOrderInput!) { placeOrder(input: $input) { id status total { centAmount } \
     payment { id status amount { centAmount } gatewayReference } events { orderId type status at } } }";
@@ -34,7 +34,7 @@ fn fast_retries(config: &mut Config) {
     config.payment_retry = RetryPolicy { delays: vec![Duration::from_millis(10); 3] };
 }
 
-async fn shop(backend: Backend) -> TestServer {
+pub(crate) async fn shop(backend: Backend) -> TestServer {
     TestServer::start_with(backend, ServerOptions { seed_products: 20, tweak: fast_retries, ..Default::default() })
         .await
 }
@@ -45,21 +45,21 @@ const OFFER: &str = "mutation($p: ID!, $q: Int!) { \
     adminUpsertProduct(input: { id: $p, title: \"Test Kazoo\", description: \"\", priceCents: 1500 }) { id } \
     adminSetStock(productId: $p, quantity: $q) { id } }";
 
-async fn set_stock(server: &TestServer, product: &str, quantity: i32) {
+pub(crate) async fn set_stock(server: &TestServer, product: &str, quantity: i32) {
     let admin = server.admin_token().await;
     server.data(OFFER, json!({ "p": product, "q": quantity }), Some(&admin)).await;
 }
 
 /// (available, reserved) of a product, straight from the store.
 /// The store's stock of the product (not the browsing cache's), as (available, reserved).
-async fn stock(server: &TestServer, product: &str) -> (i32, i32) {
+pub(crate) async fn stock(server: &TestServer, product: &str) -> (i32, i32) {
     let ids = [product.to_owned()];
     let levels = server.app().db.with_conn(async |c| inventory::stock_levels(c, &ids).await).await.expect("stock");
     let level = levels.first().expect("inventory row");
     (level.available, level.reserved)
 }
 
-async fn add(server: &TestServer, token: &str, product: &str, quantity: i32) {
+pub(crate) async fn add(server: &TestServer, token: &str, product: &str, quantity: i32) {
     server
         .data(
             "mutation($p: ID!, $q: Int!) { addCartItem(productId: $p, quantity: $q) { version } }",
@@ -69,28 +69,28 @@ async fn add(server: &TestServer, token: &str, product: &str, quantity: i32) {
         .await;
 }
 
-async fn initiate(server: &TestServer, token: &str) -> Value {
+pub(crate) async fn initiate(server: &TestServer, token: &str) -> Value {
     server.gql(&format!("mutation {{ initiateCheckout {{ {SESSION} }} }}"), json!({}), Some(token)).await
 }
 
-fn address(line1: &str) -> Value {
+pub(crate) fn address(line1: &str) -> Value {
     json!({ "name": "Ada Lovelace", "line1": line1, "city": "Springfield", "postalCode": "12345", "country": "US" })
 }
 
-fn order_input(session: &str, method: &str, key: &str) -> Value {
+pub(crate) fn order_input(session: &str, method: &str, key: &str) -> Value {
     json!({ "checkoutSessionId": session, "paymentMethodId": method, "shippingAddress": address("1 Main St"), "idempotencyKey": key })
 }
 
-async fn place(server: &TestServer, token: &str, input: Value) -> Value {
+pub(crate) async fn place(server: &TestServer, token: &str, input: Value) -> Value {
     server.gql(PLACE, json!({ "input": input }), Some(token)).await
 }
 
 /// Charges and refunds the test gateway has recorded.
-fn ledger(server: &TestServer) -> Vec<LedgerEntry> {
+pub(crate) fn ledger(server: &TestServer) -> Vec<LedgerEntry> {
     TestGateway::read_ledger(&server.app().config.data_dir.join("test-gateway.jsonl")).expect("ledger")
 }
 
-fn charges(entries: &[LedgerEntry]) -> usize {
+pub(crate) fn charges(entries: &[LedgerEntry]) -> usize {
     entries.iter().filter(|e| matches!(e, LedgerEntry::Charge { .. })).count()
 }
 

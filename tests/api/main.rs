@@ -15,6 +15,7 @@ mod opensearch;
 mod payments;
 mod playground;
 mod relevance;
+mod review;
 mod schema;
 mod search;
 mod statements;

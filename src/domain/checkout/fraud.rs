@@ -57,6 +57,15 @@ pub fn score(signals: &FraudSignals<'_>) -> f64 {
     f64::min(score, 1.0)
 }
 
+/// Orders one shopper may have waiting for review at once: each holds its stock until an admin
+/// decides or the reservation time runs out, so a script could otherwise empty the catalog.
+pub const MAX_ORDERS_AWAITING_REVIEW: i64 = 3;
+
+/// Whether one more order may wait for review beside the shopper's `waiting` ones.
+pub fn may_await_review(waiting: i64) -> bool {
+    waiting < MAX_ORDERS_AWAITING_REVIEW
+}
+
 pub fn verdict(score: f64) -> FraudVerdict {
     // Scores are sums of tenths; the epsilon keeps 0.3 + 0.4 at "review", as written.
     const EPSILON: f64 = 1e-9;
@@ -82,6 +91,12 @@ mod tests {
             postal_code: "12345".to_owned(),
             country: "US".to_owned(),
         }
+    }
+
+    #[test]
+    fn three_orders_may_wait_for_review_at_once() {
+        assert!(may_await_review(0) && may_await_review(2));
+        assert!(!may_await_review(3));
     }
 
     #[test]

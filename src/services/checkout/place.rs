@@ -2,9 +2,9 @@
 //! claim the session with the charge attempt in one write, then charge (`complete.rs`).
 
 use super::{CheckoutResult, CheckoutService, new_id, shopper_of, validate_session_id};
-use crate::db::{Writes, checkout, payments, users};
+use crate::db::{Writes, checkout, orders, payments, users};
 use crate::domain::auth::Viewer;
-use crate::domain::checkout::fraud::{self, FraudSignals, FraudVerdict};
+use crate::domain::checkout::fraud::{self, FraudSignals, FraudVerdict, may_await_review};
 use crate::domain::checkout::{
     Address, CheckoutError, CheckoutSession, CheckoutStatus, OrderRequest, Saga, SagaStep, Totals,
 };
@@ -56,6 +56,14 @@ impl CheckoutService {
         let (verdict, recipient) = self.fraud_check(&owner, &request, &totals).await?;
         if verdict == FraudVerdict::Decline {
             return Err(CheckoutError::PaymentDeclined("the payment was refused by our risk checks".to_owned()));
+        }
+        if verdict == FraudVerdict::Review {
+            let waiting = self.db.with_conn(async |c| orders::awaiting_review_of(c, &owner).await).await?;
+            if !may_await_review(waiting) {
+                return Err(CheckoutError::PaymentDeclined(format!(
+                    "{waiting} of your orders already await review; wait for them before placing another"
+                )));
+            }
         }
         let is_new = existing.is_none();
         let saga = match existing {

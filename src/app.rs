@@ -91,7 +91,7 @@ impl AppContext {
         let synonyms = Synonyms::parse(&synonyms);
         let index: Arc<dyn SearchIndex> = match &config.opensearch_url {
             Some(url) => Arc::new(
-                OpenSearchIndex::connect(url, &config.opensearch_index, synonyms)
+                OpenSearchIndex::connect(url.expose(), &config.opensearch_index, synonyms)
                     .await
                     .context("connecting to OpenSearch")?,
             ),
@@ -172,7 +172,8 @@ impl SharedState {
     async fn open(config: &Config, clock: &Arc<dyn Clock>) -> anyhow::Result<Self> {
         Ok(match &config.redis_url {
             Some(url) => {
-                let redis = connect_redis(url, &config.redis_namespace).await.context("connecting to Redis")?;
+                let redis =
+                    connect_redis(url.expose(), &config.redis_namespace).await.context("connecting to Redis")?;
                 Self {
                     bus: redis.bus(),
                     cart_cache: redis.cache(),
@@ -198,7 +199,7 @@ impl SharedState {
 /// tokens survive restarts.
 fn jwt_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
     if let Some(secret) = &config.jwt_secret {
-        return Ok(secret.as_bytes().to_vec());
+        return Ok(secret.expose().as_bytes().to_vec());
     }
     let path = config.data_dir.join("jwt-secret");
     if path.exists() {

@@ -40,12 +40,14 @@ enum Command {
     /// Build a fresh search index beside the live one and swap it in (a running server adopts it
     /// within a second).
     Reindex,
-    /// Create an admin, or promote and re-key an existing account.
+    /// Create an admin, or promote and re-key an existing account (promotion ends its sign-ins).
     CreateAdmin {
-        #[arg(long)]
+        #[arg(long, env = "SHOP_ADMIN_EMAIL")]
         email: String,
-        #[arg(long)]
-        password: String,
+        /// Without it (or SHOP_ADMIN_PASSWORD), the first line of standard input, which keeps the
+        /// password out of the process list and the shell history.
+        #[arg(long, env = "SHOP_ADMIN_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
     },
 }
 
@@ -104,6 +106,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::CreateAdmin { email, password } => {
+            let password = match password {
+                Some(password) => password,
+                None => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
             let app = open(config).await?;
             let admin = app.auth.ensure_admin(&email, &password).await?;
             println!("admin {} ready (id {})", admin.email, admin.id);

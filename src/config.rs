@@ -20,6 +20,11 @@ pub struct Key {
 }
 
 pub const KEYS: &[Key] = &[
+    Key {
+        name: "env",
+        default: "development",
+        meaning: "production refuses to start with the test payment gateway, the demo seed, or fault switches",
+    },
     Key { name: "listen", default: "127.0.0.1:8080", meaning: "address and port of the HTTP server" },
     Key { name: "data_dir", default: "./data", meaning: "embedded store, search index and generated secrets" },
     Key {
@@ -172,15 +177,17 @@ pub enum LogFormat {
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `SHOP_ENV=production`: test-only parts refuse to start.
+    pub production: bool,
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
-    pub database_url: Option<String>,
-    pub redis_url: Option<String>,
-    pub opensearch_url: Option<String>,
+    pub database_url: Option<Secret>,
+    pub redis_url: Option<Secret>,
+    pub opensearch_url: Option<Secret>,
     pub opensearch_index: String,
     pub seed_products: u64,
-    pub jwt_secret: Option<String>,
-    pub admin: Option<(String, String)>,
+    pub jwt_secret: Option<Secret>,
+    pub admin: Option<(String, Secret)>,
     pub log: String,
     pub log_format: LogFormat,
     pub db_pool_size: usize,
@@ -210,6 +217,23 @@ pub struct Config {
     pub payment_retry: RetryPolicy,
     pub fault_abort_after_charge: bool,
     pub payment_gateway: GatewayChoice,
+}
+
+/// A value that must not reach logs: keys, passwords, and service URLs (which may carry
+/// credentials). `Config`'s Debug output shows it as `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
 }
 
 /// Which PaymentGateway adapter charges.
@@ -248,7 +272,7 @@ impl Config {
     /// Builds a config from environment-style variables (and the TOML file they may name).
     pub fn from_sources(env: HashMap<String, String>) -> Result<Self, ConfigError> {
         let mut values: HashMap<&'static str, (String, String)> =
-            KEYS.iter().map(|k| (k.name, (k.default.to_owned(), format!("default of {}", k.name)))).collect();
+            KEYS.iter().map(|k| (k.name, (k.default.to_owned(), format!("{} (default)", env_name(k.name))))).collect();
         if let Some(path) = env.get("SHOP_CONFIG").filter(|p| !p.is_empty()) {
             for (name, value) in read_toml(path)? {
                 let key = KEYS.iter().find(|k| k.name == name).ok_or_else(|| ConfigError::UnknownKey(name.clone()))?;
@@ -263,7 +287,7 @@ impl Config {
         }
         let reader = Values(values);
         let admin = match (reader.optional("admin_email"), reader.optional("admin_password")) {
-            (Some(email), Some(password)) => Some((email, password)),
+            (Some(email), Some(password)) => Some((email, Secret(password))),
             (None, None) => None,
             _ => {
                 return Err(ConfigError::Invalid {
@@ -307,15 +331,20 @@ impl Config {
         {
             return Err(reader.invalid("database_url", "must start with postgres:// (leave it unset for SQLite)"));
         }
-        Ok(Config {
+        let config = Config {
+            production: match reader.text("env").as_str() {
+                "development" => false,
+                "production" => true,
+                other => return Err(reader.invalid("env", format!("`{other}` is not development or production"))),
+            },
             listen: reader.parsed("listen")?,
             data_dir: PathBuf::from(reader.text("data_dir")),
-            database_url,
-            redis_url: reader.optional("redis_url"),
-            opensearch_url: reader.optional("opensearch_url"),
+            database_url: database_url.map(Secret),
+            redis_url: reader.optional("redis_url").map(Secret),
+            opensearch_url: reader.optional("opensearch_url").map(Secret),
             opensearch_index: reader.text("opensearch_index"),
             seed_products: reader.parsed("seed_products")?,
-            jwt_secret,
+            jwt_secret: jwt_secret.map(Secret),
             admin,
             log: reader.text("log"),
             log_format,
@@ -360,12 +389,28 @@ impl Config {
                 .map_err(|message| reader.invalid("payment_retry_delays_ms", message))?,
             fault_abort_after_charge: reader.flag("fault_abort_after_charge")?,
             payment_gateway,
-        })
+        };
+        if config.production {
+            let refuse =
+                |key: &str, what: &str| reader.invalid(key, format!("{what} is refused with SHOP_ENV=production"));
+            if config.payment_gateway == GatewayChoice::Test {
+                return Err(refuse("payment_gateway", "the test payment gateway"));
+            }
+            if config.seed_products > 0 {
+                return Err(refuse("seed_products", "the demo catalog"));
+            }
+            if config.fault_abort_after_charge {
+                return Err(refuse("fault_abort_after_charge", "a fault switch"));
+            }
+        }
+        Ok(config)
     }
 
     /// The store's URL: PostgreSQL when configured, else the SQLite file in the data dir.
     pub fn store_url(&self) -> String {
-        self.database_url.clone().unwrap_or_else(|| self.data_dir.join("shop.db").to_string_lossy().into_owned())
+        self.database_url
+            .as_ref()
+            .map_or_else(|| self.data_dir.join("shop.db").to_string_lossy().into_owned(), |url| url.expose().to_owned())
     }
 }
 
@@ -455,6 +500,38 @@ mod tests {
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         Config::from_sources(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    }
+
+    #[test]
+    fn production_refuses_the_test_only_parts() {
+        let err = config(&[("SHOP_ENV", "production")]).expect_err("test gateway");
+        assert!(err.to_string().contains("SHOP_PAYMENT_GATEWAY"), "{err}");
+        let stripe =
+            [("SHOP_ENV", "production"), ("SHOP_PAYMENT_GATEWAY", "stripe"), ("SHOP_STRIPE_SECRET_KEY", "sk_x")];
+        let err = config(&stripe).expect_err("demo seed");
+        assert!(err.to_string().contains("SHOP_SEED_PRODUCTS"), "{err}");
+        let unseeded = [stripe.as_slice(), &[("SHOP_SEED_PRODUCTS", "0")]].concat();
+        assert!(config(&unseeded).expect("a production config").production);
+        let faulty = [unseeded.as_slice(), &[("SHOP_FAULT_ABORT_AFTER_CHARGE", "true")]].concat();
+        assert!(config(&faulty).expect_err("fault switch").to_string().contains("SHOP_FAULT_ABORT_AFTER_CHARGE"));
+    }
+
+    #[test]
+    fn debug_output_shows_no_secret() {
+        let secrets = [
+            ("SHOP_JWT_SECRET", "a-signing-key-that-is-32-bytes-long!"),
+            ("SHOP_ADMIN_EMAIL", "boss@example.com"),
+            ("SHOP_ADMIN_PASSWORD", "hunter2hunter2"),
+            ("SHOP_DATABASE_URL", "postgres://shop:dbpass@db/shop"),
+            ("SHOP_REDIS_URL", "redis://:redispass@cache:6379"),
+            ("SHOP_PAYMENT_GATEWAY", "stripe"),
+            ("SHOP_STRIPE_SECRET_KEY", "sk_live_stripekey"),
+        ];
+        let shown = format!("{:?}", config(&secrets).expect("valid"));
+        for hidden in ["32-bytes", "hunter2", "dbpass", "redispass", "sk_live"] {
+            assert!(!shown.contains(hidden), "{hidden} shown in {shown}");
+        }
+        assert!(shown.contains("boss@example.com"), "{shown}");
     }
 
     #[test]

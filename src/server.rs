@@ -46,7 +46,7 @@ impl RunningServer {
 /// (the first-start catalog among them); `/readyz` turns 200 when the catalog is ready.
 pub async fn start(app: AppContext) -> anyhow::Result<RunningServer> {
     if let Some((email, password)) = app.config.admin.clone() {
-        app.auth.ensure_admin(&email, &password).await.context("creating the configured admin")?;
+        app.auth.ensure_admin(&email, password.expose()).await.context("creating the configured admin")?;
         tracing::info!(email, "admin account ensured");
     }
     let listener = tokio::net::TcpListener::bind(app.config.listen)

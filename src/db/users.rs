@@ -178,3 +178,12 @@ pub async fn delete_refresh_family(conn: &mut Conn<'_>, family_id: &str) -> Stor
     .map(drop)
     .map_err(store_error("revoking refresh tokens"))
 }
+
+/// Revokes every refresh token of the user (all their sign-ins).
+pub async fn delete_refresh_tokens_of(conn: &mut Conn<'_>, user_id: &str) -> StoreResult<()> {
+    on_conn!(conn, c => diesel::delete(refresh_tokens::table.filter(refresh_tokens::user_id.eq(user_id)))
+        .execute(c)
+        .await)
+    .map(drop)
+    .map_err(store_error("revoking a user's refresh tokens"))
+}

@@ -164,8 +164,8 @@ impl AuthService {
         }
     }
 
-    /// Creates the admin account, or promotes the existing account of that email and sets its
-    /// password.
+    /// Creates the admin, or promotes (and re-keys) an existing account, ending the sign-ins it
+    /// had as a shopper.
     pub async fn ensure_admin(&self, email: &str, password: &str) -> AuthResult<User> {
         let email = normalize_email(email)?;
         validate_password(password)?;
@@ -178,7 +178,19 @@ impl AuthService {
             is_admin: true,
             created_at: self.clock.now(),
         };
-        Ok(self.db.with_conn(async |c| users::upsert_admin(c, &admin).await).await?)
+        let promoted = self
+            .db
+            .transaction(async |c| {
+                let before = users::user_by_email(c, &admin.email).await?;
+                let promoted = users::upsert_admin(c, &admin).await?;
+                // Sessions begun before the promotion must not turn into admin sessions.
+                if before.is_some_and(|user| !user.is_admin) {
+                    users::delete_refresh_tokens_of(c, &promoted.id).await?;
+                }
+                Ok::<_, StoreError>(promoted)
+            })
+            .await?;
+        Ok(promoted)
     }
 
     async fn session_for(&self, user: User, current: Option<&Viewer>) -> AuthResult<AuthPayload> {

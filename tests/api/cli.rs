@@ -1,11 +1,14 @@
 //! The `shop` binary's commands against a real store: seed, import, create-admin, and config
 //! errors that name their key.
 
-use std::process::{Command, Output};
+use std::io::Write as _;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::json;
 
 use shop::db::users;
 
-use crate::helpers::{Backend, TestDatabase};
+use crate::helpers::{Backend, TestDatabase, TestServer, error_code};
 use crate::on_both_backends;
 
 fn shop(db: &TestDatabase, args: &[&str]) -> Output {
@@ -100,6 +103,27 @@ on_both_backends!(create_admin_creates_or_promotes, |backend: Backend| async mov
     let output = shop(&db, &["create-admin", "--email", "boss@example.com", "--password", "short"]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("password"));
+});
+
+on_both_backends!(promoting_a_shopper_ends_their_sign_ins, |backend: Backend| async move {
+    let server = TestServer::start(backend).await;
+    let (_, refresh) = server.sign_up("rising@example.com").await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shop"))
+        .args(["create-admin", "--email", "rising@example.com"])
+        .envs(server.env())
+        .env("SHOP_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run shop");
+    child.stdin.take().expect("stdin").write_all(b"a new password from stdin\n").expect("write");
+    ok(&child.wait_with_output().expect("wait"));
+    let refresh_query = "mutation($t: String!) { refreshSession(refreshToken: $t) { token } }";
+    let refused = server.gql(refresh_query, json!({ "t": refresh }), None).await;
+    assert_eq!(error_code(&refused), "UNAUTHENTICATED", "a shopper's session does not become an admin's");
+    let signed_in = server.sign_in("rising@example.com", "a new password from stdin").await;
+    assert_eq!(signed_in["data"]["signIn"]["user"]["isAdmin"], true, "{signed_in:#}");
 });
 
 #[test]

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use serde_json::json;
+use shop::config::Secret;
 
 use crate::helpers::{
     ADMIN_EMAIL, Backend, PASSWORD, ServerOptions, ShopProcess, Subscription, TestDatabase, TestServer, gql,
@@ -111,7 +112,7 @@ async fn two_instances_on_postgres_and_redis_behave_as_one() {
 }
 
 fn unreachable_redis(config: &mut shop::config::Config) {
-    config.redis_url = Some("redis://127.0.0.1:1".to_owned());
+    config.redis_url = Some(Secret("redis://127.0.0.1:1".to_owned()));
 }
 
 on_both_backends!(a_redis_outage_degrades_to_the_store, |backend: Backend| async move {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use shop::app::AppContext;
-use shop::config::Config;
+use shop::config::{Config, Secret};
 use shop::db::Pool;
 use shop::domain::clock::{ManualClock, SystemClock};
 use shop::ports::Clock;
@@ -194,10 +194,10 @@ impl TestServer {
         let mut config = db.config();
         config.seed_products = options.seed_products;
         if options.admin {
-            config.admin = Some((ADMIN_EMAIL.to_owned(), PASSWORD.to_owned()));
+            config.admin = Some((ADMIN_EMAIL.to_owned(), Secret(PASSWORD.to_owned())));
         }
         if options.redis {
-            config.redis_url = Some(redis_url());
+            config.redis_url = Some(Secret(redis_url()));
             config.redis_namespace = unique_namespace();
         }
         (options.tweak)(&mut config);

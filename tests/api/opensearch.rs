@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use shop::config::Config;
+use shop::config::{Config, Secret};
 use shop::domain::catalog::Attribute;
 use shop::domain::search::{
     FacetCount, SearchDocument, SearchError, SearchFilter, SearchRequest, SearchSort, Synonyms,
@@ -401,7 +401,7 @@ fn shared_cluster() -> &'static (String, Shared) {
 }
 
 fn on_the_stub_cluster(config: &mut Config) {
-    config.opensearch_url = Some(shared_cluster().0.clone());
+    config.opensearch_url = Some(Secret(shared_cluster().0.clone()));
 }
 
 on_both_backends!(the_server_searches_and_indexes_through_opensearch, |backend: Backend| async move {

@@ -13,7 +13,7 @@ use crate::domain::auth::tokens::TokenIssuer;
 use crate::domain::cart::CartLimits;
 use crate::domain::search::Synonyms;
 use crate::domain::search::synonyms::DEFAULT_SYNONYMS;
-use crate::kv::{LocalBus, LocalCache, LocalRateLimiter, connect_redis};
+use crate::kv::{LocalBus, LocalCache, LocalRateLimiter, RedisBackend, connect_redis};
 use crate::metrics::Metrics;
 use crate::notifier::FileNotifier;
 use crate::payments::{StripeGateway, TestGateway};
@@ -49,6 +49,8 @@ pub struct AppContext {
     pub clock: Arc<dyn Clock>,
     pub notifier: Arc<dyn Notifier>,
     pub metrics: Arc<Metrics>,
+    /// The shared Redis, when configured (readiness reports it).
+    pub redis: Option<RedisBackend>,
     /// Set once the store is migrated and the first-start catalog is in place.
     pub catalog_ready: Arc<AtomicBool>,
 }
@@ -63,7 +65,7 @@ impl AppContext {
             Pool::open(&config.store_url(), config.db_pool_size, Arc::new(move |scope| statements.statement(scope)))
                 .await
                 .context("opening the store")?;
-        let SharedState { bus, cart_cache, search_cache, limiter } = SharedState::open(&config, &clock).await?;
+        let SharedState { bus, cart_cache, search_cache, limiter, redis } = SharedState::open(&config, &clock).await?;
         let limits = RateLimitService::new(limiter, config.rate_limits.clone());
         let cart_limits = CartLimits {
             max_lines: config.cart_max_lines,
@@ -155,6 +157,7 @@ impl AppContext {
             clock,
             notifier,
             metrics,
+            redis,
             catalog_ready: Arc::new(AtomicBool::new(false)),
         })
     }
@@ -166,6 +169,7 @@ struct SharedState {
     cart_cache: Arc<dyn Cache>,
     search_cache: Arc<dyn Cache>,
     limiter: Arc<dyn RateLimiter>,
+    redis: Option<RedisBackend>,
 }
 
 impl SharedState {
@@ -179,6 +183,7 @@ impl SharedState {
                     cart_cache: redis.cache(),
                     search_cache: redis.cache(),
                     limiter: redis.rate_limiter(),
+                    redis: Some(redis),
                 }
             }
             None => Self {
@@ -190,6 +195,7 @@ impl SharedState {
                     config.rate_limits.longest_period(),
                     clock.clone(),
                 )),
+                redis: None,
             },
         })
     }

@@ -22,6 +22,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 
@@ -43,11 +44,13 @@ pub(crate) struct HttpState {
     pub(crate) app: AppContext,
     pub(crate) schema: ShopSchema,
     pub(crate) sockets: Arc<OpenSockets>,
+    /// Cancelled at shutdown: websockets close with 1001.
+    pub(crate) closing: CancellationToken,
 }
 
-pub fn router(app: AppContext, schema: ShopSchema) -> Router {
+pub fn router(app: AppContext, schema: ShopSchema, closing: CancellationToken) -> Router {
     let body_limit = app.config.max_body_bytes;
-    let state = HttpState { app, schema, sockets: Arc::default() };
+    let state = HttpState { app, schema, sockets: Arc::default(), closing };
     let cors = CorsLayer::new().allow_origin(Any).allow_methods([Method::GET, Method::POST]).allow_headers([
         header::AUTHORIZATION,
         header::CONTENT_TYPE,
@@ -302,16 +305,31 @@ fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAd
     forwarded.iter().rev().find(|address| !trusted.contains(address)).or(forwarded.first()).copied().unwrap_or(peer)
 }
 
-/// 200 once the store answers and the first-start catalog is in place; 503 before.
+/// 200 once the store answers, the first-start catalog is in place and the search index
+/// answers; 503 before. The body names each backend's state. Redis is reported, never a reason
+/// to be unready: without it the cache and bus degrade to the store, which is the truth.
 async fn readyz(State(state): State<HttpState>) -> Response {
-    if let Err(err) = state.app.db.ping().await {
-        tracing::warn!(error = %err, "readiness: store unreachable");
-        return (StatusCode::SERVICE_UNAVAILABLE, "store unreachable").into_response();
+    let app = &state.app;
+    let store = match app.db.ping().await {
+        Ok(()) => true,
+        Err(err) => {
+            tracing::warn!(error = %err, "readiness: store unreachable");
+            false
+        }
+    };
+    let catalog = app.catalog_ready.load(Ordering::Acquire);
+    let search = app.search.is_up().await;
+    let up = |ok: bool| if ok { "up" } else { "down" };
+    let mut body = json!({
+        "store": up(store),
+        "catalog": if catalog { "ready" } else { "loading" },
+        "search": up(search),
+    });
+    if let Some(redis) = &app.redis {
+        body["redis"] = json!(up(redis.ping().await));
     }
-    if !state.app.catalog_ready.load(Ordering::Acquire) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "catalog loading").into_response();
-    }
-    (StatusCode::OK, "ready").into_response()
+    let status = if store && catalog && search { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {
@@ -321,7 +339,7 @@ async fn metrics(State(state): State<HttpState>) -> Response {
 
 async fn track_metrics(State(state): State<HttpState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
+    let method = method_label(request.method()).to_owned();
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
     let response = next.run(request).await;
     let metrics = &state.app.metrics;
@@ -331,6 +349,23 @@ async fn track_metrics(State(state): State<HttpState>, request: Request, next: N
         .inc();
     metrics.http_duration.get_or_create(&RouteLabels { route }).observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// The method as a metric label: the standard ones, else OTHER, so that made-up methods cannot
+/// grow the label set without bound.
+fn method_label(method: &Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        "CONNECT" => "CONNECT",
+        "TRACE" => "TRACE",
+        _ => "OTHER",
+    }
 }
 
 async fn playground_page() -> Html<String> {
@@ -359,6 +394,13 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("x-forwarded-for", HeaderValue::from_str(value).expect("header"));
         headers
+    }
+
+    #[test]
+    fn made_up_methods_share_one_metric_label() {
+        assert_eq!(method_label(&Method::POST), "POST");
+        let made_up = Method::from_bytes(b"BREW").expect("method");
+        assert_eq!(method_label(&made_up), "OTHER");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::app::AppContext;
 use crate::config::Config;
@@ -24,6 +25,8 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     pub app: AppContext,
     shutdown: oneshot::Sender<()>,
+    /// Tells open websockets to close (1001) so that serving can finish.
+    closing: CancellationToken,
     serving: JoinHandle<std::io::Result<()>>,
     workers: Workers,
 }
@@ -32,10 +35,11 @@ pub struct RunningServer {
 const WORKER_DRAIN: Duration = Duration::from_secs(10);
 
 impl RunningServer {
-    /// Stops accepting connections, lets running requests finish, then lets the background
-    /// workers finish their current item, and waits.
+    /// Stops accepting connections, closes websockets with 1001 (going away), lets running
+    /// requests finish, then lets the background workers finish their current item, and waits.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(());
+        self.closing.cancel();
         let served = self.serving.await.context("server task")?.context("serving");
         self.workers.stop(WORKER_DRAIN).await;
         served
@@ -53,7 +57,8 @@ pub async fn start(app: AppContext) -> anyhow::Result<RunningServer> {
         .await
         .with_context(|| format!("binding {}", app.config.listen))?;
     let addr = listener.local_addr()?;
-    let router = http::router(app.clone(), build_schema(app.clone()));
+    let closing = CancellationToken::new();
+    let router = http::router(app.clone(), build_schema(app.clone()), closing.clone());
     let (shutdown, stopped) = oneshot::channel::<()>();
     let serving = tokio::spawn(async move {
         axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
@@ -70,7 +75,7 @@ pub async fn start(app: AppContext) -> anyhow::Result<RunningServer> {
         Err(err) => tracing::warn!(error = %err, "resuming unfinished checkouts failed"),
     }
     let workers = Workers::start(&app);
-    Ok(RunningServer { addr, app, shutdown, serving, workers })
+    Ok(RunningServer { addr, app, shutdown, closing, serving, workers })
 }
 
 /// `shop serve`: runs until Ctrl-C or SIGTERM.

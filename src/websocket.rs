@@ -5,7 +5,8 @@
 //!   gets an `error` message with RATE_LIMITED;
 //! - the server pings every `ws_keepalive` and drops a connection silent for two rounds;
 //! - the connection closes with 4401 when the token given at `connection_init` expires;
-//! - one client address holds at most `ws_max_connections_per_address` sockets on an instance.
+//! - one client address holds at most `ws_max_connections_per_address` sockets on an instance;
+//! - at shutdown every socket closes with 1001 (going away), so clients reconnect elsewhere.
 //!
 //! The handler writes into a channel instead of the socket, so that one writer task can also
 //! send pings and close frames, and watch which operations the server has completed.
@@ -38,6 +39,7 @@ const WS_BUFFER_BYTES: usize = 4096;
 const OUTGOING_QUEUE: usize = 64;
 const CLOSE_INIT_TIMEOUT: u16 = 4408;
 const CLOSE_TOKEN_EXPIRED: u16 = 4401;
+const CLOSE_GOING_AWAY: u16 = 1001;
 
 /// Open sockets per client address on this instance.
 #[derive(Default)]
@@ -221,6 +223,11 @@ async fn write_out(
             }
             () = &mut expires => {
                 let close = CloseFrame { code: CLOSE_TOKEN_EXPIRED, reason: "Token expired".into() };
+                let _ = sink.send(Message::Close(Some(close))).await;
+                return;
+            }
+            () = state.closing.cancelled() => {
+                let close = CloseFrame { code: CLOSE_GOING_AWAY, reason: "Server shutting down".into() };
                 let _ = sink.send(Message::Close(Some(close))).await;
                 return;
             }

@@ -138,6 +138,11 @@ impl SearchService {
     }
 
     /// Re-reads the products from the store and replaces their documents.
+    /// Whether the index answers (readiness).
+    pub async fn is_up(&self) -> bool {
+        self.index.document_count().await.is_ok()
+    }
+
     pub async fn index_products(&self, ids: &[String]) -> SearchResult<()> {
         let documents = self.db.with_conn(async |c| catalog::search_documents_by_ids(c, ids).await).await?;
         self.index.upsert(documents).await

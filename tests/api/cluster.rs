@@ -132,4 +132,8 @@ on_both_backends!(a_redis_outage_degrades_to_the_store, |backend: Backend| async
     assert_eq!(added["addCartItem"]["version"], 1);
     let read = server.data("{ cart { version totalQuantity } }", json!({}), Some(&guest)).await;
     assert_eq!(read["cart"], json!({ "version": 1, "totalQuantity": 2 }));
+    let ready = server.client.get(server.url("/readyz")).send().await.expect("readyz");
+    assert_eq!(ready.status(), 200, "a degraded cache and bus do not make the instance unready");
+    let states: serde_json::Value = ready.json().await.expect("json");
+    assert_eq!(states, json!({ "store": "up", "catalog": "ready", "search": "up", "redis": "down" }));
 });

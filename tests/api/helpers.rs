@@ -225,6 +225,11 @@ impl TestServer {
         panic!("server never became ready");
     }
 
+    /// Shuts the server down as SIGTERM does, and waits until it has.
+    pub async fn stop(self) {
+        self._server.stop().await.expect("stopped cleanly");
+    }
+
     pub fn app(&self) -> &AppContext {
         &self._server.app
     }

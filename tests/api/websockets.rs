@@ -144,3 +144,14 @@ on_both_backends!(one_address_holds_a_bounded_number_of_sockets, |backend: Backe
     }
     assert!(reopened.is_some(), "a closed socket frees its place");
 });
+
+on_both_backends!(shutdown_closes_sockets_with_going_away, |backend: Backend| async move {
+    let server = server(backend).await;
+    let guest = server.guest_token().await;
+    let mut socket = initialised(&server, &guest).await;
+    subscribe(&mut socket, "1").await;
+    assert_eq!(next_json(&mut socket).await["type"], "next");
+    let stopping = tokio::spawn(server.stop());
+    assert_eq!(end_of(&mut socket, Duration::from_secs(5)).await, Some(1001));
+    tokio::time::timeout(Duration::from_secs(15), stopping).await.expect("stopped in time").expect("stop");
+});

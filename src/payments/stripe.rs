@@ -59,6 +59,9 @@ impl StripeGateway {
             {
                 GatewayError::UnknownPaymentMethod(text("message"))
             }
+            // Another request with this key is still running at Stripe: its outcome is not known
+            // yet, and asking again with the key later tells. Not a decline.
+            (409, "idempotency_error") => GatewayError::Unavailable(format!("Stripe: {}", text("message"))),
             (429 | 500..=599, _) => GatewayError::Unavailable(format!("Stripe answered {status}")),
             _ => GatewayError::Failed(format!("Stripe answered {status}: {}", text("message"))),
         })
@@ -81,6 +84,8 @@ impl PaymentGateway for StripeGateway {
         let reference = intent["id"].as_str().unwrap_or_default().to_owned();
         match intent["status"].as_str() {
             Some("succeeded") if !reference.is_empty() => Ok(Charge { reference }),
+            // Pending at the bank: neither charged nor declined yet, so the saga stays CHARGING.
+            Some("processing") => Err(GatewayError::Unavailable(format!("payment {reference} is processing"))),
             // 3-D Secure and the like cannot complete in a server-side confirmation.
             Some(other) => Err(GatewayError::Declined(format!("payment {other}"))),
             None => Err(GatewayError::Failed("Stripe answered without a PaymentIntent status".to_owned())),

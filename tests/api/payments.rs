@@ -67,6 +67,15 @@ async fn payment_intents(
                     )
                 }
                 Some("pm_card_chargeDeclined") => card_error("card_declined", Some("generic_decline")),
+                // Stub-only methods for the answers Stripe gives under way: a payment the bank has
+                // not settled, and a request racing another with the same key.
+                Some("pm_stub_processing") => {
+                    (200, json!({ "id": "pi_stub_processing", "object": "payment_intent", "status": "processing" }))
+                }
+                Some("pm_stub_concurrent") => (
+                    409,
+                    json!({ "error": { "type": "idempotency_error", "message": "There is currently another in-progress request using this Idempotent Key" } }),
+                ),
                 Some("pm_card_chargeDeclinedInsufficientFunds") => {
                     card_error("card_declined", Some("insufficient_funds"))
                 }
@@ -146,6 +155,9 @@ async fn the_stripe_adapter_speaks_stripe() {
         Err(GatewayError::Transient(_))
     ));
     assert!(matches!(stripe.charge(&charge("pm_nope", "d3")).await, Err(GatewayError::UnknownPaymentMethod(_))));
+    // Neither is a decline: the outcome is not known yet, so the saga keeps its key and waits.
+    assert!(matches!(stripe.charge(&charge("pm_stub_processing", "d6")).await, Err(GatewayError::Unavailable(_))));
+    assert!(matches!(stripe.charge(&charge("pm_stub_concurrent", "d7")).await, Err(GatewayError::Unavailable(_))));
     assert_eq!(stripe.check_payment_method("pm_card_chargeDeclined").await, Ok(()));
     assert!(matches!(stripe.check_payment_method("pm_nope").await, Err(GatewayError::UnknownPaymentMethod(_))));
     stripe.refund(&first.reference, "refund-1").await.expect("refunded");

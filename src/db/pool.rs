@@ -57,6 +57,8 @@ fn blocking<T>(work: impl FnOnce() -> T) -> T {
 
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+/// The PostgreSQL advisory lock migrations run under (any number only this program uses: "SHOPMIG").
+const MIGRATION_LOCK: i64 = 0x0053_484f_504d_4947;
 
 /// Called once per statement sent to the store, with the scope it was sent in (see `scoped`):
 /// feeds the `shop_store_statements_total` metric.
@@ -245,15 +247,21 @@ impl Pool {
         &self.wakers
     }
 
-    /// Runs pending migrations on a dedicated connection. The harness blocks on the runtime, which
+    /// Runs pending migrations on a dedicated connection, under a lock (PostgreSQL: an advisory
+    /// lock; SQLite: a lock file beside the database), so that instances starting together do
+    /// not migrate at once. The harness blocks on the runtime, which
     /// is only allowed off the async worker threads.
     async fn migrate(&self, database_url: &str) -> Result<(), StoreError> {
         let url = database_url.to_owned();
         let outcome = match &self.backend {
             Backends::Postgres(_) => {
-                let conn = AsyncPgConnection::establish(&url)
+                let mut conn = AsyncPgConnection::establish(&url)
                     .await
                     .map_err(|err| StoreError::internal("connecting to the store", err))?;
+                // Instances starting together take turns; the lock goes with the connection.
+                conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+                    .await
+                    .map_err(|err| StoreError::internal("waiting for the migration lock", err))?;
                 tokio::task::spawn_blocking(move || {
                     AsyncMigrationHarness::new(conn).run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ())
                 })
@@ -266,6 +274,9 @@ impl Pool {
                 let conn =
                     prepare_sqlite(conn).await.map_err(|err| StoreError::internal("connecting to the store", err))?;
                 tokio::task::spawn_blocking(move || {
+                    // Processes opening one file together (a server and `shop migrate`) take turns.
+                    let lock = std::fs::File::create(format!("{url}.migration-lock"))?;
+                    lock.lock()?;
                     AsyncMigrationHarness::new(conn).run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ())
                 })
                 .await

@@ -51,6 +51,14 @@ fn user(email: &str, is_admin: bool) -> User {
     }
 }
 
+on_both_backends!(instances_starting_together_both_migrate_and_come_up, |backend: Backend| async move {
+    let db = TestDatabase::new(backend).await;
+    let (a, b, c) = tokio::join!(db.pool(), db.pool(), db.pool());
+    for pool in [a, b, c] {
+        pool.ping().await.expect("migrated and answering");
+    }
+});
+
 on_both_backends!(catalog_upsert_and_reads, |backend: Backend| async move {
     let db = TestDatabase::new(backend).await;
     let store = db.catalog().await;

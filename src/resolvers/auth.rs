@@ -1,3 +1,5 @@
+use super::rate_limits::RateLimited;
+use crate::domain::limits::LimitedAction;
 use async_graphql::{Context, Object};
 
 use super::types::{AuthPayload, User};
@@ -21,10 +23,12 @@ pub struct AuthMutation;
 #[Object]
 impl AuthMutation {
     /// Starts an anonymous shopping session; its token identifies a guest cart.
+    #[graphql(guard = "RateLimited(LimitedAction::GuestSession)")]
     async fn start_guest_session(&self, ctx: &Context<'_>) -> ApiResult<AuthPayload> {
         Ok(app(ctx).auth.start_guest_session().await?.into())
     }
 
+    #[graphql(guard = "RateLimited(LimitedAction::SignInAttempt)")]
     async fn sign_up(
         &self,
         ctx: &Context<'_>,
@@ -36,6 +40,7 @@ impl AuthMutation {
     }
 
     /// Signs in; the calling guest session's cart (if any) is merged into the user's cart.
+    #[graphql(guard = "RateLimited(LimitedAction::SignInAttempt)")]
     async fn sign_in(&self, ctx: &Context<'_>, email: String, password: String) -> ApiResult<AuthPayload> {
         Ok(app(ctx).auth.sign_in(viewer(ctx), &email, &password).await?.into())
     }

@@ -1,3 +1,5 @@
+use super::rate_limits::RateLimited;
+use crate::domain::limits::LimitedAction;
 use async_graphql::{Context, ID, Object, Subscription};
 use futures::{Stream, StreamExt};
 
@@ -22,15 +24,18 @@ pub struct CartMutation;
 #[Object]
 impl CartMutation {
     /// Adds quantity to the line (creating it). Fails with OUT_OF_STOCK beyond available stock.
+    #[graphql(guard = "RateLimited(LimitedAction::ShopperWrite)")]
     async fn add_cart_item(&self, ctx: &Context<'_>, product_id: ID, quantity: i32) -> ApiResult<Cart> {
         Ok(Cart(app(ctx).carts.add_item(viewer(ctx), &product_id, quantity).await?))
     }
 
     /// Sets the line's quantity; 0 removes it.
+    #[graphql(guard = "RateLimited(LimitedAction::ShopperWrite)")]
     async fn update_cart_item(&self, ctx: &Context<'_>, product_id: ID, quantity: i32) -> ApiResult<Cart> {
         Ok(Cart(app(ctx).carts.update_item(viewer(ctx), &product_id, quantity).await?))
     }
 
+    #[graphql(guard = "RateLimited(LimitedAction::ShopperWrite)")]
     async fn remove_cart_item(&self, ctx: &Context<'_>, product_id: ID) -> ApiResult<Cart> {
         Ok(Cart(app(ctx).carts.remove_item(viewer(ctx), &product_id).await?))
     }

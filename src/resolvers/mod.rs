@@ -66,7 +66,6 @@ pub fn build_schema(app: AppContext) -> ShopSchema {
         .extension(error_codes::DefaultErrorCode)
         .extension(query_cost::QueryCost { limit: config.max_query_cost })
         .extension(statement_scope::StatementScope)
-        .extension(rate_limits::RateLimitedMutations)
         .data(app)
         .finish()
 }

@@ -1,69 +1,32 @@
-//! The rate limits of contract note 17 that key on who calls: each limited root mutation takes
-//! one from its caller's allowance before it runs. A refused field fails alone with
-//! RATE_LIMITED and `retryAfterSeconds`; the document's other fields still run. Failed sign-ins
-//! per account are counted by the auth service, which alone knows the outcome.
+//! The rate limits of contract note 17 that key on who calls, as a guard on each limited
+//! mutation: the field takes one from its caller's allowance before it runs. A refused field
+//! fails alone with RATE_LIMITED and `retryAfterSeconds`; the document's other fields still run.
+//! Failed sign-ins per account are counted by the auth service, which alone knows the outcome.
 
-use std::sync::Arc;
+use async_graphql::{Context, Guard};
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextResolve, ResolveInfo};
-use async_graphql::{PathSegment, ServerResult, Value};
-
-use super::ClientAddress;
-use crate::app::AppContext;
-use crate::domain::auth::Viewer;
+use super::{ClientAddress, app, viewer};
 use crate::domain::limits::{LimitedAction, address_subject};
 use crate::error::ApiError;
 
-pub struct RateLimitedMutations;
+/// Counts the field against `action`'s limit, keyed as the action says.
+pub struct RateLimited(pub LimitedAction);
 
-impl ExtensionFactory for RateLimitedMutations {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(RateLimitedMutations)
-    }
-}
-
-/// Which limit a root mutation counts against, and what the limit keys on.
-enum Subject {
-    Address,
-    Caller,
-}
-
-fn limit_of(field: &str) -> Option<(LimitedAction, Subject)> {
-    match field {
-        "signIn" | "signUp" => Some((LimitedAction::SignInAttempt, Subject::Address)),
-        "startGuestSession" => Some((LimitedAction::GuestSession, Subject::Address)),
-        "addCartItem" | "updateCartItem" | "removeCartItem" | "initiateCheckout" | "placeOrder" | "cancelCheckout" => {
-            Some((LimitedAction::ShopperWrite, Subject::Caller))
-        }
-        _ => None,
-    }
-}
-
-#[async_trait::async_trait]
-impl Extension for RateLimitedMutations {
-    async fn resolve(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        info: ResolveInfo<'_>,
-        next: NextResolve<'_>,
-    ) -> ServerResult<Option<Value>> {
-        let root_mutation = info.path_node.parent.is_none() && info.parent_type == "Mutation";
-        if let Some((action, subject)) = limit_of(info.name).filter(|_| root_mutation) {
-            let subject = match subject {
-                Subject::Address => ctx.data_opt::<ClientAddress>().map(|client| address_subject(client.0)),
-                // Without a caller the resolver answers UNAUTHENTICATED; there is nothing to count.
-                Subject::Caller => ctx.data_opt::<Viewer>().map(|viewer| viewer.shopper().key()),
-            };
-            if let Some(subject) = subject
-                && let Err(limited) = ctx.data_unchecked::<AppContext>().limits.take(action, &subject).await
-            {
-                let mut error =
-                    async_graphql::Error::from(ApiError::from(limited)).into_server_error(Default::default());
-                error.locations.clear();
-                error.path = vec![PathSegment::Field(info.alias.unwrap_or(info.name).to_owned())];
-                return Err(error);
+impl Guard for RateLimited {
+    async fn check(&self, ctx: &Context<'_>) -> async_graphql::Result<()> {
+        let subject = match self.0 {
+            LimitedAction::SignInAttempt | LimitedAction::GuestSession => {
+                ctx.data_opt::<ClientAddress>().map(|client| address_subject(client.0))
             }
+            // Without a caller the resolver answers UNAUTHENTICATED; there is nothing to count.
+            LimitedAction::ShopperWrite => viewer(ctx).map(|viewer| viewer.shopper().key()),
+            LimitedAction::FailedSignIn => None,
+        };
+        match subject {
+            Some(subject) => {
+                app(ctx).limits.take(self.0, &subject).await.map_err(|limited| ApiError::from(limited).into())
+            }
+            None => Ok(()),
         }
-        next.run(ctx, info).await
     }
 }

@@ -41,7 +41,7 @@ pub(crate) async fn shop(backend: Backend) -> TestServer {
 
 /// Puts `quantity` units of the product on sale at $15.00, so that orders stay under the fraud
 /// rules' high-value mark (guests count as new accounts).
-const OFFER: &str = "mutation($p: ID!, $q: Int!) { \
+pub(crate) const OFFER: &str = "mutation($p: ID!, $q: Int!) { \
     adminUpsertProduct(input: { id: $p, title: \"Test Kazoo\", description: \"\", priceCents: 1500 }) { id } \
     adminSetStock(productId: $p, quantity: $q) { id } }";
 

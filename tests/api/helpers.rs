@@ -205,6 +205,11 @@ impl TestServer {
             Some(clock) => Arc::new(clock),
             None => Arc::new(SystemClock),
         };
+        Self::start_on(db, config, clock).await
+    }
+
+    /// A server with this exact config over `db` (for tests that route the store elsewhere).
+    pub async fn start_on(db: TestDatabase, config: Config, clock: Arc<dyn Clock>) -> Self {
         let app = AppContext::build(config, clock).await.expect("build app");
         let server = server::start(app).await.expect("start server");
         let test_server =
@@ -456,4 +461,62 @@ pub fn serve_stub(app: axum::Router) -> String {
         });
     });
     address
+}
+
+/// A TCP proxy in front of a real server (PostgreSQL), which a test can cut (every open
+/// connection dropped, new ones refused) and restore: a store that is briefly down.
+pub struct CuttableProxy {
+    pub address: std::net::SocketAddr,
+    state: Arc<std::sync::Mutex<ProxyState>>,
+}
+
+struct ProxyState {
+    refusing: bool,
+    connections: tokio_util::sync::CancellationToken,
+}
+
+impl CuttableProxy {
+    pub async fn start(target: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let address = listener.local_addr().expect("proxy address");
+        let state = Arc::new(std::sync::Mutex::new(ProxyState {
+            refusing: false,
+            connections: tokio_util::sync::CancellationToken::new(),
+        }));
+        let shared = state.clone();
+        let target = target.to_owned();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let (refusing, cut) = {
+                    let state = shared.lock().expect("proxy state");
+                    (state.refusing, state.connections.clone())
+                };
+                if refusing {
+                    continue;
+                }
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        () = cut.cancelled() => {}
+                    }
+                });
+            }
+        });
+        Self { address, state }
+    }
+
+    /// Drops every open connection and refuses new ones until `restore`.
+    pub fn cut(&self) {
+        let mut state = self.state.lock().expect("proxy state");
+        state.refusing = true;
+        state.connections.cancel();
+    }
+
+    pub fn restore(&self) {
+        let mut state = self.state.lock().expect("proxy state");
+        state.refusing = false;
+        state.connections = tokio_util::sync::CancellationToken::new();
+    }
 }

@@ -9,6 +9,7 @@ mod catalog;
 mod checkout;
 mod cli;
 mod cluster;
+mod faults;
 mod graphql_http;
 mod limits;
 mod opensearch;

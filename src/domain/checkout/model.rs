@@ -156,6 +156,9 @@ pub enum SagaStep {
     /// The order waits for an admin's review before any charge.
     Review,
     Completed,
+    /// Charged, but the order cannot be created: a refund is intended, recorded before the
+    /// processor is asked, so that recovery finishes the refund and never completes the order.
+    Refunding,
     /// Charged, but the order could not be created: refunded and released.
     Compensated,
 }
@@ -165,6 +168,7 @@ stored_enum!(SagaStep {
     Failed => "FAILED",
     Review => "REVIEW",
     Completed => "COMPLETED",
+    Refunding => "REFUNDING",
     Compensated => "COMPENSATED",
 });
 

@@ -19,15 +19,32 @@ use crate::services::orders::recipient_of;
 impl CheckoutService {
     /// Finishes sagas a crash or a hung gateway left CHARGING: the charge is asked again with
     /// the same idempotency key (so it happens at most once) and the saga completes or fails.
+    /// Sagas left REFUNDING finish their refund.
     pub async fn recover(&self, updated_before: DateTime<Utc>) -> CheckoutResult<usize> {
-        let stuck =
-            self.db.with_conn(async |c| payments::sagas_in_step(c, SagaStep::Charging, updated_before).await).await?;
+        let (charging, refunding) = self
+            .db
+            .with_conn(async |c| {
+                Ok::<_, CheckoutError>((
+                    payments::sagas_in_step(c, SagaStep::Charging, updated_before).await?,
+                    payments::sagas_in_step(c, SagaStep::Refunding, updated_before).await?,
+                ))
+            })
+            .await?;
         let mut recovered = 0;
-        for saga in stuck {
+        for saga in charging {
             tracing::info!(saga = %saga.id, "resuming an unfinished checkout");
             match self.resume(&saga).await {
                 Ok(()) => recovered += 1,
                 Err(err) => tracing::warn!(saga = %saga.id, error = %err, "resuming a checkout failed"),
+            }
+        }
+        for saga in refunding {
+            tracing::info!(saga = %saga.id, "finishing an intended refund");
+            let payment = self.db.with_conn(async |c| payments::latest_payment(c, &saga.id).await).await?;
+            if let Some(payment) = payment
+                && self.refund(&saga, &payment).await
+            {
+                recovered += 1;
             }
         }
         Ok(recovered)
@@ -93,8 +110,15 @@ impl CheckoutService {
                 }
                 match self.finish(saga, Some((payment.id.clone(), charge.reference.clone())), placed, recipient).await {
                     Ok(order) => Ok(order),
+                    // The store did not take the order (briefly down, say): the charge stands and
+                    // the saga stays CHARGING, so recovery makes the order with the same key. A
+                    // refund here could be followed by that completion: goods for money returned.
+                    Err(CheckoutError::Store(err)) => {
+                        tracing::warn!(saga = %saga.id, error = %err, "order not recorded after a charge; recovery completes it");
+                        Err(CheckoutError::PaymentInProgress)
+                    }
                     Err(err) => {
-                        tracing::error!(saga = %saga.id, error = %err, "order not created after a charge; refunding");
+                        tracing::error!(saga = %saga.id, error = %err, "order cannot be created after a charge; refunding");
                         self.compensate(saga, &payment, &charge.reference, &err.to_string()).await;
                         Err(err)
                     }
@@ -224,27 +248,54 @@ impl CheckoutService {
         }
     }
 
-    /// Refunds a charge whose order could not be made; its units go back and the session
-    /// FAILS. If the refund fails, the saga stays CHARGING and recovery tries the whole step
-    /// again.
+    /// Refunds a charge whose order cannot be made. The intent (with the charge's reference) is
+    /// recorded first; without it nothing is refunded and recovery completes the order instead.
     async fn compensate(&self, saga: &Saga, payment: &Payment, reference: &str, failure: &str) {
-        if let Err(err) = self.gateway.refund(reference, &payment_rules::refund_key(&payment.idempotency_key)).await {
+        let now = self.clock.now();
+        let intent = Writes::new(payments::advance_saga(
+            &saga.id,
+            SagaStep::Charging,
+            SagaStep::Refunding,
+            None,
+            Some(failure),
+            now,
+        ))
+        .and(payments::complete_payment(&payment.id, reference, now));
+        match self.db.durable_transaction(async |c| intent.run(c, "recording a refund intent").await).await {
+            Ok(changed) if changed[0] > 0 => {}
+            Ok(_) => return,
+            Err(err) => {
+                tracing::error!(saga = %saga.id, error = %err, "recording a refund intent failed; recovery completes the order");
+                return;
+            }
+        }
+        let payment = Payment { gateway_reference: Some(reference.to_owned()), ..payment.clone() };
+        self.refund(saga, &payment).await;
+    }
+
+    /// Refunds an intended refund's charge, then records it: the saga COMPENSATED, the payment
+    /// REFUNDED, the session FAILED and its units back on sale. If either step fails the saga
+    /// stays REFUNDING and recovery tries again (the refund's key makes it happen once).
+    async fn refund(&self, saga: &Saga, payment: &Payment) -> bool {
+        let reference = payment.gateway_reference.clone().unwrap_or_default();
+        if let Err(err) = self.gateway.refund(&reference, &payment_rules::refund_key(&payment.idempotency_key)).await {
             tracing::error!(saga = %saga.id, error = %err, "refund failed; recovery will retry");
-            return;
+            return false;
         }
         let now = self.clock.now();
+        let failure = saga.failure.clone().unwrap_or_else(|| "the order could not be created".to_owned());
         let recorded = self
             .db
             .durable_transaction(async |c| {
                 let compensated = Writes::new(payments::advance_saga(
                     &saga.id,
-                    SagaStep::Charging,
+                    SagaStep::Refunding,
                     SagaStep::Compensated,
                     None,
-                    Some(failure),
+                    Some(&failure),
                     now,
                 ))
-                .and(payments::set_payment_status(&payment.id, PaymentStatus::Refunded, Some(failure), now))
+                .and(payments::set_payment_status(&payment.id, PaymentStatus::Refunded, Some(&failure), now))
                 .run(c, "recording a refund")
                 .await?;
                 if compensated[0] > 0
@@ -257,8 +308,12 @@ impl CheckoutService {
                 Ok::<_, CheckoutError>(())
             })
             .await;
-        if let Err(err) = recorded {
-            tracing::error!(saga = %saga.id, error = %err, "recording a compensation failed");
+        match recorded {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::error!(saga = %saga.id, error = %err, "recording a refund failed; recovery will retry");
+                false
+            }
         }
     }
 

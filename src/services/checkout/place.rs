@@ -174,7 +174,7 @@ impl CheckoutService {
         match (saga.step, &saga.order_id) {
             (SagaStep::Completed | SagaStep::Review, Some(order_id)) => Ok(Some(self.order(order_id).await?)),
             (SagaStep::Failed, _) => Ok(None),
-            (SagaStep::Compensated, _) => Err(CheckoutError::Conflict(
+            (SagaStep::Refunding | SagaStep::Compensated, _) => Err(CheckoutError::Conflict(
                 "this checkout was refunded because the order could not be created; start a new checkout".to_owned(),
             )),
             _ => Err(CheckoutError::PaymentInProgress),

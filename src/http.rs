@@ -141,20 +141,20 @@ async fn execute(
     let mut request = request;
     request.data = request_data(viewer, client, Loaders::new(&state.app));
     let response = state.schema.execute(request).await;
-    // Under graphql-response+json a request error (nothing executed) is a 400.
-    let status = if media == MediaType::GraphqlResponseJson
-        && response.data == async_graphql::Value::Null
+    // A request error (parse, validation, cost: refused before execution, so no error has a
+    // path) has no `data` entry at all, and under graphql-response+json it is a 400.
+    let refused = response.data == async_graphql::Value::Null
         && response.is_err()
-    {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
+        && response.errors.iter().all(|error| error.path.is_empty());
+    let status =
+        if refused && media == MediaType::GraphqlResponseJson { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     let content_type = match media {
         MediaType::Json => APPLICATION_JSON,
         MediaType::GraphqlResponseJson => GRAPHQL_RESPONSE_JSON,
     };
-    match serde_json::to_vec(&response) {
+    let body =
+        if refused { serde_json::to_vec(&json!({ "errors": response.errors })) } else { serde_json::to_vec(&response) };
+    match body {
         Ok(body) => (status, [(header::CONTENT_TYPE, content_type)], body).into_response(),
         Err(err) => {
             let err = ApiError::internal("serializing a GraphQL response", &err);

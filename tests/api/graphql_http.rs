@@ -108,6 +108,12 @@ on_both_backends!(responses_follow_the_accept_header, |backend: Backend| async m
     assert_eq!(modern.headers()["content-type"], "application/graphql-response+json");
     let invalid = post(Some("application/graphql-response+json"), "{ nope }").await.expect("post");
     assert_eq!(invalid.status(), 400, "a request error is a 400 under graphql-response+json");
+    let body: Value = invalid.json().await.expect("json");
+    assert!(body.get("data").is_none(), "nothing ran, so there is no data entry: {body}");
+    let field_error = post(Some("application/graphql-response+json"), "{ cart { id } }").await.expect("post");
+    assert_eq!(field_error.status(), 200, "an execution error is not a request error");
+    let body: Value = field_error.json().await.expect("json");
+    assert!(body.get("data").is_some() && body["errors"][0]["path"] == json!(["cart"]), "{body}");
     let legacy_invalid = post(Some("application/json"), "{ nope }").await.expect("post");
     assert_eq!(legacy_invalid.status(), 200);
     assert_eq!(error_code(&legacy_invalid.json::<Value>().await.expect("json")), "BAD_USER_INPUT");

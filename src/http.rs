@@ -8,19 +8,19 @@
 //! `application/json` whenever the client accepts it.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use async_graphql::Data;
 use async_graphql::parser::types::{DocumentOperations, OperationType};
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, MatchedPath, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{Any, CorsLayer};
@@ -43,14 +43,14 @@ const APPLICATION_JSON: &str = "application/json";
 pub(crate) struct HttpState {
     pub(crate) app: AppContext,
     pub(crate) schema: ShopSchema,
-    pub(crate) sockets: Arc<OpenSockets>,
+    pub(crate) sockets: OpenSockets,
     /// Cancelled at shutdown: websockets close with 1001.
     pub(crate) closing: CancellationToken,
 }
 
 pub fn router(app: AppContext, schema: ShopSchema, closing: CancellationToken) -> Router {
     let body_limit = app.config.max_body_bytes;
-    let state = HttpState { app, schema, sockets: Arc::default(), closing };
+    let state = HttpState { app, schema, sockets: OpenSockets::default(), closing };
     let cors = CorsLayer::new().allow_origin(Any).allow_methods([Method::GET, Method::POST]).allow_headers([
         header::AUTHORIZATION,
         header::CONTENT_TYPE,
@@ -66,7 +66,6 @@ pub fn router(app: AppContext, schema: ShopSchema, closing: CancellationToken) -
         .route("/metrics", get(metrics))
         .merge(rest::routes())
         .layer(middleware::from_fn_with_state(state.clone(), track_metrics))
-        .layer(middleware::from_fn_with_state(state.clone(), identify_client))
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(cors)
         .with_state(state)
@@ -165,7 +164,7 @@ async fn execute(
 
 async fn graphql_post(
     State(state): State<HttpState>,
-    Extension(client): Extension<ClientAddress>,
+    client: ClientAddress,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -227,7 +226,7 @@ impl GetParams {
 
 async fn graphql_get(
     State(state): State<HttpState>,
-    Extension(client): Extension<ClientAddress>,
+    client: ClientAddress,
     headers: HeaderMap,
     params: Result<Query<GetParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
@@ -278,15 +277,18 @@ fn is_query_operation(request: &async_graphql::Request) -> bool {
     selected.is_none_or(|ty| ty == OperationType::Query)
 }
 
-/// Puts the request's `ClientAddress` into its extensions for the handlers.
-async fn identify_client(State(state): State<HttpState>, mut request: Request, next: Next) -> Response {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(peer)| peer.ip());
-    let client = client_address(peer, request.headers(), &state.app.config.trusted_proxies);
-    request.extensions_mut().insert(ClientAddress(client));
-    next.run(request).await
+/// The handlers that need the caller's address (GraphQL, REST, websockets) extract it; other
+/// routes pay nothing for it.
+impl FromRequestParts<HttpState> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &HttpState) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(peer)| peer.ip());
+        Ok(ClientAddress(client_address(peer, &parts.headers, &state.app.config.trusted_proxies)))
+    }
 }
 
 /// The peer, or when the peer is a trusted proxy, the nearest address in `X-Forwarded-For`

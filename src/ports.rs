@@ -114,7 +114,7 @@ pub trait PaymentGateway: Send + Sync {
     /// Refunds a charge in full; idempotent per key as well.
     async fn refund(&self, reference: &str, idempotency_key: &str) -> Result<(), GatewayError>;
     /// Whether the processor knows the payment method (`UnknownPaymentMethod` if not), asked
-    /// before the order is scored or held, so that a made-up method is refused as bad input.
+    /// before an order is held for review, so that a made-up method is refused as bad input.
     async fn check_payment_method(&self, payment_method: &str) -> Result<(), GatewayError>;
 }
 

@@ -7,7 +7,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, ErrorCode};
@@ -90,8 +90,8 @@ async fn run(
     Json(data[field].clone()).into_response()
 }
 
-async fn get_cart(State(state): State<HttpState>, client: Extension<ClientAddress>, headers: HeaderMap) -> Response {
-    run(&state, &headers, client.0, format!("query {{ cart {{ ...CartFields }} }} {CART_FIELDS}"), json!({}), "cart")
+async fn get_cart(State(state): State<HttpState>, client: ClientAddress, headers: HeaderMap) -> Response {
+    run(&state, &headers, client, format!("query {{ cart {{ ...CartFields }} }} {CART_FIELDS}"), json!({}), "cart")
         .await
 }
 
@@ -101,19 +101,15 @@ fn body_of<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
         .map_err(|rejection| ApiError::new(ErrorCode::BadUserInput, format!("body: {}", rejection.body_text())))
 }
 
-async fn initiate_checkout(
-    State(state): State<HttpState>,
-    client: Extension<ClientAddress>,
-    headers: HeaderMap,
-) -> Response {
+async fn initiate_checkout(State(state): State<HttpState>, client: ClientAddress, headers: HeaderMap) -> Response {
     let operation = format!("mutation {{ initiateCheckout {{ ...CheckoutFields }} }} {CHECKOUT_FIELDS}");
-    run(&state, &headers, client.0, operation, json!({}), "initiateCheckout").await
+    run(&state, &headers, client, operation, json!({}), "initiateCheckout").await
 }
 
 /// `POST /checkout/payment` with a PlaceOrderInput as the body.
 async fn place_order(
     State(state): State<HttpState>,
-    client: Extension<ClientAddress>,
+    client: ClientAddress,
     headers: HeaderMap,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Response {
@@ -124,7 +120,7 @@ async fn place_order(
     let operation = format!(
         "mutation($input: PlaceOrderInput!) {{ placeOrder(input: $input) {{ ...OrderFields }} }} {ORDER_FIELDS}"
     );
-    run(&state, &headers, client.0, operation, json!({ "input": input }), "placeOrder").await
+    run(&state, &headers, client, operation, json!({ "input": input }), "placeOrder").await
 }
 
 #[derive(serde::Deserialize)]
@@ -136,7 +132,7 @@ struct AddCartItem {
 
 async fn add_cart_item(
     State(state): State<HttpState>,
-    client: Extension<ClientAddress>,
+    client: ClientAddress,
     headers: HeaderMap,
     body: Result<Json<AddCartItem>, JsonRejection>,
 ) -> Response {
@@ -146,14 +142,14 @@ async fn add_cart_item(
     };
     let operation = "mutation($productId: ID!, $quantity: Int!) { addCartItem(productId: $productId, quantity: $quantity) { ...CartFields } }";
     let variables = json!({ "productId": item.product_id, "quantity": item.quantity });
-    run(&state, &headers, client.0, format!("{operation} {CART_FIELDS}"), variables, "addCartItem").await
+    run(&state, &headers, client, format!("{operation} {CART_FIELDS}"), variables, "addCartItem").await
 }
 
 /// `GET /products/search?q=&category=&brand=…&minPrice=&maxPrice=&inStock=&sort=&limit=&cursor=`
 /// (`brand` repeatable, `sort` lower-case ProductSort).
 async fn search_products(
     State(state): State<HttpState>,
-    client: Extension<ClientAddress>,
+    client: ClientAddress,
     headers: HeaderMap,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Response {
@@ -189,5 +185,5 @@ async fn search_products(
     variables["filter"] = filter;
     let operation = "query($query: String, $filter: ProductFilter, $sort: ProductSort, $first: Int, $after: String) { \
         searchProducts(query: $query, filter: $filter, sort: $sort, first: $first, after: $after) { ...SearchFields } }";
-    run(&state, &headers, client.0, format!("{operation} {SEARCH_FIELDS}"), variables, "searchProducts").await
+    run(&state, &headers, client, format!("{operation} {SEARCH_FIELDS}"), variables, "searchProducts").await
 }

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
-use axum::Extension;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::StatusCode;
@@ -42,7 +41,7 @@ const CLOSE_TOKEN_EXPIRED: u16 = 4401;
 const CLOSE_GOING_AWAY: u16 = 1001;
 
 /// Open sockets per client address on this instance.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(crate) struct OpenSockets(Arc<Mutex<HashMap<String, usize>>>);
 
 /// One open socket, counted until dropped.
@@ -78,7 +77,7 @@ impl Drop for SocketPermit {
 
 pub(crate) async fn graphql_ws(
     State(state): State<HttpState>,
-    Extension(client): Extension<ClientAddress>,
+    client: ClientAddress,
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {

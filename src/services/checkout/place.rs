@@ -51,9 +51,13 @@ impl CheckoutService {
             // the key was looked up: its answer is this request's answer too.
             return self.after_contention(&owner, &key, &hash, refusal).await;
         }
-        self.check_payment_method(&request.payment_method).await?;
         let totals = self.rules.pricing.price(&session.lines, &request.shipping_address.country)?;
         let (verdict, recipient) = self.fraud_check(&owner, &request, &totals).await?;
+        // An order that proceeds learns of a made-up method from the charge; one the rules would
+        // hold or decline asks the processor first, so it is refused as bad input instead.
+        if verdict != FraudVerdict::Proceed {
+            self.check_payment_method(&request.payment_method).await?;
+        }
         if verdict == FraudVerdict::Decline {
             return Err(CheckoutError::PaymentDeclined("the payment was refused by our risk checks".to_owned()));
         }
@@ -196,8 +200,8 @@ impl CheckoutService {
         }
     }
 
-    /// A payment method the processor does not know is bad input, refused before the fraud
-    /// rules could hold an order for it. When the processor cannot say, the charge decides.
+    /// A payment method the processor does not know is bad input. When the processor cannot
+    /// say, the charge decides.
     async fn check_payment_method(&self, payment_method: &str) -> CheckoutResult<()> {
         match self.gateway.check_payment_method(payment_method).await {
             Err(GatewayError::UnknownPaymentMethod(_)) => {

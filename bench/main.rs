@@ -21,6 +21,9 @@
 //! - `checkout`: complete purchases (guest session, add, initiateCheckout, placeOrder with the
 //!   test gateway) per second with p99 per step, spread over 200 products, or all on one product
 //!   with `--hot`; reports the units taken from stock beside the orders made.
+//! - `recommend`: waits for the first training of the demo history, then productRecommendations
+//!   (RELATED and COMPLEMENTARY in turn, striding over the catalog) and an anonymous caller's
+//!   recommendedProducts, each for `--duration`.
 //!
 //! `--server PATH` drives another build of `shop` (say, main's before a change) with this bench.
 //!
@@ -703,6 +706,36 @@ async fn product_scenario(options: &Options, server: &Server) -> anyhow::Result<
     report(options, server, vec![row("product+category+stock", &all, errors, seconds)], extra).await
 }
 
+/// Both recommendation lists over a trained demo catalog: productRecommendations for products
+/// across the catalog (RELATED and COMPLEMENTARY in turn), and an anonymous caller's picks.
+async fn recommend_scenario(options: &Options, server: &Server) -> anyhow::Result<()> {
+    let client = Client { http: reqwest::Client::new(), base: server.base.clone() };
+    const PICKS: &str = "{ recommendedProducts(first: 10) { id title price { centAmount } } }";
+    let started = Instant::now();
+    // The first start trains once the catalog is ready; the lists are measured on its model.
+    while client.gql(PICKS, json!({}), None).await?["recommendedProducts"].as_array().is_none_or(Vec::is_empty) {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(600), "the recommender never trained");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("recommendations trained {:.1} s after ready", started.elapsed().as_secs_f64());
+    const RELATED: &str = "query($p: ID!, $i: RecommendationIntent) { productRecommendations(productId: $p, intent: $i, first: 10) { id title price { centAmount } } }";
+    let products = options.products.max(1) as usize;
+    let (related, related_errors, related_seconds) =
+        closed_loop(&client, options.connections, options.duration, move |count| {
+            let id = (count * 7_919) % products + 1;
+            let intent = if count % 2 == 0 { "RELATED" } else { "COMPLEMENTARY" };
+            (RELATED, json!({ "p": format!("prod-{id:07}"), "i": intent }))
+        })
+        .await?;
+    let (picks, picks_errors, picks_seconds) =
+        closed_loop(&client, options.connections, options.duration, |_| (PICKS, json!({}))).await?;
+    let rows = vec![
+        row("productRecommendations", &related, related_errors, related_seconds),
+        row("recommendedProducts (anonymous)", &picks, picks_errors, picks_seconds),
+    ];
+    report(options, server, rows, json!({ "connections": options.connections })).await
+}
+
 /// The steps of one purchase, in order.
 const PURCHASE_STEPS: [&str; 4] = ["startGuestSession", "addCartItem", "initiateCheckout", "placeOrder"];
 
@@ -815,6 +848,9 @@ async fn main() -> anyhow::Result<()> {
         "product" => product_scenario(&options, &server).await,
         "checkout" => checkout_scenario(&options, &server).await,
         "ceiling" => ceiling_scenario(&options, &server).await,
-        other => anyhow::bail!("unknown scenario {other}: ceiling, cart, sync, idle, search, product or checkout"),
+        "recommend" => recommend_scenario(&options, &server).await,
+        other => anyhow::bail!(
+            "unknown scenario {other}: ceiling, cart, sync, idle, search, product, checkout or recommend"
+        ),
     }
 }

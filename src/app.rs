@@ -25,6 +25,7 @@ use crate::services::catalog::CatalogService;
 use crate::services::checkout::{CheckoutRules, CheckoutService};
 use crate::services::limits::RateLimitService;
 use crate::services::orders::OrderService;
+use crate::services::recommendations::RecommendationService;
 use crate::services::search::SearchService;
 
 /// Entries of the in-process caches (embedded mode): carts, and search results, apart so that a
@@ -44,6 +45,7 @@ pub struct AppContext {
     pub search: SearchService,
     pub checkout: CheckoutService,
     pub orders: OrderService,
+    pub recommendations: RecommendationService,
     pub limits: RateLimitService,
     pub bus: Arc<dyn EventBus>,
     pub clock: Arc<dyn Clock>,
@@ -141,6 +143,7 @@ impl AppContext {
             clock.clone(),
             config.reservation_ttl,
         );
+        let recommendations = RecommendationService::new(db.clone(), catalog.clone(), clock.clone());
         let notifier: Arc<dyn Notifier> = Arc::new(FileNotifier { path: config.data_dir.join("notifications.log") });
         tracing::info!(backend = db.backend_name(), redis = config.redis_url.is_some(), "store ready");
         Ok(Self {
@@ -152,6 +155,7 @@ impl AppContext {
             search,
             checkout,
             orders,
+            recommendations,
             limits,
             bus,
             clock,

@@ -1,4 +1,5 @@
-//! The `shop` command line: serve (default), migrate, seed, import, create-admin.
+//! The `shop` command line: serve (default), migrate, seed, import, reindex,
+//! train-recommendations, create-admin.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,6 +41,9 @@ enum Command {
     /// Build a fresh search index beside the live one and swap it in (a running server adopts it
     /// within a second).
     Reindex,
+    /// Train the recommendation models from the store's history and exit; a running server
+    /// picks up the result within seconds.
+    TrainRecommendations,
     /// Create an admin, or promote and re-key an existing account (promotion ends its sign-ins).
     CreateAdmin {
         #[arg(long, env = "SHOP_ADMIN_EMAIL")]
@@ -72,6 +76,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?;
             bar.finish();
             report("seeded", written, started);
+            let interactions = app.recommendations.seed_demo_history(seed, products).await?;
+            println!("seeded {interactions} interactions of demo shoppers");
             Ok(())
         }
         Command::Import { file } => {
@@ -104,6 +110,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let indexed = app.search.reindex().await?;
             report("indexed", indexed, started);
             Ok(())
+        }
+        Command::TrainRecommendations => {
+            let app = open(config).await?;
+            let started = Instant::now();
+            match app.recommendations.train().await? {
+                Some(version) => {
+                    println!("trained recommendation model {version} in {:.1} s", started.elapsed().as_secs_f64());
+                    Ok(())
+                }
+                None => anyhow::bail!("another instance is training the recommendation models; try again later"),
+            }
         }
         Command::CreateAdmin { email, password } => {
             let password = match password {

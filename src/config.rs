@@ -163,6 +163,11 @@ pub const KEYS: &[Key] = &[
         meaning: "testing only: abort the process right after a successful charge (proves crash recovery)",
     },
     Key {
+        name: "recommender_interval_secs",
+        default: "600",
+        meaning: "how often a running server retrains the recommendation models (one instance at a time)",
+    },
+    Key {
         name: "sweep_interval_secs",
         default: "60",
         meaning: "how often expired reservations, expired carts and published events are cleaned up",
@@ -206,6 +211,7 @@ pub struct Config {
     pub guest_cart_ttl: Duration,
     pub cart_retention: Duration,
     pub sweep_interval: Duration,
+    pub recommender_interval: Duration,
     pub ws_init_timeout: Duration,
     pub ws_max_subscriptions: usize,
     pub ws_keepalive: Duration,
@@ -371,6 +377,7 @@ impl Config {
             guest_cart_ttl: reader.seconds("guest_cart_ttl_secs")?,
             cart_retention: Duration::days(i64::try_from(reader.positive("cart_retention_days")?).unwrap_or(90)),
             sweep_interval: reader.seconds("sweep_interval_secs")?,
+            recommender_interval: reader.seconds("recommender_interval_secs")?,
             ws_init_timeout: reader.seconds("ws_init_timeout_secs")?,
             ws_max_subscriptions: reader.positive("ws_max_subscriptions")?,
             ws_keepalive: reader.seconds("ws_keepalive_secs")?,

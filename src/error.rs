@@ -11,6 +11,7 @@ use crate::domain::catalog::CatalogError;
 use crate::domain::checkout::CheckoutError;
 use crate::domain::limits::{RateLimited, retry_after_seconds};
 use crate::domain::orders::OrderError;
+use crate::domain::recommend::RecommendError;
 use crate::domain::search::SearchError;
 
 /// Stable machine codes in `extensions.code`.
@@ -168,6 +169,18 @@ impl From<AuthError> for ApiError {
             AuthError::Hashing(cause) => ApiError::internal("auth: password hashing", &cause),
             AuthError::Cart(cause) => ApiError::from(cause),
             AuthError::RateLimited(limited) => ApiError::from(limited),
+        }
+    }
+}
+
+impl From<RecommendError> for ApiError {
+    fn from(err: RecommendError) -> Self {
+        let message = err.to_string();
+        match err {
+            RecommendError::InvalidInput { field, message } => ApiError::invalid(field, message),
+            RecommendError::Unauthenticated => ApiError::new(ErrorCode::Unauthenticated, message),
+            RecommendError::ProductNotFound(_) => ApiError::new(ErrorCode::NotFound, message),
+            RecommendError::Store(cause) => ApiError::internal("recommendations", &cause),
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod outbox;
 pub mod payments;
 pub mod pool;
 pub mod prepared;
+pub mod recommendations;
 pub mod schema;
 pub mod users;
 pub mod writes;

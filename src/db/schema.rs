@@ -188,6 +188,26 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    interactions (id) {
+        id -> BigInt,
+        shopper -> Text,
+        product_id -> Text,
+        kind -> Text,
+        at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    recommender_models (id) {
+        id -> Text,
+        version -> BigInt,
+        trained_at -> Nullable<Timestamp>,
+        lease_until -> Timestamp,
+        model -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(products -> categories (category_id));
 diesel::joinable!(inventory -> products (product_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
@@ -207,5 +227,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     orders,
     order_claims,
     order_events,
-    notifications
+    notifications,
+    interactions,
+    recommender_models
 );

@@ -12,4 +12,5 @@ pub mod notify;
 pub mod orders;
 pub mod payments;
 pub mod primitives;
+pub mod recommend;
 pub mod search;

@@ -12,6 +12,7 @@ mod orders;
 mod pending;
 mod query_cost;
 mod rate_limits;
+mod recommendations;
 mod search;
 mod statement_scope;
 pub mod types;
@@ -32,6 +33,7 @@ pub struct QueryRoot(
     checkout::CheckoutQuery,
     orders::OrderQuery,
     meta::MetaQuery,
+    recommendations::RecommendationQuery,
     pending::PendingQuery,
 );
 
@@ -43,6 +45,7 @@ pub struct MutationRoot(
     checkout::CheckoutMutation,
     orders::OrderMutation,
     admin::AdminMutation,
+    recommendations::RecommendationMutation,
     pending::PendingMutation,
 );
 

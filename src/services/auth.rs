@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::db::{Pool, users};
+use crate::db::{Pool, recommendations, users};
 use crate::domain::auth::model::{AuthPayload, NewRefreshToken, RefreshTokenUse, User, Viewer};
 use crate::domain::auth::tokens::{TokenIssuer, hash_refresh_token, new_refresh_token};
 use crate::domain::auth::{AuthError, password};
@@ -199,6 +199,9 @@ impl AuthService {
         if let Some(guest @ Viewer::Guest { .. }) = current {
             let signed_in = Viewer::User { user_id: user.id, is_admin: user.is_admin };
             payload.capped_cart_lines = self.carts.merge_guest_cart(guest, &signed_in).await?;
+            self.db
+                .with_conn(async |c| recommendations::reassign(c, &guest.shopper(), &signed_in.shopper()).await)
+                .await?;
         }
         Ok(payload)
     }

@@ -8,4 +8,5 @@ pub mod catalog;
 pub mod checkout;
 pub mod limits;
 pub mod orders;
+pub mod recommendations;
 pub mod search;

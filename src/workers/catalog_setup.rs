@@ -21,6 +21,9 @@ pub async fn run(app: AppContext) {
                 .await
                 .map_err(|e| e.to_string())?;
             tracing::info!(products = written, seconds = started.elapsed().as_secs_f64(), "demo catalog seeded");
+            let interactions =
+                app.recommendations.seed_demo_history(DEMO_SEED, wanted).await.map_err(|e| e.to_string())?;
+            tracing::info!(interactions, "demo shopping history seeded");
         }
         let started = Instant::now();
         let indexed = app.search.rebuild_if_stale().await.map_err(|e| e.to_string())?;

@@ -10,6 +10,7 @@ mod catalog_cache;
 mod catalog_setup;
 mod notifications;
 mod outbox;
+mod recommender;
 mod search;
 mod sweeper;
 
@@ -47,6 +48,7 @@ impl Workers {
         workers.supervise("worker:search-follower", app, search::follow_catalog);
         workers.supervise("worker:catalog-cache", app, catalog_cache::follow_catalog);
         workers.supervise("worker:search-replacements", app, search::follow_replacements);
+        workers.supervise("worker:recommender", app, recommender::run);
         workers.once("worker:catalog-setup", catalog_setup::run(app.clone()));
         workers
     }

@@ -15,6 +15,7 @@ mod limits;
 mod opensearch;
 mod payments;
 mod playground;
+mod recommendations;
 mod relevance;
 mod review;
 mod schema;

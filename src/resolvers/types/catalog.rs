@@ -188,3 +188,19 @@ impl Product {
         Ok(level.map_or(0, |l| l.available))
     }
 }
+
+#[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
+pub enum RecommendationIntent {
+    Related,
+    Complementary,
+}
+
+impl From<RecommendationIntent> for crate::domain::recommend::Intent {
+    fn from(intent: RecommendationIntent) -> Self {
+        match intent {
+            RecommendationIntent::Related => crate::domain::recommend::Intent::Related,
+            RecommendationIntent::Complementary => crate::domain::recommend::Intent::Complementary,
+        }
+    }
+}

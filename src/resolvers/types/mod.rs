@@ -10,7 +10,7 @@ mod search;
 
 pub use auth::{AuthPayload, User};
 pub use cart::{Cart, CartItem};
-pub use catalog::{Attribute, Category, Money, Product};
+pub use catalog::{Attribute, Category, Money, Product, RecommendationIntent};
 pub use checkout::*;
 pub use pending::*;
 pub use search::*;

@@ -1,0 +1,2 @@
+DROP TABLE recommender_models;
+DROP TABLE interactions;

@@ -1,0 +1,271 @@
+//! Recommendations: records views, answers the two lists from the trained model blended with
+//! what the store says now (the caller's latest views, what they bought, stock), and trains
+//! the model under a lease so that one instance trains and every instance loads the result.
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+
+use chrono::TimeDelta;
+
+use crate::db::{Pool, recommendations};
+use crate::domain::auth::Viewer;
+use crate::domain::catalog::generator::CatalogGenerator;
+use crate::domain::catalog::model::validate_id;
+use crate::domain::recommend::demo_history::planted_history;
+use crate::domain::recommend::{
+    Candidates, History, Intent, Interaction, InteractionKind, MAX_PICKS, Model, RECENT_WINDOW, RecommendError,
+    baskets_of, pick_varied, train,
+};
+use crate::ports::{Clock, StoreError, StoreResult};
+use crate::services::catalog::CatalogService;
+
+pub type RecommendResult<T> = Result<T, RecommendError>;
+
+/// How long one training may hold the lease before another instance may take over.
+const TRAINING_LEASE: TimeDelta = TimeDelta::minutes(10);
+/// Interactions older than this are not trained on.
+const HISTORY_WINDOW: TimeDelta = TimeDelta::days(180);
+/// Latest interactions of the caller read per request: the recent views and demo purchases.
+const LATEST_INTERACTIONS: i64 = 200;
+/// Recent views whose kind shapes the picks.
+const RECENT_VIEWS_USED: usize = 3;
+/// Demo shoppers per generated product, and at most.
+const DEMO_PRODUCTS_PER_SHOPPER: u64 = 5;
+const MAX_DEMO_SHOPPERS: u64 = 5_000;
+
+/// Weights of the sources blended into a list.
+const SAME_KIND_AS_VIEWED: f32 = 2.0;
+const LIKED_WITH_VIEWED: f32 = 1.5;
+const PERSONAL: f32 = 1.0;
+const TRENDING: f32 = 0.3;
+const BEST_RATED: f32 = 0.2;
+
+#[derive(Clone)]
+pub struct RecommendationService {
+    db: Pool,
+    catalog: CatalogService,
+    clock: Arc<dyn Clock>,
+    /// The model in use and its stored version (0: none yet).
+    model: Arc<RwLock<(i64, Arc<Model>)>>,
+}
+
+impl RecommendationService {
+    pub fn new(db: Pool, catalog: CatalogService, clock: Arc<dyn Clock>) -> Self {
+        Self { db, catalog, clock, model: Arc::new(RwLock::new((0, Arc::new(Model::default())))) }
+    }
+
+    fn model(&self) -> Arc<Model> {
+        self.model.read().map(|held| held.1.clone()).unwrap_or_default()
+    }
+
+    fn version(&self) -> i64 {
+        self.model.read().map(|held| held.0).unwrap_or_default()
+    }
+
+    pub async fn record_view(&self, viewer: Option<&Viewer>, product_id: &str) -> RecommendResult<()> {
+        let viewer = viewer.ok_or(RecommendError::Unauthenticated)?;
+        valid_product_id(product_id)?;
+        if self.catalog.products_by_ids(&[product_id.to_owned()]).await?.is_empty() {
+            return Err(RecommendError::ProductNotFound(product_id.to_owned()));
+        }
+        let view = Interaction {
+            shopper: viewer.shopper().key(),
+            product_id: product_id.to_owned(),
+            kind: InteractionKind::View,
+            at: self.clock.now(),
+        };
+        self.db.with_conn(async |c| recommendations::record(c, &[view]).await).await?;
+        Ok(())
+    }
+
+    /// RELATED: products of the same leaf category first (those the same shoppers liked
+    /// leading), then what the same shoppers liked elsewhere. COMPLEMENTARY: products bought
+    /// with it, then RELATED. Never the product itself, never out of stock; unknown: empty.
+    pub async fn for_product(&self, product_id: &str, intent: Intent, first: i32) -> RecommendResult<Vec<String>> {
+        let count = list_length(first)?;
+        if count == 0 || validate_id("productId", product_id).is_err() {
+            return Ok(Vec::new());
+        }
+        let Some(product) = self.catalog.products_by_ids(&[product_id.to_owned()]).await?.into_iter().next() else {
+            return Ok(Vec::new());
+        };
+        let model = self.model();
+        let same_kind = match &product.category_id {
+            Some(category) => self.in_stock_of_category(category, count * 4).await?,
+            None => Vec::new(),
+        };
+        let liked = model.also_liked(product_id);
+        let mut related = Candidates::default();
+        related.add_ranked(liked.iter().filter(|id| same_kind.contains(id)), 2.0);
+        related.add_ranked(&same_kind, 1.0);
+        related.add_ranked(liked.iter().filter(|id| !same_kind.contains(id)), 0.5);
+        let mut ranked = Vec::new();
+        if intent == Intent::Complementary {
+            ranked.extend(model.bought_together(product_id).iter().cloned());
+        }
+        ranked.extend(related.ranked(|_| true));
+        let mut seen = HashSet::from([product_id.to_owned()]);
+        ranked.retain(|id| seen.insert(id.clone()));
+        let in_stock = self.in_stock(&ranked).await?;
+        Ok(ranked.into_iter().filter(|id| in_stock.contains(id)).take(count).collect())
+    }
+
+    /// The caller's picks: products like the ones they viewed in the last half hour, their
+    /// personal picks from the model, then trending and best rated; never what they bought or
+    /// just viewed, never out of stock, and varied across leaf categories.
+    pub async fn for_shopper(&self, viewer: Option<&Viewer>, first: i32) -> RecommendResult<Vec<String>> {
+        let count = list_length(first)?;
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let model = self.model();
+        let shopper = viewer.map(Viewer::shopper);
+        let (latest, bought) = match &shopper {
+            Some(shopper) => {
+                self.db
+                    .with_conn(async |c| {
+                        let latest = recommendations::latest_of(c, shopper, LATEST_INTERACTIONS).await?;
+                        let bought = recommendations::bought_by(c, shopper).await?;
+                        Ok::<_, StoreError>((latest, bought))
+                    })
+                    .await?
+            }
+            None => (Vec::new(), HashSet::new()),
+        };
+        let since = self.clock.now() - RECENT_WINDOW;
+        let mut recent: Vec<&str> = Vec::new();
+        for interaction in latest.iter().filter(|i| i.kind == InteractionKind::View && i.at >= since) {
+            if !recent.contains(&interaction.product_id.as_str()) {
+                recent.push(&interaction.product_id);
+            }
+        }
+        let mut excluded: HashSet<&str> = recent.iter().copied().collect();
+        excluded.extend(bought.iter().map(String::as_str));
+        excluded.extend(latest.iter().filter(|i| i.kind == InteractionKind::Purchase).map(|i| i.product_id.as_str()));
+
+        let mut candidates = Candidates::default();
+        let latest_viewed: Vec<String> = recent.iter().take(RECENT_VIEWS_USED).map(|id| (*id).to_owned()).collect();
+        let viewed = self.catalog.products_by_ids(&latest_viewed).await?;
+        for (position, product) in viewed.iter().enumerate() {
+            let recency = 1.0 / (1.0 + position as f32);
+            if let Some(category) = &product.category_id {
+                let same_kind = self.in_stock_of_category(category, count * 2).await?;
+                candidates.add_ranked(&same_kind, SAME_KIND_AS_VIEWED * recency);
+            }
+            candidates.add_ranked(model.also_liked(&product.id), LIKED_WITH_VIEWED * recency);
+        }
+        if let Some(shopper) = &shopper {
+            candidates.add_ranked(&model.personal(&shopper.key(), count * 3 + excluded.len()), PERSONAL);
+        }
+        candidates.add_ranked(model.trending(), TRENDING);
+        candidates.add_ranked(model.best_rated(), BEST_RATED);
+
+        let in_stock = self.in_stock(candidates.ids()).await?;
+        let ranked = candidates.ranked(|id| !excluded.contains(id) && in_stock.contains(id));
+        let shortlist: Vec<String> = ranked.into_iter().take(count * 4).collect();
+        let products = self.catalog.products_by_ids(&shortlist).await?;
+        let category_of = |id: &str| products.iter().find(|p| p.id == id).and_then(|p| p.category_id.clone());
+        let ranked = shortlist.iter().map(|id| (id.clone(), category_of(id))).collect();
+        Ok(pick_varied(ranked, count))
+    }
+
+    async fn in_stock_of_category(&self, category_id: &str, limit: usize) -> StoreResult<Vec<String>> {
+        self.db.with_conn(async |c| recommendations::in_stock_of_category(c, category_id, limit as i64).await).await
+    }
+
+    async fn in_stock(&self, ids: &[String]) -> StoreResult<HashSet<String>> {
+        let levels = self.catalog.stock_levels(ids).await?;
+        Ok(levels.into_iter().filter(|level| level.available > 0).map(|level| level.product_id).collect())
+    }
+
+    /// Trains a new model if no other instance is training; the version it stored, if it
+    /// trained. This instance loads it at once.
+    pub async fn train(&self) -> StoreResult<Option<i64>> {
+        let now = self.clock.now();
+        if !self.db.with_conn(async |c| recommendations::claim_training(c, now, now + TRAINING_LEASE).await).await? {
+            return Ok(None);
+        }
+        let history = self
+            .db
+            .with_conn(async |c| {
+                let mut interactions = recommendations::interactions_since(c, now - HISTORY_WINDOW).await?;
+                let mut baskets = baskets_of(&interactions);
+                let (lines, orders) = recommendations::carts_and_orders(c).await?;
+                interactions.extend(lines);
+                baskets.extend(orders);
+                let ratings = recommendations::ratings(c).await?;
+                Ok::<_, StoreError>(History { interactions, baskets, ratings })
+            })
+            .await?;
+        let (model, serialized) = tokio::task::spawn_blocking(move || {
+            let model = train(&history, now);
+            let serialized = serde_json::to_string(&model);
+            (model, serialized)
+        })
+        .await
+        .map_err(|err| StoreError::internal("training recommendations", err))?;
+        let serialized = serialized.map_err(|err| StoreError::internal("serializing the model", err))?;
+        let version = self.db.with_conn(async |c| recommendations::save_model(c, &serialized, now).await).await?;
+        self.install(version, model);
+        Ok(Some(version))
+    }
+
+    /// Loads the stored model if it is newer than the one held; whether it was.
+    pub async fn refresh(&self) -> StoreResult<bool> {
+        let stored = self.db.with_conn(async |c| recommendations::model_version(c).await).await?;
+        if stored <= self.version() {
+            return Ok(false);
+        }
+        let (version, serialized) = self.db.with_conn(async |c| recommendations::load_model(c).await).await?;
+        let Some(serialized) = serialized else { return Ok(false) };
+        let model = tokio::task::spawn_blocking(move || serde_json::from_str::<Model>(&serialized))
+            .await
+            .map_err(|err| StoreError::internal("loading the model", err))?
+            .map_err(|err| StoreError::internal("reading the stored model", err))?;
+        self.install(version, model);
+        Ok(true)
+    }
+
+    /// Whether a trained model is held.
+    pub fn has_model(&self) -> bool {
+        self.version() > 0
+    }
+
+    fn install(&self, version: i64, model: Model) {
+        // Two loads may race; the newer version wins whichever finishes last.
+        if let Ok(mut held) = self.model.write()
+            && held.0 < version
+        {
+            *held = (version, Arc::new(model));
+        }
+    }
+
+    /// Writes the demo history for the first `products` generated products, unless the store
+    /// holds interactions already; how many it wrote.
+    pub async fn seed_demo_history(&self, catalog_seed: u64, products: u64) -> StoreResult<usize> {
+        if self.db.with_conn(async |c| recommendations::any_recorded(c).await).await? {
+            return Ok(0);
+        }
+        let shoppers = (products / DEMO_PRODUCTS_PER_SHOPPER).clamp(1, MAX_DEMO_SHOPPERS) as usize;
+        let now = self.clock.now();
+        let history = tokio::task::spawn_blocking(move || {
+            planted_history(&CatalogGenerator::new(catalog_seed), products, shoppers, catalog_seed, now)
+        })
+        .await
+        .map_err(|err| StoreError::internal("generating the demo history", err))?;
+        self.db.transaction(async |c| recommendations::record(c, &history).await).await?;
+        Ok(history.len())
+    }
+}
+
+fn valid_product_id(id: &str) -> RecommendResult<()> {
+    validate_id("productId", id)
+        .map_err(|err| RecommendError::InvalidInput { field: "productId", message: err.to_string() })
+}
+
+/// How many to return: `first`, at most `MAX_PICKS`.
+fn list_length(first: i32) -> RecommendResult<usize> {
+    let first = usize::try_from(first)
+        .map_err(|_| RecommendError::InvalidInput { field: "first", message: "must not be negative".to_owned() })?;
+    Ok(first.min(MAX_PICKS))
+}

@@ -1,0 +1,43 @@
+//! Keeps recommendations current: trains every `recommender_interval` (one instance at a time,
+//! by the store's lease) and loads whatever any instance, or `shop train-recommendations`,
+//! trained last.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::next_round;
+use crate::app::AppContext;
+
+/// How soon a model trained elsewhere is in use here.
+const RELOAD_POLL: Duration = Duration::from_secs(2);
+
+pub async fn run(app: AppContext, cancel: CancellationToken) {
+    let service = &app.recommendations;
+    let interval = app.config.recommender_interval.to_std().unwrap_or(Duration::from_secs(600));
+    // A store that was never trained (a new demo store) is trained as soon as its catalog is.
+    let mut next_training = match service.refresh().await {
+        Ok(false) if !service.has_model() => Instant::now(),
+        _ => Instant::now() + interval,
+    };
+    while next_round(&cancel, None, RELOAD_POLL).await.is_some() {
+        if Instant::now() >= next_training && app.catalog_ready.load(Ordering::Acquire) {
+            next_training = Instant::now() + interval;
+            let started = Instant::now();
+            match service.train().await {
+                Ok(Some(version)) => {
+                    tracing::info!(version, seconds = started.elapsed().as_secs_f64(), "recommendations trained")
+                }
+                Ok(None) => tracing::debug!("another instance is training recommendations"),
+                Err(err) => {
+                    tracing::warn!(error = %err, "training recommendations failed; trying at the next interval")
+                }
+            }
+        }
+        if let Err(err) = service.refresh().await {
+            tracing::warn!(error = %err, "loading the recommendation model failed; keeping the one held");
+        }
+    }
+}

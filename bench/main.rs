@@ -849,8 +849,8 @@ async fn main() -> anyhow::Result<()> {
         "checkout" => checkout_scenario(&options, &server).await,
         "ceiling" => ceiling_scenario(&options, &server).await,
         "recommend" => recommend_scenario(&options, &server).await,
-        other => anyhow::bail!(
-            "unknown scenario {other}: ceiling, cart, sync, idle, search, product, checkout or recommend"
-        ),
+        other => {
+            anyhow::bail!("unknown scenario {other}: ceiling, cart, sync, idle, search, product, checkout or recommend")
+        }
     }
 }

@@ -35,6 +35,10 @@ enum Command {
         products: u64,
         #[arg(long, default_value_t = server::DEMO_SEED)]
         seed: u64,
+        /// Demo shoppers whose history recommendations learn from (default: one per five
+        /// products, at most 5,000); written only into a store with no history yet.
+        #[arg(long)]
+        shoppers: Option<usize>,
     },
     /// Load products from a CSV or JSON Lines file (format in README).
     Import { file: PathBuf },
@@ -65,7 +69,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("store migrated ({})", app.db.backend_name());
             Ok(())
         }
-        Command::Seed { products, seed } => {
+        Command::Seed { products, seed, shoppers } => {
             let app = open(config).await?;
             let generator = CatalogGenerator::new(seed);
             let bar = progress_bar(Some(products));
@@ -76,7 +80,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?;
             bar.finish();
             report("seeded", written, started);
-            let interactions = app.recommendations.seed_demo_history(seed, products).await?;
+            let interactions = app.recommendations.seed_demo_history(seed, products, shoppers).await?;
             println!("seeded {interactions} interactions of demo shoppers");
             Ok(())
         }

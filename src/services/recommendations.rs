@@ -33,6 +33,13 @@ const RECENT_VIEWS_USED: usize = 3;
 const DEMO_PRODUCTS_PER_SHOPPER: u64 = 5;
 const MAX_DEMO_SHOPPERS: u64 = 5_000;
 
+/// Category lists held, and how stale one may be: a product that runs out is still left out
+/// at once (stock is checked per request), a new one joins within this time.
+const CATEGORY_LISTS: u64 = 10_000;
+const CATEGORY_LIST_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+/// Products of a category a list is drawn from.
+const CATEGORY_LIST_LENGTH: usize = 4 * MAX_PICKS;
+
 /// Weights of the sources blended into a list.
 const SAME_KIND_AS_VIEWED: f32 = 2.0;
 const LIKED_WITH_VIEWED: f32 = 1.5;
@@ -47,11 +54,23 @@ pub struct RecommendationService {
     clock: Arc<dyn Clock>,
     /// The model in use and its stored version (0: none yet).
     model: Arc<RwLock<(i64, Arc<Model>)>>,
+    /// In-stock products of a category by popularity: the same few hundred lists serve every
+    /// product page, so they are read from the store once per `CATEGORY_LIST_TTL`.
+    category_lists: moka::sync::Cache<String, Arc<Vec<String>>>,
 }
 
 impl RecommendationService {
     pub fn new(db: Pool, catalog: CatalogService, clock: Arc<dyn Clock>) -> Self {
-        Self { db, catalog, clock, model: Arc::new(RwLock::new((0, Arc::new(Model::default())))) }
+        Self {
+            db,
+            catalog,
+            clock,
+            model: Arc::new(RwLock::new((0, Arc::new(Model::default())))),
+            category_lists: moka::sync::Cache::builder()
+                .max_capacity(CATEGORY_LISTS)
+                .time_to_live(CATEGORY_LIST_TTL)
+                .build(),
+        }
     }
 
     fn model(&self) -> Arc<Model> {
@@ -91,7 +110,7 @@ impl RecommendationService {
         };
         let model = self.model();
         let same_kind = match &product.category_id {
-            Some(category) => self.in_stock_of_category(category, count * 4).await?,
+            Some(category) => self.in_stock_of_category(category).await?.iter().take(count * 4).cloned().collect(),
             None => Vec::new(),
         };
         let liked = model.also_liked(product_id);
@@ -149,16 +168,18 @@ impl RecommendationService {
         for (position, product) in viewed.iter().enumerate() {
             let recency = 1.0 / (1.0 + position as f32);
             if let Some(category) = &product.category_id {
-                let same_kind = self.in_stock_of_category(category, count * 2).await?;
-                candidates.add_ranked(&same_kind, SAME_KIND_AS_VIEWED * recency);
+                let same_kind = self.in_stock_of_category(category).await?;
+                candidates.add_ranked(same_kind.iter().take(count * 2), SAME_KIND_AS_VIEWED * recency);
             }
             candidates.add_ranked(model.also_liked(&product.id), LIKED_WITH_VIEWED * recency);
         }
         if let Some(shopper) = &shopper {
             candidates.add_ranked(&model.personal(&shopper.key(), count * 3 + excluded.len()), PERSONAL);
         }
-        candidates.add_ranked(model.trending(), TRENDING);
-        candidates.add_ranked(model.best_rated(), BEST_RATED);
+        // Enough of each list to fill the picks after what the caller bought or viewed is gone.
+        let enough = count * 4 + excluded.len();
+        candidates.add_ranked(model.trending().iter().take(enough), TRENDING);
+        candidates.add_ranked(model.best_rated().iter().take(enough), BEST_RATED);
 
         let in_stock = self.in_stock(candidates.ids()).await?;
         let ranked = candidates.ranked(|id| !excluded.contains(id) && in_stock.contains(id));
@@ -169,8 +190,16 @@ impl RecommendationService {
         Ok(pick_varied(ranked, count))
     }
 
-    async fn in_stock_of_category(&self, category_id: &str, limit: usize) -> StoreResult<Vec<String>> {
-        self.db.with_conn(async |c| recommendations::in_stock_of_category(c, category_id, limit as i64).await).await
+    async fn in_stock_of_category(&self, category_id: &str) -> StoreResult<Arc<Vec<String>>> {
+        if let Some(list) = self.category_lists.get(category_id) {
+            return Ok(list);
+        }
+        let limit = CATEGORY_LIST_LENGTH as i64;
+        let list = Arc::new(
+            self.db.with_conn(async |c| recommendations::in_stock_of_category(c, category_id, limit).await).await?,
+        );
+        self.category_lists.insert(category_id.to_owned(), list.clone());
+        Ok(list)
     }
 
     async fn in_stock(&self, ids: &[String]) -> StoreResult<HashSet<String>> {
@@ -240,13 +269,20 @@ impl RecommendationService {
         }
     }
 
-    /// Writes the demo history for the first `products` generated products, unless the store
-    /// holds interactions already; how many it wrote.
-    pub async fn seed_demo_history(&self, catalog_seed: u64, products: u64) -> StoreResult<usize> {
+    /// Writes the demo history of `shoppers` demo shoppers (by default one per five products,
+    /// at most 5,000) over the first `products` generated products, unless the store holds
+    /// interactions already; how many it wrote.
+    pub async fn seed_demo_history(
+        &self,
+        catalog_seed: u64,
+        products: u64,
+        shoppers: Option<usize>,
+    ) -> StoreResult<usize> {
         if self.db.with_conn(async |c| recommendations::any_recorded(c).await).await? {
             return Ok(0);
         }
-        let shoppers = (products / DEMO_PRODUCTS_PER_SHOPPER).clamp(1, MAX_DEMO_SHOPPERS) as usize;
+        let shoppers =
+            shoppers.unwrap_or_else(|| (products / DEMO_PRODUCTS_PER_SHOPPER).clamp(1, MAX_DEMO_SHOPPERS) as usize);
         let now = self.clock.now();
         let history = tokio::task::spawn_blocking(move || {
             planted_history(&CatalogGenerator::new(catalog_seed), products, shoppers, catalog_seed, now)

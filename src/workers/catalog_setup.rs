@@ -22,7 +22,7 @@ pub async fn run(app: AppContext) {
                 .map_err(|e| e.to_string())?;
             tracing::info!(products = written, seconds = started.elapsed().as_secs_f64(), "demo catalog seeded");
             let interactions =
-                app.recommendations.seed_demo_history(DEMO_SEED, wanted).await.map_err(|e| e.to_string())?;
+                app.recommendations.seed_demo_history(DEMO_SEED, wanted, None).await.map_err(|e| e.to_string())?;
             tracing::info!(interactions, "demo shopping history seeded");
         }
         let started = Instant::now();

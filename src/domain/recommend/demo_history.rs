@@ -45,23 +45,29 @@ pub fn planted_history(
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut brands: HashMap<u64, Option<String>> = HashMap::new();
     let mut brand_of = |index: u64| brands.entry(index).or_insert_with(|| catalog.product(index).brand).clone();
+    let mut leaf_products: HashMap<u64, Vec<u64>> = HashMap::new();
     let mut history = Vec::new();
     for n in 0..shoppers {
         let shopper = shopper_key(n);
         let favourite_leaves: Vec<u64> =
             (0..if rng.random_bool(0.6) { 1 } else { 2 }).map(|_| rng.random_range(0..leaves.min(products))).collect();
-        let in_leaf = |leaf: u64| (leaf..products).step_by(leaves as usize).collect::<Vec<u64>>();
-        let first_leaf = in_leaf(favourite_leaves[0]);
-        let favourite_brand = brand_of(first_leaf[rng.random_range(0..first_leaf.len())]);
+        // Per favourite leaf: its products, and those of the shopper's favourite brand.
+        let mut tastes: Vec<(Vec<u64>, Vec<u64>)> = Vec::new();
+        let mut favourite_brand = None;
+        for leaf in favourite_leaves {
+            let in_leaf = leaf_products
+                .entry(leaf)
+                .or_insert_with(|| (leaf..products).step_by(leaves as usize).collect())
+                .clone();
+            let brand =
+                favourite_brand.get_or_insert_with(|| brand_of(in_leaf[rng.random_range(0..in_leaf.len())])).clone();
+            let of_brand = in_leaf.iter().copied().filter(|&i| brand_of(i) == brand).collect();
+            tastes.push((in_leaf, of_brand));
+        }
         for _ in 0..rng.random_range(8..30) {
             let index = if rng.random_bool(TASTE_SHARE) {
-                let leaf = in_leaf(favourite_leaves[rng.random_range(0..favourite_leaves.len())]);
-                let of_brand: Vec<u64> = if rng.random_bool(BRAND_SHARE) {
-                    leaf.iter().copied().filter(|&i| brand_of(i) == favourite_brand).collect()
-                } else {
-                    Vec::new()
-                };
-                let pool = if of_brand.is_empty() { leaf } else { of_brand };
+                let (in_leaf, of_brand) = &tastes[rng.random_range(0..tastes.len())];
+                let pool = if !of_brand.is_empty() && rng.random_bool(BRAND_SHARE) { of_brand } else { in_leaf };
                 pool[skewed(&mut rng, pool.len())]
             } else {
                 skewed(&mut rng, products as usize) as u64

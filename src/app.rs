@@ -23,6 +23,7 @@ use crate::services::auth::AuthService;
 use crate::services::cart::CartService;
 use crate::services::catalog::CatalogService;
 use crate::services::checkout::{CheckoutRules, CheckoutService};
+use crate::services::flash_sales::FlashSaleService;
 use crate::services::limits::RateLimitService;
 use crate::services::orders::OrderService;
 use crate::services::recommendations::RecommendationService;
@@ -45,6 +46,7 @@ pub struct AppContext {
     pub search: SearchService,
     pub checkout: CheckoutService,
     pub orders: OrderService,
+    pub flash_sales: FlashSaleService,
     pub recommendations: RecommendationService,
     pub limits: RateLimitService,
     pub bus: Arc<dyn EventBus>,
@@ -143,6 +145,7 @@ impl AppContext {
             clock.clone(),
             config.reservation_ttl,
         );
+        let flash_sales = FlashSaleService::new(db.clone(), bus.clone(), clock.clone(), config.pricing.clone());
         let recommendations = RecommendationService::new(db.clone(), catalog.clone(), clock.clone());
         let notifier: Arc<dyn Notifier> = Arc::new(FileNotifier { path: config.data_dir.join("notifications.log") });
         tracing::info!(backend = db.backend_name(), redis = config.redis_url.is_some(), "store ready");
@@ -155,6 +158,7 @@ impl AppContext {
             search,
             checkout,
             orders,
+            flash_sales,
             recommendations,
             limits,
             bus,

@@ -9,6 +9,7 @@ use crate::domain::auth::AuthError;
 use crate::domain::cart::{CartError, StockShortage};
 use crate::domain::catalog::CatalogError;
 use crate::domain::checkout::CheckoutError;
+use crate::domain::flash::FlashSaleError;
 use crate::domain::limits::{RateLimited, retry_after_seconds};
 use crate::domain::orders::OrderError;
 use crate::domain::recommend::RecommendError;
@@ -31,8 +32,6 @@ pub enum ErrorCode {
     RateLimited,
     QueryTooComplex,
     InternalServerError,
-    /// The operation is part of the contract but not served by this version yet.
-    NotImplemented,
 }
 
 impl ErrorCode {
@@ -51,7 +50,6 @@ impl ErrorCode {
             ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::QueryTooComplex => "QUERY_TOO_COMPLEX",
             ErrorCode::InternalServerError => "INTERNAL_SERVER_ERROR",
-            ErrorCode::NotImplemented => "NOT_IMPLEMENTED",
         }
     }
 
@@ -68,7 +66,6 @@ impl ErrorCode {
             ErrorCode::PaymentInProgress => 409,
             ErrorCode::RateLimited => 429,
             ErrorCode::InternalServerError => 500,
-            ErrorCode::NotImplemented => 501,
         }
     }
 }
@@ -99,10 +96,6 @@ impl ApiError {
     pub fn internal(context: &str, cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(context, error = %cause, "internal error");
         Self::new(ErrorCode::InternalServerError, "internal server error")
-    }
-
-    pub fn not_implemented(operation: &str) -> Self {
-        Self::new(ErrorCode::NotImplemented, format!("{operation} is not available in this version yet"))
     }
 
     /// The REST facade's error body.
@@ -169,6 +162,23 @@ impl From<AuthError> for ApiError {
             AuthError::Hashing(cause) => ApiError::internal("auth: password hashing", &cause),
             AuthError::Cart(cause) => ApiError::from(cause),
             AuthError::RateLimited(limited) => ApiError::from(limited),
+        }
+    }
+}
+
+impl From<FlashSaleError> for ApiError {
+    fn from(err: FlashSaleError) -> Self {
+        let message = err.to_string();
+        match err {
+            FlashSaleError::InvalidInput { field, message } => ApiError::invalid(field, message),
+            FlashSaleError::Unauthenticated => ApiError::new(ErrorCode::Unauthenticated, message),
+            FlashSaleError::NotFound(_) => ApiError::new(ErrorCode::NotFound, message),
+            FlashSaleError::OutOfStock { product_id, requested, available } => {
+                out_of_stock(&[StockShortage { product_id, requested, available }])
+            }
+            FlashSaleError::SaleNotActive => ApiError::new(ErrorCode::SaleNotActive, message),
+            FlashSaleError::RateLimited { retry_after } => ApiError::from(RateLimited { retry_after }),
+            FlashSaleError::Store(cause) => ApiError::internal("flash sales", &cause),
         }
     }
 }

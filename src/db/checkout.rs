@@ -33,6 +33,7 @@ struct SessionRow {
     expires_at: NaiveDateTime,
     created_at: NaiveDateTime,
     updated_at: NaiveDateTime,
+    flash_sale_id: Option<String>,
 }
 
 impl TryFrom<&CheckoutSession> for SessionRow {
@@ -54,6 +55,7 @@ impl TryFrom<&CheckoutSession> for SessionRow {
             expires_at: session.expires_at.naive_utc(),
             created_at: session.created_at.naive_utc(),
             updated_at: session.created_at.naive_utc(),
+            flash_sale_id: session.flash_sale_id.clone(),
         })
     }
 }
@@ -77,6 +79,7 @@ impl TryFrom<SessionRow> for CheckoutSession {
             saga_id: row.saga_id,
             expires_at: row.expires_at.and_utc(),
             created_at: row.created_at.and_utc(),
+            flash_sale_id: row.flash_sale_id,
         })
     }
 }
@@ -97,7 +100,8 @@ pub async fn by_id(conn: &mut Conn<'_>, id: &str) -> StoreResult<Option<Checkout
 }
 
 /// Moves the shopper's RESERVED sessions that no payment holds to `status`; returns them, so
-/// that their units can be given back.
+/// that their units can be given back. A flash sale's hold is left alone: it lapses or is left
+/// through the sale.
 pub async fn close_open_of(
     conn: &mut Conn<'_>,
     owner: &Shopper,
@@ -108,7 +112,8 @@ pub async fn close_open_of(
         checkout_sessions::table
             .filter(checkout_sessions::owner.eq(owner.key()))
             .filter(checkout_sessions::status.eq(RESERVED))
-            .filter(checkout_sessions::saga_id.is_null()),
+            .filter(checkout_sessions::saga_id.is_null())
+            .filter(checkout_sessions::flash_sale_id.is_null()),
     )
     .set((checkout_sessions::status.eq(status.as_str()), checkout_sessions::updated_at.eq(now.naive_utc())))
     .returning(SessionRow::as_returning())
@@ -141,11 +146,12 @@ pub async fn close(
     row.map(CheckoutSession::try_from).transpose()
 }
 
-/// Open sessions past their expiry that no payment holds.
+/// Open sessions past their expiry that no payment holds (flash sales expire their own holds).
 pub async fn expired(conn: &mut Conn<'_>, now: DateTime<Utc>, limit: i64) -> StoreResult<Vec<String>> {
     on_conn!(conn, c => checkout_sessions::table
         .filter(checkout_sessions::status.eq(RESERVED))
         .filter(checkout_sessions::saga_id.is_null())
+        .filter(checkout_sessions::flash_sale_id.is_null())
         .filter(checkout_sessions::expires_at.le(now.naive_utc()))
         .order(checkout_sessions::expires_at)
         .limit(limit)

@@ -6,6 +6,7 @@
 pub mod carts;
 pub mod catalog;
 pub mod checkout;
+pub mod flash_sales;
 pub mod inventory;
 pub mod notifications;
 pub mod orders;
@@ -63,6 +64,7 @@ macro_rules! transaction_errors {
 transaction_errors!(
     crate::domain::cart::CartError,
     crate::domain::checkout::CheckoutError,
+    crate::domain::flash::FlashSaleError,
     crate::domain::orders::OrderError
 );
 

@@ -96,6 +96,7 @@ diesel::table! {
         expires_at -> Timestamp,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        flash_sale_id -> Nullable<Text>,
     }
 }
 
@@ -208,6 +209,50 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    flash_sales (id) {
+        id -> Text,
+        product_id -> Text,
+        sale_price_cents -> BigInt,
+        currency_code -> Text,
+        quantity -> Integer,
+        remaining -> Integer,
+        starts_at -> Timestamp,
+        ends_at -> Timestamp,
+        per_user_limit -> Integer,
+        admission_per_minute -> Integer,
+        hold_seconds -> Integer,
+        tickets -> BigInt,
+        shuffled -> Bool,
+        rate_limited -> Integer,
+        returned_to_stock -> Integer,
+        ended_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    flash_sale_entries (sale_id, shopper) {
+        sale_id -> Text,
+        shopper -> Text,
+        status -> Text,
+        quantity -> Integer,
+        ticket -> Nullable<BigInt>,
+        checkout_session_id -> Nullable<Text>,
+        expires_at -> Nullable<Timestamp>,
+        admitted_at -> Nullable<Timestamp>,
+        joined_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    flash_sale_attempts (sale_id, shopper) {
+        sale_id -> Text,
+        shopper -> Text,
+        attempts -> Integer,
+        since -> Timestamp,
+    }
+}
+
 diesel::joinable!(products -> categories (category_id));
 diesel::joinable!(inventory -> products (product_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
@@ -229,5 +274,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     order_events,
     notifications,
     interactions,
-    recommender_models
+    recommender_models,
+    flash_sales,
+    flash_sale_entries,
+    flash_sale_attempts
 );

@@ -22,3 +22,8 @@ pub fn cart_topic(owner: &Shopper) -> String {
 pub fn order_topic(owner: &Shopper) -> String {
     format!("order.{owner}")
 }
+
+/// Nudges about one flash sale: its state or its entries changed, so subscribers re-read.
+pub fn flash_sale_topic(sale_id: &str) -> String {
+    format!("flash.{sale_id}")
+}

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod checkout;
 pub mod clock;
 pub mod events;
+pub mod flash;
 pub mod limits;
 pub mod notify;
 pub mod orders;

@@ -7,9 +7,9 @@ mod cart;
 mod catalog;
 mod checkout;
 mod error_codes;
+mod flash_sales;
 mod meta;
 mod orders;
-mod pending;
 mod query_cost;
 mod rate_limits;
 mod recommendations;
@@ -34,7 +34,7 @@ pub struct QueryRoot(
     orders::OrderQuery,
     meta::MetaQuery,
     recommendations::RecommendationQuery,
-    pending::PendingQuery,
+    flash_sales::FlashSaleQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -46,12 +46,12 @@ pub struct MutationRoot(
     orders::OrderMutation,
     admin::AdminMutation,
     recommendations::RecommendationMutation,
-    pending::PendingMutation,
+    flash_sales::FlashSaleMutation,
 );
 
 #[derive(MergedSubscription, Default)]
 #[graphql(name = "Subscription")]
-pub struct SubscriptionRoot(cart::CartSubscription, orders::OrderSubscription, pending::PendingSubscription);
+pub struct SubscriptionRoot(cart::CartSubscription, orders::OrderSubscription, flash_sales::FlashSaleSubscription);
 
 pub type ShopSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 

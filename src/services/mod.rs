@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cart;
 pub mod catalog;
 pub mod checkout;
+pub mod flash_sales;
 pub mod limits;
 pub mod orders;
 pub mod recommendations;

@@ -93,7 +93,7 @@ impl RecommendationService {
             kind: InteractionKind::View,
             at: self.clock.now(),
         };
-        self.db.with_conn(async |c| recommendations::record(c, &[view]).await).await?;
+        self.db.atomically(async |c| recommendations::record(c, &[view]).await).await?;
         Ok(())
     }
 
@@ -211,7 +211,7 @@ impl RecommendationService {
     /// trained. This instance loads it at once.
     pub async fn train(&self) -> StoreResult<Option<i64>> {
         let now = self.clock.now();
-        if !self.db.with_conn(async |c| recommendations::claim_training(c, now, now + TRAINING_LEASE).await).await? {
+        if !self.db.atomically(async |c| recommendations::claim_training(c, now, now + TRAINING_LEASE).await).await? {
             return Ok(None);
         }
         let history = self
@@ -234,7 +234,7 @@ impl RecommendationService {
         .await
         .map_err(|err| StoreError::internal("training recommendations", err))?;
         let serialized = serialized.map_err(|err| StoreError::internal("serializing the model", err))?;
-        let version = self.db.with_conn(async |c| recommendations::save_model(c, &serialized, now).await).await?;
+        let version = self.db.atomically(async |c| recommendations::save_model(c, &serialized, now).await).await?;
         self.install(version, model);
         Ok(Some(version))
     }

@@ -10,9 +10,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::next_round;
 use crate::app::AppContext;
+use crate::db::scoped;
 
 /// How soon a model trained elsewhere is in use here.
 const RELOAD_POLL: Duration = Duration::from_secs(2);
+/// The look for a newer model, counted apart from training and loading.
+const IDLE_SCOPE: &str = "worker:recommender-idle";
 
 pub async fn run(app: AppContext, cancel: CancellationToken) {
     let service = &app.recommendations;
@@ -36,7 +39,7 @@ pub async fn run(app: AppContext, cancel: CancellationToken) {
                 }
             }
         }
-        if let Err(err) = service.refresh().await {
+        if let Err(err) = scoped(IDLE_SCOPE, service.refresh()).await {
             tracing::warn!(error = %err, "loading the recommendation model failed; keeping the one held");
         }
     }

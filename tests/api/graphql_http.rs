@@ -145,13 +145,6 @@ on_both_backends!(oversized_and_overdeep_queries_are_refused, |backend: Backend|
     assert_eq!(error_code(&syntax), "BAD_USER_INPUT");
 });
 
-on_both_backends!(pending_operations_say_so, |backend: Backend| async move {
-    let server = TestServer::start(backend).await;
-    let response = server.gql("{ flashSale(id: \"sale-1\") { id } }", json!({}), None).await;
-    assert_eq!(response["errors"][0]["extensions"], json!({ "code": "NOT_IMPLEMENTED" }));
-    assert_eq!(response["errors"][0]["message"], "flashSale is not available in this version yet");
-});
-
 on_both_backends!(health_readiness_and_metrics, |backend: Backend| async move {
     let server = TestServer::start(backend).await;
     let get = |path: &'static str| server.client.get(server.url(path)).send();

@@ -10,6 +10,7 @@ mod checkout;
 mod cli;
 mod cluster;
 mod faults;
+mod flash_sales;
 mod graphql_http;
 mod limits;
 mod opensearch;

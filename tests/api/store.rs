@@ -294,6 +294,7 @@ mod carts_writes_and_outbox {
             saga_id: None,
             expires_at: now + Duration::minutes(10),
             created_at: now,
+            flash_sale_id: None,
         };
         // The conditional reservation takes nothing (3 asked, 2 there): the transaction that
         // refuses it takes the session and the event back with it.

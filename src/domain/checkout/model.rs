@@ -61,6 +61,8 @@ pub struct CheckoutSession {
     pub saga_id: Option<String>,
     pub expires_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
+    /// The flash sale whose units it holds: they go back to the sale, not to regular stock.
+    pub flash_sale_id: Option<String>,
 }
 
 impl CheckoutSession {

@@ -1,16 +1,15 @@
-//! GraphQL types. Most wrap domain entities; flash-sale types are declared in `pending` until
-//! their capability lands.
+//! GraphQL types, most wrapping domain entities.
 
 mod auth;
 mod cart;
 mod catalog;
 mod checkout;
-mod pending;
+mod flash;
 mod search;
 
 pub use auth::{AuthPayload, User};
 pub use cart::{Cart, CartItem};
 pub use catalog::{Attribute, Category, Money, Product, RecommendationIntent};
 pub use checkout::*;
-pub use pending::*;
+pub use flash::*;
 pub use search::*;

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{CheckoutResult, CheckoutService, new_id, return_stock};
+use super::{CheckoutResult, CheckoutService, new_id, release};
 use crate::db::outbox::OutboxRow;
 use crate::db::{Writes, carts, checkout, inventory, notifications, orders, payments};
 use crate::domain::cart::rules::without_bought;
@@ -303,7 +303,7 @@ impl CheckoutService {
                         checkout::close(c, &saga.request.session_id, CheckoutStatus::Failed, Some(&saga.id), now)
                             .await?
                 {
-                    return_stock(c, &session.lines, true, now).await?;
+                    release(c, &session, now).await?;
                 }
                 Ok::<_, CheckoutError>(())
             })

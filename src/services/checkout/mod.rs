@@ -10,7 +10,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::db::outbox::OutboxRow;
-use crate::db::{Conn, Pool, Writes, carts, checkout, inventory};
+use crate::db::{Conn, Pool, Writes, carts, checkout, flash_sales, inventory};
 use crate::domain::auth::Viewer;
 use crate::domain::cart::CartLine;
 use crate::domain::catalog::model::validate_id;
@@ -79,6 +79,14 @@ pub(crate) async fn return_stock(
     Ok(())
 }
 
+/// Gives a closed session's units back: to its flash sale, or to regular stock.
+pub(crate) async fn release(conn: &mut Conn<'_>, session: &CheckoutSession, now: DateTime<Utc>) -> StoreResult<()> {
+    match &session.flash_sale_id {
+        Some(sale_id) => flash_sales::release_hold(conn, sale_id, session).await,
+        None => return_stock(conn, &session.lines, true, now).await,
+    }
+}
+
 impl CheckoutService {
     pub fn new(
         db: Pool,
@@ -119,6 +127,7 @@ impl CheckoutService {
                     saga_id: None,
                     expires_at: now + self.rules.reservation_ttl,
                     created_at: now,
+                    flash_sale_id: None,
                 };
                 let mut writes = Writes::new(checkout::insert(&session)?);
                 for line in &session.lines {
@@ -188,7 +197,7 @@ impl CheckoutService {
         self.db
             .transaction(async |c| {
                 let Some(session) = checkout::close(c, id, status, saga, now).await? else { return Ok(None) };
-                return_stock(c, &session.lines, true, now).await?;
+                release(c, &session, now).await?;
                 Ok(Some(session))
             })
             .await

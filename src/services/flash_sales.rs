@@ -1,0 +1,547 @@
+//! Flash sales: creating a sale (its units leave regular stock), joining and leaving it, and
+//! `settle`, which moves a sale along as time passes: the early arrivals shuffled at the start,
+//! tickets let through at the admission rate and given units (or SOLD_OUT), lapsed holds given
+//! back to the sale, paid holds marked PURCHASED, and the end. Joins settle their own ticket at
+//! once; the flash-sale worker settles every open sale several times a second.
+//!
+//! The stock gate is the sale row's `remaining`, taken by a conditional UPDATE, so any number
+//! of instances on one store never hand out more units than the sale has.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures::stream::{self, BoxStream};
+use futures::{StreamExt, future};
+use rand::seq::SliceRandom;
+
+use crate::db::flash_sales::{self, EntryCounts};
+use crate::db::outbox::{self, OutboxRow};
+use crate::db::{Pool, Writes, catalog, checkout, inventory};
+use crate::domain::auth::Viewer;
+use crate::domain::cart::CartLine;
+use crate::domain::catalog::model::validate_id;
+use crate::domain::checkout::{CheckoutSession, CheckoutStatus, PricingRules};
+use crate::domain::events::flash_sale_topic;
+use crate::domain::flash::{
+    DEFAULT_ADMISSION_PER_MINUTE, DEFAULT_HOLD_SECONDS, Entry, EntryStatus, EntryView, FlashSale, FlashSaleError,
+    NewSale, SaleStatus,
+};
+use crate::domain::primitives::{Money, Shopper};
+use crate::ports::{Clock, Event, EventBus, StoreError};
+use crate::services::checkout::release;
+
+pub type FlashResult<T> = Result<T, FlashSaleError>;
+
+/// A waiting shopper's new place is pushed at most this often (note 16).
+const POSITION_UPDATES: Duration = Duration::from_secs(1);
+/// Waiting shoppers let through per round of `settle`.
+const ADMISSIONS_PER_ROUND: i64 = 500;
+
+/// A sale with what its entries add up to now.
+#[derive(Debug, Clone)]
+pub struct SaleState {
+    pub sale: FlashSale,
+    pub status: SaleStatus,
+    pub counts: EntryCounts,
+}
+
+/// Note 14's report: counts, and the reconciliation of the gate with the store.
+#[derive(Debug, Clone)]
+pub struct SaleReport {
+    pub state: SaleState,
+    pub conversion_rate: f64,
+    /// The gate's units (left, or returned at the end) minus what the store says is neither
+    /// sold nor held.
+    pub discrepancy: i64,
+    pub reconciled_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone)]
+pub struct FlashSaleService {
+    db: Pool,
+    bus: Arc<dyn EventBus>,
+    clock: Arc<dyn Clock>,
+    pricing: PricingRules,
+}
+
+fn shopper_of(viewer: Option<&Viewer>) -> FlashResult<Shopper> {
+    viewer.map(Viewer::shopper).ok_or(FlashSaleError::Unauthenticated)
+}
+
+/// Any id format is allowed in; one that cannot exist is simply not found.
+fn known_format(id: &str) -> bool {
+    validate_id("saleId", id).is_ok()
+}
+
+impl FlashSaleService {
+    pub fn new(db: Pool, bus: Arc<dyn EventBus>, clock: Arc<dyn Clock>, pricing: PricingRules) -> Self {
+        Self { db, bus, clock, pricing }
+    }
+
+    pub async fn create(&self, input: NewSale) -> FlashResult<SaleState> {
+        input.validate()?;
+        let now = self.clock.now();
+        let sale = self
+            .db
+            .transaction(async |c| {
+                let product = catalog::products_by_ids(c, std::slice::from_ref(&input.product_id))
+                    .await?
+                    .pop()
+                    .ok_or_else(|| FlashSaleError::invalid("productId", "no such product"))?;
+                if !flash_sales::withdraw_stock(c, &product.id, input.quantity).await? {
+                    let available = inventory::available(c, std::slice::from_ref(&product.id)).await?;
+                    return Err(FlashSaleError::OutOfStock {
+                        product_id: product.id.clone(),
+                        requested: input.quantity,
+                        available: available.get(&product.id).copied().unwrap_or_default(),
+                    });
+                }
+                let sale = FlashSale {
+                    id: format!("sale-{}", uuid::Uuid::new_v4().simple()),
+                    product_id: product.id,
+                    sale_price: Money { cents: input.sale_price_cents, currency: product.price.currency },
+                    quantity: input.quantity,
+                    remaining: input.quantity,
+                    starts_at: input.starts_at,
+                    ends_at: input.ends_at,
+                    per_user_limit: input.per_user_limit.unwrap_or(1),
+                    admission_per_minute: input.admission_per_minute.unwrap_or(DEFAULT_ADMISSION_PER_MINUTE),
+                    hold_seconds: input.hold_seconds.unwrap_or(DEFAULT_HOLD_SECONDS),
+                    tickets: 0,
+                    // A sale that has started has no early arrivals to shuffle.
+                    shuffled: input.starts_at <= now,
+                    rate_limited: 0,
+                    returned_to_stock: 0,
+                    ended_at: None,
+                };
+                flash_sales::insert_sale(c, &sale).await?;
+                outbox::insert(c, vec![OutboxRow::stock(std::slice::from_ref(&sale.product_id), now)?]).await?;
+                Ok::<_, FlashSaleError>(sale)
+            })
+            .await?;
+        Ok(self.state_of(sale, now).await?)
+    }
+
+    pub async fn sale(&self, id: &str) -> FlashResult<Option<SaleState>> {
+        if !known_format(id) {
+            return Ok(None);
+        }
+        let now = self.clock.now();
+        let Some(sale) = self.db.with_conn(async |c| flash_sales::sale(c, id).await).await? else { return Ok(None) };
+        Ok(Some(self.state_of(sale, now).await?))
+    }
+
+    pub async fn upcoming(&self, first: i32) -> FlashResult<Vec<SaleState>> {
+        let first = i64::from(first.clamp(0, 100));
+        let now = self.clock.now();
+        let sales = self.db.with_conn(async |c| flash_sales::upcoming(c, now, first).await).await?;
+        let mut states = Vec::with_capacity(sales.len());
+        for sale in sales {
+            states.push(self.state_of(sale, now).await?);
+        }
+        Ok(states)
+    }
+
+    async fn state_of(&self, sale: FlashSale, now: DateTime<Utc>) -> Result<SaleState, StoreError> {
+        let counts = self.db.with_conn(async |c| flash_sales::counts(c, &sale.id).await).await?;
+        Ok(SaleState { status: sale.status(now, counts.held_units), sale, counts })
+    }
+
+    /// The caller's entry (`None` if they never joined), settled to now.
+    pub async fn entry(&self, viewer: Option<&Viewer>, sale_id: &str) -> FlashResult<Option<EntryView>> {
+        let shopper = shopper_of(viewer)?;
+        if !known_format(sale_id) {
+            return Ok(None);
+        }
+        let Some(sale) = self.db.with_conn(async |c| flash_sales::sale(c, sale_id).await).await? else {
+            return Ok(None);
+        };
+        self.view(&sale, &shopper.key()).await
+    }
+
+    /// Note 15: joins the waiting room (or returns the caller's entry), and lets the caller
+    /// through at once when their ticket is due. Every call counts towards note 16's limit.
+    pub async fn join(&self, viewer: Option<&Viewer>, sale_id: &str, quantity: i32) -> FlashResult<EntryView> {
+        let shopper = shopper_of(viewer)?.key();
+        let now = self.clock.now();
+        let sale = self.existing(sale_id).await?;
+        self.db
+            .transaction(async |c| flash_sales::count_attempt(c, sale_id, &shopper, now).await)
+            .await?
+            .map_err(|retry_after| FlashSaleError::RateLimited { retry_after })?;
+        let joined_before =
+            self.db.with_conn(async |c| flash_sales::entry(c, sale_id, &shopper).await).await?.is_some();
+        if sale.is_over(now) {
+            return Err(FlashSaleError::SaleNotActive);
+        }
+        if !joined_before {
+            if quantity < 1 {
+                return Err(FlashSaleError::invalid("quantity", "must be at least 1"));
+            }
+            if quantity > sale.per_user_limit {
+                return Err(FlashSaleError::invalid(
+                    "quantity",
+                    format!("at most {} per shopper in this sale", sale.per_user_limit),
+                ));
+            }
+            self.enter(&sale, &shopper, quantity, now).await?;
+        }
+        self.view(&sale, &shopper).await?.ok_or_else(|| FlashSaleError::NotFound(format!("flash sale {sale_id}")))
+    }
+
+    /// Adds the caller's entry: SOLD_OUT when nothing is left or held, else WAITING with the
+    /// next ticket (none before the start: early arrivals are shuffled at the start).
+    async fn enter(&self, sale: &FlashSale, shopper: &str, quantity: i32, now: DateTime<Utc>) -> FlashResult<()> {
+        // The early arrivals go first, even if the worker has not shuffled them in yet.
+        if now >= sale.starts_at && !sale.shuffled {
+            self.shuffle(&sale.id).await?;
+        }
+        let state = self.state_of(sale.clone(), now).await?;
+        let fresh = self
+            .db
+            .transaction(async |c| {
+                let current = flash_sales::sale(c, &sale.id).await?.unwrap_or_else(|| sale.clone());
+                let sold_out =
+                    state.status == SaleStatus::SoldOut || current.remaining == 0 && state.counts.held_units == 0;
+                let ticket = if sold_out || now < sale.starts_at || !current.shuffled {
+                    None
+                } else {
+                    Some(flash_sales::next_ticket(c, &sale.id).await?)
+                };
+                let entry = Entry {
+                    sale_id: sale.id.clone(),
+                    shopper: shopper.to_owned(),
+                    status: if sold_out { EntryStatus::SoldOut } else { EntryStatus::Waiting },
+                    quantity,
+                    ticket,
+                    checkout_session_id: None,
+                    expires_at: None,
+                    admitted_at: None,
+                    joined_at: now,
+                };
+                flash_sales::insert_entry(c, &entry).await?;
+                Ok::<_, StoreError>(entry)
+            })
+            .await?;
+        if let Some(ticket) = fresh.ticket
+            && ticket <= sale.admitted_tickets(now)
+        {
+            self.admit(sale, &fresh, now).await?;
+        }
+        self.nudge(&sale.id).await;
+        Ok(())
+    }
+
+    /// Leaves the waiting room, or gives a hold back to the sale at once.
+    pub async fn leave(&self, viewer: Option<&Viewer>, sale_id: &str) -> FlashResult<EntryView> {
+        let shopper = shopper_of(viewer)?.key();
+        let now = self.clock.now();
+        let not_found = || FlashSaleError::NotFound(format!("your entry in flash sale {sale_id}"));
+        let sale = self.existing(sale_id).await?;
+        let entry =
+            self.db.with_conn(async |c| flash_sales::entry(c, sale_id, &shopper).await).await?.ok_or_else(not_found)?;
+        match entry.status {
+            EntryStatus::Waiting => {
+                self.db
+                    .atomically(async |c| {
+                        flash_sales::move_entries(
+                            c,
+                            sale_id,
+                            Some(&shopper),
+                            EntryStatus::Waiting,
+                            EntryStatus::Expired,
+                        )
+                        .await
+                    })
+                    .await?;
+            }
+            EntryStatus::Reserved => {
+                if let Some(session_id) = &entry.checkout_session_id {
+                    self.give_back(session_id, CheckoutStatus::Cancelled, now).await?;
+                }
+            }
+            _ => {}
+        }
+        self.nudge(sale_id).await;
+        self.view(&sale, &shopper).await?.ok_or_else(not_found)
+    }
+
+    pub async fn report(&self, sale_id: &str) -> FlashResult<SaleReport> {
+        let now = self.clock.now();
+        let state =
+            self.sale(sale_id).await?.ok_or_else(|| FlashSaleError::NotFound(format!("flash sale {sale_id}")))?;
+        let sale = &state.sale;
+        let counts = &state.counts;
+        let gate = i64::from(sale.remaining) + i64::from(sale.returned_to_stock);
+        let store = i64::from(sale.quantity) - counts.purchased_units - counts.held_units;
+        let conversion_rate =
+            if counts.joined == 0 { 0.0 } else { counts.purchased_units as f64 / counts.joined as f64 };
+        Ok(SaleReport { reconciled_at: sale.ended_at.or(Some(now)), discrepancy: gate - store, conversion_rate, state })
+    }
+
+    /// Ends the sale now: holds not being paid go back, and every unit neither sold nor held
+    /// returns to regular stock, once.
+    pub async fn end(&self, sale_id: &str) -> FlashResult<SaleReport> {
+        let sale = self.existing(sale_id).await?;
+        self.finish(&sale, self.clock.now()).await?;
+        self.report(sale_id).await
+    }
+
+    async fn finish(&self, sale: &FlashSale, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let holds = self.db.with_conn(async |c| flash_sales::holds(c, &sale.id, None).await).await?;
+        for hold in holds {
+            if let Some(session_id) = &hold.checkout_session_id {
+                self.give_back(session_id, CheckoutStatus::Cancelled, now).await?;
+            }
+        }
+        self.db
+            .transaction(async |c| {
+                flash_sales::move_entries(c, &sale.id, None, EntryStatus::Waiting, EntryStatus::SoldOut).await?;
+                if flash_sales::end(c, sale, now).await?.is_some() {
+                    outbox::insert(c, vec![OutboxRow::stock(std::slice::from_ref(&sale.product_id), now)?]).await?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await?;
+        self.nudge(&sale.id).await;
+        Ok(())
+    }
+
+    /// Closes a hold's session and gives its units back to the sale; nothing if a payment
+    /// holds it (it ends PURCHASED or comes back through the payment's compensation).
+    async fn give_back(&self, session_id: &str, status: CheckoutStatus, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.db
+            .transaction(async |c| {
+                if let Some(session) = checkout::close(c, session_id, status, None, now).await? {
+                    release(c, &session, now).await?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    /// Lets one due entry through: units taken from the gate and a checkout session at the
+    /// sale price, or SOLD_OUT when none are left.
+    async fn admit(&self, sale: &FlashSale, entry: &Entry, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let line = CartLine {
+            product_id: sale.product_id.clone(),
+            quantity: entry.quantity,
+            unit_price: sale.sale_price.clone(),
+            added_at: now,
+        };
+        let totals = self
+            .pricing
+            .price(std::slice::from_ref(&line), &self.pricing.default_country)
+            .map_err(|err| StoreError::internal("pricing a flash sale hold", std::io::Error::other(err.to_string())))?;
+        let session = CheckoutSession {
+            id: format!("chk-{}", uuid::Uuid::new_v4().simple()),
+            owner: crate::db::shopper(&entry.shopper)?,
+            status: CheckoutStatus::Reserved,
+            lines: vec![line],
+            totals,
+            saga_id: None,
+            expires_at: now + sale.hold(),
+            created_at: now,
+            flash_sale_id: Some(sale.id.clone()),
+        };
+        self.db
+            .transaction(async |c| {
+                if !flash_sales::take_units(c, &sale.id, entry.quantity).await? {
+                    flash_sales::move_entries(
+                        c,
+                        &sale.id,
+                        Some(&entry.shopper),
+                        EntryStatus::Waiting,
+                        EntryStatus::SoldOut,
+                    )
+                    .await?;
+                    return Ok(());
+                }
+                if !flash_sales::admit(c, entry, &session.id, session.expires_at, now).await? {
+                    // Another round let this shopper through first: the units go back.
+                    return Err(StoreError::Conflict("admitted already".to_owned()));
+                }
+                flash_sales::hold_in_stock(c, &sale.product_id, entry.quantity).await?;
+                Writes::new(checkout::insert(&session)?).run(c, "creating a flash sale hold").await?;
+                Ok(())
+            })
+            .await
+            .or_else(|err| match err {
+                StoreError::Conflict(_) => Ok(()),
+                other => Err(other),
+            })
+    }
+
+    /// Moves one sale along to `now`; see the module's doc.
+    pub async fn settle(&self, sale_id: &str) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let Some(sale) = self.db.with_conn(async |c| flash_sales::sale(c, sale_id).await).await? else { return Ok(()) };
+        if sale.ended_at.is_some() {
+            return Ok(());
+        }
+        if now >= sale.ends_at {
+            return self.finish(&sale, now).await;
+        }
+        let mut changed = false;
+        if now >= sale.starts_at && !sale.shuffled {
+            changed |= self.shuffle(&sale.id).await?;
+        }
+        changed |= self.db.atomically(async |c| flash_sales::mark_purchased(c, &sale.id).await).await? > 0;
+        for lapsed in self.db.with_conn(async |c| flash_sales::holds(c, &sale.id, Some(now)).await).await? {
+            if let Some(session_id) = &lapsed.checkout_session_id {
+                self.give_back(session_id, CheckoutStatus::Expired, now).await?;
+                changed = true;
+            }
+        }
+        let due_up_to = sale.admitted_tickets(now);
+        for entry in
+            self.db.with_conn(async |c| flash_sales::due(c, &sale.id, due_up_to, ADMISSIONS_PER_ROUND).await).await?
+        {
+            self.admit(&sale, &entry, now).await?;
+            changed = true;
+        }
+        changed |= self.sell_out_if_gone(&sale.id, now).await?;
+        if changed || now >= sale.starts_at {
+            self.nudge(&sale.id).await;
+        }
+        Ok(())
+    }
+
+    /// Once no unit is left and none is held, every waiting shopper is SOLD_OUT at once.
+    async fn sell_out_if_gone(&self, sale_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let Some(sale) = self.db.with_conn(async |c| flash_sales::sale(c, sale_id).await).await? else {
+            return Ok(false);
+        };
+        let state = self.state_of(sale, now).await?;
+        if state.status != SaleStatus::SoldOut || state.counts.waiting == 0 {
+            return Ok(false);
+        }
+        let moved = self
+            .db
+            .atomically(async |c| {
+                flash_sales::move_entries(c, sale_id, None, EntryStatus::Waiting, EntryStatus::SoldOut).await
+            })
+            .await?;
+        Ok(moved > 0)
+    }
+
+    /// At the start, everyone who came early gets a ticket in a random order.
+    async fn shuffle(&self, sale_id: &str) -> Result<bool, StoreError> {
+        self.db
+            .transaction(async |c| {
+                let mut early = flash_sales::unticketed(c, sale_id).await?;
+                early.shuffle(&mut rand::rng());
+                flash_sales::shuffle_in(c, sale_id, &early).await
+            })
+            .await
+    }
+
+    /// Every sale not yet ended, for the worker.
+    pub async fn open_sales(&self) -> Result<Vec<String>, StoreError> {
+        self.db.with_conn(async |c| flash_sales::unsettled(c).await).await
+    }
+
+    /// The entry as its shopper sees it, after settling their own ticket if it is due.
+    async fn view(&self, sale: &FlashSale, shopper: &str) -> FlashResult<Option<EntryView>> {
+        let now = self.clock.now();
+        let Some(entry) = self.db.with_conn(async |c| flash_sales::entry(c, &sale.id, shopper).await).await? else {
+            return Ok(None);
+        };
+        let (position, estimated_wait_seconds) = match (entry.status, entry.ticket) {
+            (EntryStatus::Waiting, Some(ticket)) => {
+                let position =
+                    self.db.with_conn(async |c| flash_sales::waiting_up_to(c, &sale.id, ticket).await).await?;
+                let wait = (sale.admission_time(ticket) - now).num_seconds().max(0);
+                (Some(position), Some(wait))
+            }
+            (EntryStatus::Waiting, None) => (None, Some((sale.starts_at - now).num_seconds().max(0))),
+            _ => (None, None),
+        };
+        Ok(Some(EntryView { entry, position, estimated_wait_seconds }))
+    }
+
+    /// Tells subscribers of the sale, on every instance, to read it again.
+    async fn nudge(&self, sale_id: &str) {
+        let event = Event { topic: flash_sale_topic(sale_id), payload: "{}".to_owned() };
+        if let Err(err) = self.bus.publish(&[event]).await {
+            tracing::warn!(error = %err, sale = sale_id, "announcing a flash sale change failed");
+        }
+    }
+
+    /// The caller's entry now (once they have one), then each change: a new status at once,
+    /// a new place in the queue at most once a second.
+    pub async fn watch_entry(
+        &self,
+        viewer: Option<&Viewer>,
+        sale_id: &str,
+    ) -> FlashResult<BoxStream<'static, EntryView>> {
+        let shopper = shopper_of(viewer)?;
+        let sale = self.existing(sale_id).await?;
+        // Subscribe before reading, so that no change between the two is missed.
+        let nudges = self.bus.subscribe(&flash_sale_topic(sale_id));
+        let current = self.view(&sale, &shopper.key()).await?;
+        let service = self.clone();
+        let changes = stream::unfold(
+            (nudges, current.clone(), Instant::now(), service, sale, shopper.key()),
+            |(mut nudges, last, shown_at, service, sale, shopper)| async move {
+                loop {
+                    nudges.next().await?;
+                    let Ok(Some(now)) = service.view(&sale, &shopper).await else { continue };
+                    let status_changed = last.as_ref().is_none_or(|last| last.entry.status != now.entry.status);
+                    let moved = last.as_ref() != Some(&now) && shown_at.elapsed() >= POSITION_UPDATES;
+                    if status_changed || moved {
+                        return Some((now.clone(), (nudges, Some(now), Instant::now(), service, sale, shopper)));
+                    }
+                }
+            },
+        );
+        Ok(stream::iter(current).chain(changes).boxed())
+    }
+
+    /// The sale's public state now, then each change.
+    pub async fn watch_sale(&self, sale_id: &str) -> FlashResult<BoxStream<'static, SaleState>> {
+        self.existing(sale_id).await?;
+        let nudges = self.bus.subscribe(&flash_sale_topic(sale_id));
+        let current =
+            self.sale(sale_id).await?.ok_or_else(|| FlashSaleError::NotFound(format!("flash sale {sale_id}")))?;
+        let service = self.clone();
+        let shown = Shown::of(&current);
+        let changes = stream::unfold(
+            (nudges, shown, service, sale_id.to_owned()),
+            |(mut nudges, shown, service, sale_id)| async move {
+                loop {
+                    nudges.next().await?;
+                    let Ok(Some(state)) = service.sale(&sale_id).await else { continue };
+                    if Shown::of(&state) != shown {
+                        let shown = Shown::of(&state);
+                        return Some((state, (nudges, shown, service, sale_id)));
+                    }
+                }
+            },
+        );
+        Ok(stream::once(future::ready(current)).chain(changes).boxed())
+    }
+
+    async fn existing(&self, sale_id: &str) -> FlashResult<FlashSale> {
+        let not_found = || FlashSaleError::NotFound(format!("flash sale {sale_id}"));
+        if !known_format(sale_id) {
+            return Err(not_found());
+        }
+        self.db.with_conn(async |c| flash_sales::sale(c, sale_id).await).await?.ok_or_else(not_found)
+    }
+}
+
+/// What `flashSaleUpdated` shows of a sale; a push only when it changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Shown {
+    remaining: i32,
+    waiting: i64,
+    status: SaleStatus,
+}
+
+impl Shown {
+    fn of(state: &SaleState) -> Self {
+        Shown { remaining: state.sale.remaining, waiting: state.counts.waiting, status: state.status }
+    }
+}

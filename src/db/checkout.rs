@@ -146,12 +146,11 @@ pub async fn close(
     row.map(CheckoutSession::try_from).transpose()
 }
 
-/// Open sessions past their expiry that no payment holds (flash sales expire their own holds).
+/// Open sessions past their expiry that no payment holds.
 pub async fn expired(conn: &mut Conn<'_>, now: DateTime<Utc>, limit: i64) -> StoreResult<Vec<String>> {
     on_conn!(conn, c => checkout_sessions::table
         .filter(checkout_sessions::status.eq(RESERVED))
         .filter(checkout_sessions::saga_id.is_null())
-        .filter(checkout_sessions::flash_sale_id.is_null())
         .filter(checkout_sessions::expires_at.le(now.naive_utc()))
         .order(checkout_sessions::expires_at)
         .limit(limit)

@@ -2,12 +2,16 @@
 //! conditional UPDATE, so concurrent admissions on any number of instances never take more
 //! than there are.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
+use super::inventory;
 use super::pool::{Conn, on_conn};
-use super::schema::{checkout_sessions, flash_sale_attempts, flash_sale_entries, flash_sales, inventory};
+use super::schema::{checkout_sessions, flash_sale_attempts, flash_sale_entries, flash_sales};
+use super::writes::Writes;
 use super::{converted, parsed, store_error};
 use crate::domain::checkout::CheckoutSession;
 use crate::domain::flash::{Entry, EntryStatus, FlashSale};
@@ -133,16 +137,6 @@ pub async fn insert_sale(conn: &mut Conn<'_>, sale: &FlashSale) -> StoreResult<(
     on_conn!(conn, c => diesel::insert_into(flash_sales::table).values(row).execute(c).await)
         .map(drop)
         .map_err(store_error("creating a flash sale"))
-}
-
-/// Takes the sale's units out of the product's regular stock; whether there were enough.
-pub async fn withdraw_stock(conn: &mut Conn<'_>, product_id: &str, quantity: i32) -> StoreResult<bool> {
-    on_conn!(conn, c => diesel::update(inventory::table.find(product_id).filter(inventory::available.ge(quantity)))
-        .set((inventory::available.eq(inventory::available - quantity), inventory::version.eq(inventory::version + 1)))
-        .execute(c)
-        .await)
-    .map(|changed| changed == 1)
-    .map_err(store_error("taking a sale's units out of stock"))
 }
 
 pub async fn sale(conn: &mut Conn<'_>, id: &str) -> StoreResult<Option<FlashSale>> {
@@ -318,17 +312,6 @@ pub async fn take_units(conn: &mut Conn<'_>, sale_id: &str, quantity: i32) -> St
     .map_err(store_error("taking a sale's units"))
 }
 
-/// Holds the sale's units for a checkout session: they count as reserved stock, so that paying
-/// sells them as any reservation.
-pub async fn hold_in_stock(conn: &mut Conn<'_>, product_id: &str, quantity: i32) -> StoreResult<()> {
-    on_conn!(conn, c => diesel::update(inventory::table.find(product_id))
-        .set((inventory::reserved.eq(inventory::reserved + quantity), inventory::version.eq(inventory::version + 1)))
-        .execute(c)
-        .await)
-    .map(drop)
-    .map_err(store_error("holding a sale's units"))
-}
-
 /// A WAITING entry becomes RESERVED with its session; whether it was still waiting.
 pub async fn admit(
     conn: &mut Conn<'_>,
@@ -409,11 +392,7 @@ pub async fn holds(conn: &mut Conn<'_>, sale_id: &str, lapsed_by: Option<DateTim
 /// A hold's units go back to the sale (out of reserved stock) and its entry is EXPIRED.
 pub async fn release_hold(conn: &mut Conn<'_>, sale_id: &str, session: &CheckoutSession) -> StoreResult<()> {
     for line in &session.lines {
-        on_conn!(conn, c => diesel::update(inventory::table.find(&line.product_id))
-            .set((inventory::reserved.eq(inventory::reserved - line.quantity), inventory::version.eq(inventory::version + 1)))
-            .execute(c)
-            .await)
-        .map_err(store_error("releasing a hold"))?;
+        Writes::new(inventory::sell(&line.product_id, line.quantity)).run(conn, "releasing a hold").await?;
         on_conn!(conn, c => diesel::update(flash_sales::table.find(sale_id))
             .set(flash_sales::remaining.eq(flash_sales::remaining + line.quantity))
             .execute(c)
@@ -431,11 +410,10 @@ pub async fn release_hold(conn: &mut Conn<'_>, sale_id: &str, session: &Checkout
     .map_err(store_error("expiring a hold"))
 }
 
-/// Ends the sale once: what remains goes back to the product's regular stock. The units
+/// Ends the sale once, setting aside what remains as returned to regular stock. The units
 /// returned, or `None` when it had ended already.
 pub async fn end(conn: &mut Conn<'_>, sale: &FlashSale, now: DateTime<Utc>) -> StoreResult<Option<i32>> {
-    let returned: Option<i32> =
-        on_conn!(conn, c => diesel::update(flash_sales::table.find(&sale.id).filter(flash_sales::ended_at.is_null()))
+    on_conn!(conn, c => diesel::update(flash_sales::table.find(&sale.id).filter(flash_sales::ended_at.is_null()))
         .set((
             flash_sales::ended_at.eq(now.naive_utc()),
             flash_sales::returned_to_stock.eq(flash_sales::remaining),
@@ -445,15 +423,7 @@ pub async fn end(conn: &mut Conn<'_>, sale: &FlashSale, now: DateTime<Utc>) -> S
         .get_result(c)
         .await
         .optional())
-        .map_err(store_error("ending a flash sale"))?;
-    if let Some(units) = returned.filter(|units| *units > 0) {
-        on_conn!(conn, c => diesel::update(inventory::table.find(&sale.product_id))
-            .set((inventory::available.eq(inventory::available + units), inventory::version.eq(inventory::version + 1)))
-            .execute(c)
-            .await)
-        .map_err(store_error("returning a sale's units to stock"))?;
-    }
-    Ok(returned)
+    .map_err(store_error("ending a flash sale"))
 }
 
 /// Waiting entries with a ticket at or before `ticket`: the place of that ticket's holder.
@@ -468,11 +438,26 @@ pub async fn waiting_up_to(conn: &mut Conn<'_>, sale_id: &str, ticket: i64) -> S
     .map_err(store_error("finding a place in the waiting room"))
 }
 
-pub async fn counts(conn: &mut Conn<'_>, sale_id: &str) -> StoreResult<EntryCounts> {
-    let rows: Vec<(String, i64, Option<i64>, i64)> = on_conn!(conn, c => flash_sale_entries::table
+/// Whether any entry of the sale holds units.
+pub async fn any_held(conn: &mut Conn<'_>, sale_id: &str) -> StoreResult<bool> {
+    let held: Option<String> = on_conn!(conn, c => flash_sale_entries::table
         .filter(flash_sale_entries::sale_id.eq(sale_id))
-        .group_by(flash_sale_entries::status)
+        .filter(flash_sale_entries::status.eq(EntryStatus::Reserved.as_str()))
+        .select(flash_sale_entries::shopper)
+        .first(c)
+        .await
+        .optional())
+    .map_err(store_error("looking for holds"))?;
+    Ok(held.is_some())
+}
+
+/// What the entries of each sale add up to, in one query for all of them.
+pub async fn counts_of(conn: &mut Conn<'_>, sale_ids: &[String]) -> StoreResult<HashMap<String, EntryCounts>> {
+    let rows: Vec<(String, String, i64, Option<i64>, i64)> = on_conn!(conn, c => flash_sale_entries::table
+        .filter(flash_sale_entries::sale_id.eq_any(sale_ids))
+        .group_by((flash_sale_entries::sale_id, flash_sale_entries::status))
         .select((
+            flash_sale_entries::sale_id,
             flash_sale_entries::status,
             diesel::dsl::count_star(),
             diesel::dsl::sum(flash_sale_entries::quantity),
@@ -481,8 +466,10 @@ pub async fn counts(conn: &mut Conn<'_>, sale_id: &str) -> StoreResult<EntryCoun
         .load(c)
         .await)
     .map_err(store_error("counting flash sale entries"))?;
-    let mut counts = EntryCounts::default();
-    for (status, entries, units, admitted) in rows {
+    let mut all: HashMap<String, EntryCounts> =
+        sale_ids.iter().map(|id| (id.clone(), EntryCounts::default())).collect();
+    for (sale_id, status, entries, units, admitted) in rows {
+        let counts = all.entry(sale_id).or_default();
         let units = units.unwrap_or_default();
         counts.joined += entries;
         counts.admitted += admitted;
@@ -495,5 +482,5 @@ pub async fn counts(conn: &mut Conn<'_>, sale_id: &str) -> StoreResult<EntryCoun
             None => {}
         }
     }
-    Ok(counts)
+    Ok(all)
 }

@@ -128,7 +128,20 @@ pub fn reserve(product_id: &str, quantity: i32) -> impl Write {
     ))
 }
 
-/// Reserved units become sold (an order was made).
+/// Takes `quantity` out of available stock altogether (into a flash sale) only if that many
+/// are available: the write changes no row when they are not.
+pub fn withdraw(product_id: &str, quantity: i32) -> impl Write {
+    diesel::update(inventory::table.find(product_id.to_owned()).filter(inventory::available.ge(quantity)))
+        .set((inventory::available.eq(inventory::available - quantity), inventory::version.eq(inventory::version + 1)))
+}
+
+/// Units from outside available stock (a flash sale's) become reserved for a checkout session.
+pub fn hold(product_id: &str, quantity: i32) -> impl Write {
+    diesel::update(inventory::table.find(product_id.to_owned()))
+        .set((inventory::reserved.eq(inventory::reserved + quantity), inventory::version.eq(inventory::version + 1)))
+}
+
+/// Reserved units leave stock: sold (an order was made), or back to the flash sale they came from.
 pub fn sell(product_id: &str, quantity: i32) -> impl Write {
     diesel::update(inventory::table.find(product_id.to_owned()))
         .set((inventory::reserved.eq(inventory::reserved - quantity), inventory::version.eq(inventory::version + 1)))

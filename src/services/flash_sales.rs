@@ -29,7 +29,7 @@ use crate::domain::flash::{
 };
 use crate::domain::primitives::{Money, Shopper};
 use crate::ports::{Clock, Event, EventBus, StoreError};
-use crate::services::checkout::release;
+use crate::services::checkout::close_session;
 
 pub type FlashResult<T> = Result<T, FlashSaleError>;
 
@@ -89,7 +89,10 @@ impl FlashSaleService {
                     .await?
                     .pop()
                     .ok_or_else(|| FlashSaleError::invalid("productId", "no such product"))?;
-                if !flash_sales::withdraw_stock(c, &product.id, input.quantity).await? {
+                let withdrawn = Writes::new(inventory::withdraw(&product.id, input.quantity))
+                    .run(c, "taking a sale's units")
+                    .await?;
+                if withdrawn[0] == 0 {
                     let available = inventory::available(c, std::slice::from_ref(&product.id)).await?;
                     return Err(FlashSaleError::OutOfStock {
                         product_id: product.id.clone(),
@@ -120,7 +123,7 @@ impl FlashSaleService {
                 Ok::<_, FlashSaleError>(sale)
             })
             .await?;
-        Ok(self.state_of(sale, now).await?)
+        Ok(self.states_of(vec![sale], now).await?.remove(0))
     }
 
     pub async fn sale(&self, id: &str) -> FlashResult<Option<SaleState>> {
@@ -129,23 +132,27 @@ impl FlashSaleService {
         }
         let now = self.clock.now();
         let Some(sale) = self.db.with_conn(async |c| flash_sales::sale(c, id).await).await? else { return Ok(None) };
-        Ok(Some(self.state_of(sale, now).await?))
+        Ok(self.states_of(vec![sale], now).await?.pop())
     }
 
     pub async fn upcoming(&self, first: i32) -> FlashResult<Vec<SaleState>> {
         let first = i64::from(first.clamp(0, 100));
         let now = self.clock.now();
         let sales = self.db.with_conn(async |c| flash_sales::upcoming(c, now, first).await).await?;
-        let mut states = Vec::with_capacity(sales.len());
-        for sale in sales {
-            states.push(self.state_of(sale, now).await?);
-        }
-        Ok(states)
+        Ok(self.states_of(sales, now).await?)
     }
 
-    async fn state_of(&self, sale: FlashSale, now: DateTime<Utc>) -> Result<SaleState, StoreError> {
-        let counts = self.db.with_conn(async |c| flash_sales::counts(c, &sale.id).await).await?;
-        Ok(SaleState { status: sale.status(now, counts.held_units), sale, counts })
+    /// The sales with their entries' counts, read in one query.
+    async fn states_of(&self, sales: Vec<FlashSale>, now: DateTime<Utc>) -> Result<Vec<SaleState>, StoreError> {
+        let ids: Vec<String> = sales.iter().map(|sale| sale.id.clone()).collect();
+        let mut counts = self.db.with_conn(async |c| flash_sales::counts_of(c, &ids).await).await?;
+        Ok(sales
+            .into_iter()
+            .map(|sale| {
+                let counts = counts.remove(&sale.id).unwrap_or_default();
+                SaleState { status: sale.status(now, counts.held_units), sale, counts }
+            })
+            .collect())
     }
 
     /// The caller's entry (`None` if they never joined), settled to now.
@@ -197,13 +204,11 @@ impl FlashSaleService {
         if now >= sale.starts_at && !sale.shuffled {
             self.shuffle(&sale.id).await?;
         }
-        let state = self.state_of(sale.clone(), now).await?;
         let fresh = self
             .db
             .transaction(async |c| {
                 let current = flash_sales::sale(c, &sale.id).await?.unwrap_or_else(|| sale.clone());
-                let sold_out =
-                    state.status == SaleStatus::SoldOut || current.remaining == 0 && state.counts.held_units == 0;
+                let sold_out = current.remaining == 0 && !flash_sales::any_held(c, &sale.id).await?;
                 let ticket = if sold_out || now < sale.starts_at || !current.shuffled {
                     None
                 } else {
@@ -220,11 +225,13 @@ impl FlashSaleService {
                     admitted_at: None,
                     joined_at: now,
                 };
-                flash_sales::insert_entry(c, &entry).await?;
-                Ok::<_, StoreError>(entry)
+                // A concurrent join of the same shopper may have come first; it keeps its entry.
+                let inserted = flash_sales::insert_entry(c, &entry).await?;
+                Ok::<_, StoreError>(inserted.then_some(entry))
             })
             .await?;
-        if let Some(ticket) = fresh.ticket
+        if let Some(fresh) = fresh
+            && let Some(ticket) = fresh.ticket
             && ticket <= sale.admitted_tickets(now)
         {
             self.admit(sale, &fresh, now).await?;
@@ -298,8 +305,12 @@ impl FlashSaleService {
         self.db
             .transaction(async |c| {
                 flash_sales::move_entries(c, &sale.id, None, EntryStatus::Waiting, EntryStatus::SoldOut).await?;
-                if flash_sales::end(c, sale, now).await?.is_some() {
-                    outbox::insert(c, vec![OutboxRow::stock(std::slice::from_ref(&sale.product_id), now)?]).await?;
+                if let Some(returned) = flash_sales::end(c, sale, now).await?.filter(|units| *units > 0) {
+                    let stock_event = OutboxRow::stock(std::slice::from_ref(&sale.product_id), now)?;
+                    Writes::new(inventory::give_back(&sale.product_id, returned, false))
+                        .event(stock_event)
+                        .run(c, "returning a sale's units to stock")
+                        .await?;
                 }
                 Ok::<_, StoreError>(())
             })
@@ -311,14 +322,7 @@ impl FlashSaleService {
     /// Closes a hold's session and gives its units back to the sale; nothing if a payment
     /// holds it (it ends PURCHASED or comes back through the payment's compensation).
     async fn give_back(&self, session_id: &str, status: CheckoutStatus, now: DateTime<Utc>) -> Result<(), StoreError> {
-        self.db
-            .transaction(async |c| {
-                if let Some(session) = checkout::close(c, session_id, status, None, now).await? {
-                    release(c, &session, now).await?;
-                }
-                Ok(())
-            })
-            .await
+        close_session(&self.db, session_id, status, None, now).await.map(drop)
     }
 
     /// Lets one due entry through: units taken from the gate and a checkout session at the
@@ -362,7 +366,7 @@ impl FlashSaleService {
                     // Another round let this shopper through first: the units go back.
                     return Err(StoreError::Conflict("admitted already".to_owned()));
                 }
-                flash_sales::hold_in_stock(c, &sale.product_id, entry.quantity).await?;
+                Writes::new(inventory::hold(&sale.product_id, entry.quantity)).run(c, "holding a sale's units").await?;
                 Writes::new(checkout::insert(&session)?).run(c, "creating a flash sale hold").await?;
                 Ok(())
             })
@@ -401,7 +405,7 @@ impl FlashSaleService {
             self.admit(&sale, &entry, now).await?;
             changed = true;
         }
-        changed |= self.sell_out_if_gone(&sale.id, now).await?;
+        changed |= self.sell_out_if_gone(&sale.id).await?;
         if changed || now >= sale.starts_at {
             self.nudge(&sale.id).await;
         }
@@ -409,17 +413,15 @@ impl FlashSaleService {
     }
 
     /// Once no unit is left and none is held, every waiting shopper is SOLD_OUT at once.
-    async fn sell_out_if_gone(&self, sale_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let Some(sale) = self.db.with_conn(async |c| flash_sales::sale(c, sale_id).await).await? else {
-            return Ok(false);
-        };
-        let state = self.state_of(sale, now).await?;
-        if state.status != SaleStatus::SoldOut || state.counts.waiting == 0 {
-            return Ok(false);
-        }
+    async fn sell_out_if_gone(&self, sale_id: &str) -> Result<bool, StoreError> {
         let moved = self
             .db
             .atomically(async |c| {
+                let gone = flash_sales::sale(c, sale_id).await?.is_some_and(|sale| sale.remaining == 0)
+                    && !flash_sales::any_held(c, sale_id).await?;
+                if !gone {
+                    return Ok(0);
+                }
                 flash_sales::move_entries(c, sale_id, None, EntryStatus::Waiting, EntryStatus::SoldOut).await
             })
             .await?;

@@ -2,7 +2,7 @@
 //! what the store says now (the caller's latest views, what they bought, stock), and trains
 //! the model under a lease so that one instance trains and every instance loads the result.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use chrono::TimeDelta;
@@ -164,7 +164,9 @@ impl RecommendationService {
 
         let mut candidates = Candidates::default();
         let latest_viewed: Vec<String> = recent.iter().take(RECENT_VIEWS_USED).map(|id| (*id).to_owned()).collect();
-        let viewed = self.catalog.products_by_ids(&latest_viewed).await?;
+        let mut viewed = self.catalog.products_by_ids(&latest_viewed).await?;
+        // The catalog answers in no particular order; the latest view weighs most.
+        viewed.sort_by_key(|product| latest_viewed.iter().position(|id| *id == product.id));
         for (position, product) in viewed.iter().enumerate() {
             let recency = 1.0 / (1.0 + position as f32);
             if let Some(category) = &product.category_id {
@@ -184,9 +186,20 @@ impl RecommendationService {
         let in_stock = self.in_stock(candidates.ids()).await?;
         let ranked = candidates.ranked(|id| !excluded.contains(id) && in_stock.contains(id));
         let shortlist: Vec<String> = ranked.into_iter().take(count * 4).collect();
-        let products = self.catalog.products_by_ids(&shortlist).await?;
-        let category_of = |id: &str| products.iter().find(|p| p.id == id).and_then(|p| p.category_id.clone());
-        let ranked = shortlist.iter().map(|id| (id.clone(), category_of(id))).collect();
+        let categories: HashMap<String, Option<String>> = self
+            .catalog
+            .products_by_ids(&shortlist)
+            .await?
+            .iter()
+            .map(|product| (product.id.clone(), product.category_id.clone()))
+            .collect();
+        let ranked = shortlist
+            .into_iter()
+            .map(|id| {
+                let category = categories.get(&id).cloned().flatten();
+                (id, category)
+            })
+            .collect();
         Ok(pick_varied(ranked, count))
     }
 

@@ -184,6 +184,7 @@ on_both_backends!(a_guests_views_follow_it_into_the_account, |backend: Backend| 
         .await;
     let token = signed_up["signUp"]["token"].as_str().expect("token");
     let own = picks(&server, Some(token), 3).await;
+    assert_eq!(own.len(), 3, "the guest's view shapes the account's picks: {own:?}");
     assert!(own.iter().all(|id| category_of(id) == "Tech/Phones/Cases"), "{own:?}");
     assert!(!own.contains(&"rec-case-1".to_owned()));
 });

@@ -3,12 +3,10 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Model {
-    pub trained_at: Option<DateTime<Utc>>,
     /// Latent factors per item and per shopper (ALS on implicit feedback), row-major.
     pub(super) factors: usize,
     pub(super) item_ids: Vec<String>,
@@ -61,9 +59,5 @@ impl Model {
 
     pub fn best_rated(&self) -> &[String] {
         &self.best_rated
-    }
-
-    pub fn knows_shopper(&self, shopper: &str) -> bool {
-        self.shopper_factors.contains_key(shopper)
     }
 }

@@ -69,7 +69,7 @@ pub fn train(history: &History, now: DateTime<Utc>) -> Model {
             f64::from(interaction.kind.weight()) * 0.5f64.powf(age_days / TRENDING_HALF_LIFE_DAYS);
     }
 
-    let mut model = Model { trained_at: Some(now), ..Model::default() };
+    let mut model = Model::default();
     fit_factors(&mut model, &affinity, &products, &shoppers);
     model.also_liked = neighbours(&shopper_products(&affinity), products.ids.len())
         .into_iter()

@@ -87,6 +87,23 @@ pub(crate) async fn release(conn: &mut Conn<'_>, session: &CheckoutSession, now:
     }
 }
 
+/// Moves a RESERVED session that no payment holds (or `saga` holds) to `status` and gives its
+/// units back (`release`), in one transaction; `None` when it was not in that state.
+pub(crate) async fn close_session(
+    db: &Pool,
+    id: &str,
+    status: CheckoutStatus,
+    saga: Option<&str>,
+    now: DateTime<Utc>,
+) -> StoreResult<Option<CheckoutSession>> {
+    db.transaction(async |c| {
+        let Some(session) = checkout::close(c, id, status, saga, now).await? else { return Ok(None) };
+        release(c, &session, now).await?;
+        Ok(Some(session))
+    })
+    .await
+}
+
 impl CheckoutService {
     pub fn new(
         db: Pool,
@@ -193,14 +210,7 @@ impl CheckoutService {
         status: CheckoutStatus,
         saga: Option<&str>,
     ) -> CheckoutResult<Option<CheckoutSession>> {
-        let now = self.clock.now();
-        self.db
-            .transaction(async |c| {
-                let Some(session) = checkout::close(c, id, status, saga, now).await? else { return Ok(None) };
-                release(c, &session, now).await?;
-                Ok(Some(session))
-            })
-            .await
+        Ok(close_session(&self.db, id, status, saga, self.clock.now()).await?)
     }
 
     async fn own_session(&self, viewer: Option<&Viewer>, id: &str) -> CheckoutResult<CheckoutSession> {

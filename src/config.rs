@@ -74,6 +74,26 @@ pub const KEYS: &[Key] = &[
     },
     Key { name: "max_body_bytes", default: "262144", meaning: "largest HTTP request body accepted" },
     Key {
+        name: "http_header_timeout_secs",
+        default: "10",
+        meaning: "a connection that sends no complete request head this long (idle keep-alive too) is closed",
+    },
+    Key {
+        name: "http_idle_timeout_secs",
+        default: "60",
+        meaning: "a connection with no traffic either way this long is closed (keep it above ws_keepalive_secs)",
+    },
+    Key {
+        name: "http_body_timeout_secs",
+        default: "30",
+        meaning: "a request whose body has not fully arrived this long is answered 408",
+    },
+    Key {
+        name: "http_max_connections",
+        default: "10000",
+        meaning: "connections held open at once (websockets included); beyond it a newcomer gets 503",
+    },
+    Key {
         name: "redis_namespace",
         default: "shop",
         meaning: "prefix of Redis keys and channels; instances that share one set it alike",
@@ -205,6 +225,10 @@ pub struct Config {
     pub rate_limits: RateLimits,
     pub trusted_proxies: Vec<IpAddr>,
     pub max_body_bytes: usize,
+    pub http_header_timeout: Duration,
+    pub http_idle_timeout: Duration,
+    pub http_body_timeout: Duration,
+    pub http_max_connections: usize,
     pub redis_namespace: String,
     pub cart_max_lines: usize,
     pub cart_max_line_quantity: i32,
@@ -370,6 +394,10 @@ impl Config {
             },
             trusted_proxies: reader.addresses("trusted_proxies")?,
             max_body_bytes: reader.positive("max_body_bytes")?,
+            http_header_timeout: reader.seconds("http_header_timeout_secs")?,
+            http_idle_timeout: reader.seconds("http_idle_timeout_secs")?,
+            http_body_timeout: reader.seconds("http_body_timeout_secs")?,
+            http_max_connections: reader.positive("http_max_connections")?,
             redis_namespace: reader.text("redis_namespace"),
             cart_max_lines: reader.positive("cart_max_lines")?,
             cart_max_line_quantity: i32::try_from(reader.positive("cart_max_line_quantity")?)

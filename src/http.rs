@@ -65,6 +65,7 @@ pub fn router(app: AppContext, schema: ShopSchema, closing: CancellationToken) -
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(rest::routes())
+        .layer(middleware::from_fn_with_state(state.clone(), read_body_in_time))
         .layer(middleware::from_fn_with_state(state.clone(), track_metrics))
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(cors)
@@ -337,6 +338,43 @@ async fn readyz(State(state): State<HttpState>) -> Response {
 async fn metrics(State(state): State<HttpState>) -> Response {
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.app.metrics.render())
         .into_response()
+}
+
+/// Reads the whole request body before the handler runs, within `http_body_timeout`: a client
+/// trickling its body cannot hold a connection (and a handler) for ever, and a request that has
+/// started executing is never cut off half-way through its writes.
+async fn read_body_in_time(State(state): State<HttpState>, request: Request, next: Next) -> Response {
+    use http_body::Body as _;
+    if request.body().size_hint().exact() == Some(0) {
+        return next.run(request).await;
+    }
+    let deadline = state.app.config.http_body_timeout;
+    let (parts, body) = request.into_parts();
+    match tokio::time::timeout(deadline.to_std().unwrap_or_default(), axum::body::to_bytes(body, usize::MAX)).await {
+        Ok(Ok(bytes)) => next.run(Request::from_parts(parts, bytes.into())).await,
+        Ok(Err(err)) if is_over_limit(&err) => request_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::BadUserInput,
+            &format!("the request body exceeds {} bytes", state.app.config.max_body_bytes),
+        ),
+        Ok(Err(_)) => request_error(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, "the request body was cut short"),
+        Err(_) => request_error(
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::BadUserInput,
+            &format!("the request body did not arrive within {} s", deadline.num_seconds()),
+        ),
+    }
+}
+
+fn is_over_limit(err: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(cause) = source {
+        if cause.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 async fn track_metrics(State(state): State<HttpState>, request: Request, next: Next) -> Response {

@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -33,6 +34,9 @@ pub struct Metrics {
     pub store_statements: Family<ScopeLabels, Counter>,
     pub search_cache_hits: Counter,
     pub search_index_swaps: Counter,
+    pub connections_open: Gauge,
+    /// Connections answered 503 because the server held its cap.
+    pub connections_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -54,7 +58,24 @@ impl Default for Metrics {
         registry.register("search_cache_hits", "Searches answered from the result cache", search_cache_hits.clone());
         let search_index_swaps = Counter::default();
         registry.register("search_index_swaps", "Switches to a rebuilt search index", search_index_swaps.clone());
-        Self { registry, http_requests, http_duration, store_statements, search_cache_hits, search_index_swaps }
+        let connections_open = Gauge::default();
+        registry.register("connections_open", "TCP connections being served", connections_open.clone());
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Connections turned away with 503 because the connection cap was reached",
+            connections_refused.clone(),
+        );
+        Self {
+            registry,
+            http_requests,
+            http_duration,
+            store_statements,
+            search_cache_hits,
+            search_index_swaps,
+            connections_open,
+            connections_refused,
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::AppContext;
 use crate::config::Config;
+use crate::connections::{self, ConnectionLimits};
 use crate::domain::clock::SystemClock;
 use crate::http;
 use crate::ports::Clock;
@@ -30,6 +31,9 @@ pub struct RunningServer {
     serving: JoinHandle<std::io::Result<()>>,
     workers: Workers,
 }
+
+/// How long shutdown lets in-flight requests finish.
+const REQUEST_DRAIN: Duration = Duration::from_secs(20);
 
 /// How long shutdown waits for background workers to finish the item they are on.
 const WORKER_DRAIN: Duration = Duration::from_secs(10);
@@ -60,13 +64,15 @@ pub async fn start(app: AppContext) -> anyhow::Result<RunningServer> {
     let closing = CancellationToken::new();
     let router = http::router(app.clone(), build_schema(app.clone()), closing.clone());
     let (shutdown, stopped) = oneshot::channel::<()>();
-    let serving = tokio::spawn(async move {
-        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let limits = ConnectionLimits {
+        max_connections: app.config.http_max_connections,
+        header_timeout: app.config.http_header_timeout.to_std().unwrap_or(Duration::from_secs(10)),
+        idle_timeout: app.config.http_idle_timeout.to_std().unwrap_or(Duration::from_secs(60)),
+        drain: REQUEST_DRAIN,
+    };
+    let serving = tokio::spawn(connections::serve(listener, router, limits, app.metrics.clone(), async move {
+        let _ = stopped.await;
+    }));
     // A checkout a crash interrupted is finished (or undone) before new ones start.
     let resumed = app.checkout.recover(app.clock.now() + chrono::Duration::seconds(1)).await;
     match resumed {

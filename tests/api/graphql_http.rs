@@ -231,3 +231,76 @@ on_both_backends!(graphiql_can_introspect_the_schema_under_the_default_limits, |
     assert!(types.iter().any(|t| t["name"] == "ErrorCode"), "ErrorCode is registered for clients");
     assert_eq!(data["__schema"]["subscriptionType"]["name"], "Subscription");
 });
+
+fn impatient_server(config: &mut shop::config::Config) {
+    config.http_header_timeout = chrono::Duration::seconds(1);
+    config.http_body_timeout = chrono::Duration::seconds(1);
+    config.http_idle_timeout = chrono::Duration::seconds(2);
+    config.http_max_connections = 4;
+}
+
+/// What a raw socket reads until the server closes it (or 5 s pass: then the test fails).
+async fn read_until_closed(socket: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt as _;
+    let mut received = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(5), socket.read_to_end(&mut received))
+        .await
+        .expect("the server closes the connection")
+        .expect("read");
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+/// Slowloris: clients that send headers slowly, bodies slowly, or nothing at all are cut off,
+/// and while the connection cap is full a newcomer is told 503 instead of being left hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_clients_cannot_hold_connections() {
+    use tokio::io::AsyncWriteExt as _;
+    let server =
+        TestServer::start_with(Backend::Sqlite, ServerOptions { tweak: impatient_server, ..Default::default() }).await;
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let connect = || tokio::net::TcpStream::connect(address.clone());
+
+    let mut slow_head = connect().await.expect("connect");
+    slow_head.write_all(b"GET /healthz HTTP/1.1\r\nhost: shop\r\n").await.expect("write");
+    assert_eq!(read_until_closed(&mut slow_head).await, "", "closed without an answer: no head arrived");
+
+    let mut slow_body = connect().await.expect("connect");
+    let head = "POST /graphql HTTP/1.1\r\nhost: shop\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n";
+    slow_body.write_all(format!("{head}{{\"query\":").as_bytes()).await.expect("write");
+    let answer = read_until_closed(&mut slow_body).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("BAD_USER_INPUT") && answer.contains("did not arrive within 1 s"), "{answer}");
+
+    // Each reading comes over a connection of its own, which it counts.
+    let open = || async {
+        let metrics = reqwest::Client::new().get(server.url("/metrics")).header("connection", "close").send();
+        let text = metrics.await.expect("metrics").text().await.expect("text");
+        let line = text.lines().find(|l| l.starts_with("shop_connections_open ")).expect("gauge").to_owned();
+        line.trim_start_matches("shop_connections_open ").parse::<f64>().expect("number")
+    };
+    while open().await > 1.0 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // The reading's own connection closes too.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(connect().await.expect("connect"));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let turned_away = reqwest::Client::new().get(server.url("/healthz")).send().await.expect("an answer");
+    assert_eq!(turned_away.status(), 503, "the cap of 4 is full of idle sockets");
+    assert_eq!(turned_away.headers()["retry-after"], "1");
+    for socket in &mut idle {
+        assert_eq!(read_until_closed(socket).await, "", "silent sockets are closed at the header deadline");
+    }
+    let kept_alive = reqwest::Client::new();
+    let served = kept_alive.get(server.url("/healthz")).send().await.expect("an answer");
+    assert_eq!(served.status(), 200, "their places are free again");
+    assert_eq!(open().await, 2.0, "the kept-alive connection and the one asking");
+    tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
+    assert_eq!(open().await, 1.0, "a kept-alive connection idle past its deadline is closed");
+    let metrics = reqwest::Client::new().get(server.url("/metrics")).send().await.expect("metrics");
+    let metrics = metrics.text().await.expect("text");
+    assert!(metrics.contains("shop_connections_refused_total 1"), "{metrics}");
+}

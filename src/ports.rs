@@ -116,6 +116,8 @@ pub trait PaymentGateway: Send + Sync {
     /// Whether the processor knows the payment method (`UnknownPaymentMethod` if not), asked
     /// before an order is held for review, so that a made-up method is refused as bad input.
     async fn check_payment_method(&self, payment_method: &str) -> Result<(), GatewayError>;
+    /// The longest one call may take before it gives up (a charge's lease is sized from it).
+    fn longest_call(&self) -> std::time::Duration;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,5 @@
-//! Starting and stopping the HTTP server with its background workers, and what runs once at
-//! start: the admin from the environment and the recovery of interrupted checkouts.
+//! Starting and stopping the HTTP server with its background workers, and the admin from the
+//! environment, ensured at start.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -73,13 +73,6 @@ pub async fn start(app: AppContext) -> anyhow::Result<RunningServer> {
     let serving = tokio::spawn(connections::serve(listener, router, limits, app.metrics.clone(), async move {
         let _ = stopped.await;
     }));
-    // A checkout a crash interrupted is finished (or undone) before new ones start.
-    let resumed = app.checkout.recover(app.clock.now() + chrono::Duration::seconds(1)).await;
-    match resumed {
-        Ok(0) => {}
-        Ok(count) => tracing::info!(count, "unfinished checkouts resumed"),
-        Err(err) => tracing::warn!(error = %err, "resuming unfinished checkouts failed"),
-    }
     let workers = Workers::start(&app);
     Ok(RunningServer { addr, app, shutdown, closing, serving, workers })
 }

@@ -28,6 +28,7 @@ struct SagaRow {
     failure: Option<String>,
     created_at: NaiveDateTime,
     updated_at: NaiveDateTime,
+    lease_until: NaiveDateTime,
 }
 
 impl TryFrom<&Saga> for SagaRow {
@@ -46,6 +47,7 @@ impl TryFrom<&Saga> for SagaRow {
             failure: saga.failure.clone(),
             created_at: saga.updated_at.naive_utc(),
             updated_at: saga.updated_at.naive_utc(),
+            lease_until: saga.lease_until.naive_utc(),
         })
     }
 }
@@ -64,6 +66,7 @@ impl TryFrom<SagaRow> for Saga {
             order_id: row.order_id,
             failure: row.failure,
             updated_at: row.updated_at.and_utc(),
+            lease_until: row.lease_until.and_utc(),
         })
     }
 }
@@ -137,11 +140,16 @@ pub async fn saga(conn: &mut Conn<'_>, id: &str) -> StoreResult<Option<Saga>> {
     row.map(Saga::try_from).transpose()
 }
 
-pub async fn sagas_in_step(conn: &mut Conn<'_>, step: SagaStep, before: DateTime<Utc>) -> StoreResult<Vec<Saga>> {
+/// Steps in which a saga is being worked on, and is leased to whoever works on it.
+const LEASED_STEPS: [&str; 2] = [SagaStep::Charging.as_str(), SagaStep::Refunding.as_str()];
+
+/// Sagas left CHARGING or REFUNDING whose lease ran out before `now`: their claimant is gone.
+pub async fn sagas_due(conn: &mut Conn<'_>, now: DateTime<Utc>, limit: i64) -> StoreResult<Vec<Saga>> {
     let rows: Vec<SagaRow> = on_conn!(conn, c => checkout_sagas::table
-        .filter(checkout_sagas::step.eq(step.as_str()))
-        .filter(checkout_sagas::updated_at.lt(before.naive_utc()))
-        .order(checkout_sagas::updated_at)
+        .filter(checkout_sagas::step.eq_any(LEASED_STEPS))
+        .filter(checkout_sagas::lease_until.lt(now.naive_utc()))
+        .order(checkout_sagas::lease_until)
+        .limit(limit)
         .select(SagaRow::as_select())
         .load(c)
         .await)
@@ -149,20 +157,45 @@ pub async fn sagas_in_step(conn: &mut Conn<'_>, step: SagaStep, before: DateTime
     converted(rows)
 }
 
-/// Moves the saga from `from` to `to`; changes no row when it was not at `from`.
+/// When the next lease of a CHARGING or REFUNDING saga runs out, if any is held.
+pub async fn next_lease_end(conn: &mut Conn<'_>) -> StoreResult<Option<DateTime<Utc>>> {
+    let end: Option<NaiveDateTime> = on_conn!(conn, c => checkout_sagas::table
+        .filter(checkout_sagas::step.eq_any(LEASED_STEPS))
+        .select(diesel::dsl::min(checkout_sagas::lease_until))
+        .first(c)
+        .await)
+    .map_err(store_error("reading saga leases"))?;
+    Ok(end.map(|end| end.and_utc()))
+}
+
+/// Takes the lease of a saga still at `step` whose lease ran out before `now`; changes no row
+/// when another instance took it first.
+pub fn take_lease(id: &str, step: SagaStep, now: DateTime<Utc>, until: DateTime<Utc>) -> impl Write {
+    diesel::update(
+        checkout_sagas::table
+            .find(id.to_owned())
+            .filter(checkout_sagas::step.eq(step.as_str()))
+            .filter(checkout_sagas::lease_until.lt(now.naive_utc())),
+    )
+    .set(checkout_sagas::lease_until.eq(until.naive_utc()))
+}
+
+/// Moves the saga from `from` to `to`, leased until `lease_until` (`now` ends the lease);
+/// changes no row when it was not at `from`.
 pub fn advance_saga(
     id: &str,
-    from: SagaStep,
-    to: SagaStep,
+    (from, to): (SagaStep, SagaStep),
     order_id: Option<&str>,
     failure: Option<&str>,
     now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
 ) -> impl Write {
     diesel::update(checkout_sagas::table.find(id.to_owned()).filter(checkout_sagas::step.eq(from.as_str()))).set((
         checkout_sagas::step.eq(to.as_str()),
         checkout_sagas::order_id.eq(order_id.map(str::to_owned)),
         checkout_sagas::failure.eq(failure.map(str::to_owned)),
         checkout_sagas::updated_at.eq(now.naive_utc()),
+        checkout_sagas::lease_until.eq(lease_until.naive_utc()),
     ))
 }
 

@@ -113,6 +113,7 @@ diesel::table! {
         failure -> Nullable<Text>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        lease_until -> Timestamp,
     }
 }
 

@@ -50,6 +50,9 @@ pub fn refund_key(charge_key: &str) -> String {
     format!("refund:{charge_key}")
 }
 
+/// Time a lease allows, past the gateway calls, to record what they answered.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
 /// Waits between attempts after transient failures (1 s, 2 s, 4 s by default).
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -66,6 +69,17 @@ impl RetryPolicy {
             .map(|d| d.parse::<u64>().map(Duration::from_millis).map_err(|_| format!("`{d}` is not milliseconds")))
             .collect::<Result<_, _>>()?;
         Ok(Self { delays })
+    }
+
+    /// How long a saga stays with whoever claimed it for charging: every call the retries may
+    /// make (each up to the gateway's `longest_call`), the waits between them, and a margin for
+    /// recording the outcome. Recovery leaves a saga alone until then, so it never races a
+    /// charge that is still running.
+    pub fn lease(&self, longest_call: Duration) -> chrono::Duration {
+        let calls = longest_call.saturating_mul(u32::try_from(self.delays.len() + 1).unwrap_or(u32::MAX));
+        let waits: Duration = self.delays.iter().sum();
+        chrono::Duration::from_std(calls.saturating_add(waits).saturating_add(LEASE_MARGIN))
+            .unwrap_or(chrono::Duration::MAX)
     }
 
     /// Charges, retrying transient failures after each delay in turn.
@@ -95,5 +109,13 @@ mod tests {
         assert_eq!(attempt_key("saga-1", 1), "saga-1:1");
         assert_ne!(attempt_key("saga-1", 1), attempt_key("saga-1", 2), "a retry after a decline is a new charge");
         assert_eq!(refund_key(&attempt_key("saga-1", 2)), "refund:saga-1:2");
+    }
+
+    #[test]
+    fn a_lease_outlasts_every_call_and_wait_a_charge_may_make() {
+        let call = Duration::from_secs(30);
+        assert_eq!(RetryPolicy { delays: Vec::new() }.lease(call), chrono::Duration::seconds(35));
+        let retrying = RetryPolicy::parse("1000,2000,4000").expect("delays");
+        assert_eq!(retrying.lease(call), chrono::Duration::seconds(4 * 30 + 7 + 5));
     }
 }

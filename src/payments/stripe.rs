@@ -8,6 +8,9 @@ use serde_json::Value;
 
 use crate::ports::{Charge, ChargeRequest, GatewayError, PaymentGateway};
 
+/// After this a call is abandoned, its outcome unknown (the same key settles it later).
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
 pub struct StripeGateway {
     http: reqwest::Client,
     /// `https://api.stripe.com`, or a stub's address in tests.
@@ -18,7 +21,7 @@ pub struct StripeGateway {
 impl StripeGateway {
     pub fn new(api_base: &str, secret_key: &str) -> Result<Self, GatewayError> {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
+            .timeout(CALL_TIMEOUT)
             .build()
             .map_err(|e| GatewayError::Failed(format!("building the Stripe client: {e}")))?;
         Ok(Self { http, api_base: api_base.trim_end_matches('/').to_owned(), secret_key: secret_key.to_owned() })
@@ -80,8 +83,16 @@ impl PaymentGateway for StripeGateway {
             ("automatic_payment_methods[allow_redirects]", "never".to_owned()),
             ("description", request.description.clone()),
         ];
-        let intent = self.post("/v1/payment_intents", &request.idempotency_key, &form).await?;
+        let mut intent = self.post("/v1/payment_intents", &request.idempotency_key, &form).await?;
         let reference = intent["id"].as_str().unwrap_or_default().to_owned();
+        if intent["status"] == "processing" && !reference.is_empty() {
+            // A replayed key answers with the intent as it first was, so a payment the bank was
+            // still settling then is read again as it stands now.
+            let path: String = form_urlencoded::byte_serialize(reference.as_bytes()).collect();
+            let current =
+                self.http.get(format!("{}/v1/payment_intents/{path}", self.api_base)).bearer_auth(&self.secret_key);
+            intent = Self::answer(current).await?;
+        }
         match intent["status"].as_str() {
             Some("succeeded") if !reference.is_empty() => Ok(Charge { reference }),
             // Pending at the bank: neither charged nor declined yet, so the saga stays CHARGING.
@@ -97,6 +108,10 @@ impl PaymentGateway for StripeGateway {
         let request =
             self.http.get(format!("{}/v1/payment_methods/{path}", self.api_base)).bearer_auth(&self.secret_key);
         Self::answer(request).await.map(drop)
+    }
+
+    fn longest_call(&self) -> Duration {
+        CALL_TIMEOUT
     }
 
     async fn refund(&self, reference: &str, idempotency_key: &str) -> Result<(), GatewayError> {

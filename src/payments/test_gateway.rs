@@ -119,6 +119,11 @@ impl PaymentGateway for TestGateway {
         }
     }
 
+    /// A local file append: a second is far more than it takes.
+    fn longest_call(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1)
+    }
+
     async fn refund(&self, reference: &str, idempotency_key: &str) -> Result<(), GatewayError> {
         let mut ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
         if ledger.refunds.contains_key(idempotency_key) {

@@ -8,6 +8,7 @@
 
 mod catalog_cache;
 mod catalog_setup;
+mod checkout_recovery;
 mod flash_sales;
 mod notifications;
 mod outbox;
@@ -46,6 +47,7 @@ impl Workers {
         workers.supervise("worker:outbox", app, outbox::run);
         workers.supervise("worker:notifications", app, notifications::run);
         workers.supervise("worker:sweeper", app, sweeper::run);
+        workers.supervise("worker:checkout-recovery", app, checkout_recovery::run);
         workers.supervise("worker:search-follower", app, search::follow_catalog);
         workers.supervise("worker:catalog-cache", app, catalog_cache::follow_catalog);
         workers.supervise("worker:search-replacements", app, search::follow_replacements);

@@ -1,6 +1,5 @@
 //! Every `sweep_interval`: returns expired reservations' stock, cancels orders that waited for
-//! review longer than a reservation lasts, resumes checkouts a crash or a hung gateway left
-//! CHARGING, deletes expired carts and old published events.
+//! review longer than a reservation lasts, deletes expired carts and old published events.
 
 use tokio_util::sync::CancellationToken;
 
@@ -8,8 +7,6 @@ use super::next_round;
 use crate::app::AppContext;
 use crate::db::outbox;
 
-/// A checkout still CHARGING after this long has lost its request (a crash, a hung gateway).
-const STUCK_CHECKOUT: chrono::Duration = chrono::Duration::minutes(2);
 /// Published events are kept this long (search catches up on rebuilds from them).
 const PUBLISHED_RETENTION: chrono::Duration = chrono::Duration::hours(1);
 
@@ -30,9 +27,6 @@ async fn sweep(app: &AppContext) {
         Ok(0) => {}
         Ok(cancelled) => tracing::info!(cancelled, "orders past their review time cancelled and restocked"),
         Err(err) => tracing::warn!(error = %err, "cancelling orders past their review time failed"),
-    }
-    if let Err(err) = app.checkout.recover(app.clock.now() - STUCK_CHECKOUT).await {
-        tracing::warn!(error = %err, "resuming stuck checkouts failed");
     }
     match app.carts.sweep_expired().await {
         Ok(0) => {}

@@ -94,7 +94,8 @@ async fn a_store_outage_after_the_charge_completes_the_order_later_and_never_ref
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert!(healthy_in_a_row > 8, "the store is reachable again");
-    let recovered = server.app().checkout.recover(clock.now() + chrono::Duration::seconds(1)).await;
+    // As the recovery worker would once the charge's lease (35 s for Stripe) has run out.
+    let recovered = server.app().checkout.recover(clock.now() + chrono::Duration::seconds(36)).await;
     assert_eq!(recovered.expect("recovery"), 1);
     let replay = place(&server, &guest, order_input(&session, "pm_card_visa", "outage")).await;
     assert_eq!(replay["data"]["placeOrder"]["status"], "PAID", "{replay:#}");

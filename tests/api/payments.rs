@@ -3,6 +3,7 @@
 //! directly and through a whole checkout.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::extract::{Path, State};
@@ -11,12 +12,14 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use serde_json::{Value, json};
-use shop::config::{Config, GatewayChoice};
+use shop::config::{Config, GatewayChoice, Secret};
+use shop::domain::clock::SystemClock;
 use shop::domain::primitives::Money;
 use shop::payments::StripeGateway;
 use shop::ports::{ChargeRequest, GatewayError, PaymentGateway};
 
-use crate::helpers::{Backend, ServerOptions, TestServer, serve_stub};
+use crate::checkout::{OFFER, P1, add, initiate, order_input, place};
+use crate::helpers::{ADMIN_EMAIL, Backend, PASSWORD, ServerOptions, TestDatabase, TestServer, serve_stub};
 use crate::on_both_backends;
 
 const SECRET: &str = "sk_test_stub";
@@ -27,6 +30,8 @@ struct Stub {
     replies: HashMap<String, (u16, Value)>,
     intents_created: usize,
     requests: usize,
+    /// Reads of the processing intent: the bank settles it after the first.
+    processing_reads: usize,
 }
 
 type Shared = Arc<Mutex<Stub>>;
@@ -92,6 +97,19 @@ async fn payment_intents(
     (StatusCode::from_u16(status).expect("status"), Json(body))
 }
 
+/// Reading an intent: the one the bank is settling succeeds from its second reading on.
+async fn payment_intent(State(stub): State<Shared>, Path(id): Path<String>) -> Json<Value> {
+    let mut stub = stub.lock().expect("stub");
+    let status = match id.as_str() {
+        "pi_stub_processing" => {
+            stub.processing_reads += 1;
+            if stub.processing_reads == 1 { "processing" } else { "succeeded" }
+        }
+        _ => "succeeded",
+    };
+    Json(json!({ "id": id, "object": "payment_intent", "status": status }))
+}
+
 async fn payment_methods(Path(id): Path<String>) -> impl IntoResponse {
     match id.as_str() {
         "pm_card_visa"
@@ -123,6 +141,7 @@ fn stub() -> &'static (String, Shared) {
         let shared: Shared = Arc::default();
         let app = Router::new()
             .route("/v1/payment_intents", post(payment_intents))
+            .route("/v1/payment_intents/{id}", get(payment_intent))
             .route("/v1/refunds", post(refunds))
             .route("/v1/payment_methods/{id}", get(payment_methods))
             .with_state(shared.clone());
@@ -157,6 +176,12 @@ async fn the_stripe_adapter_speaks_stripe() {
     assert!(matches!(stripe.charge(&charge("pm_nope", "d3")).await, Err(GatewayError::UnknownPaymentMethod(_))));
     // Neither is a decline: the outcome is not known yet, so the saga keeps its key and waits.
     assert!(matches!(stripe.charge(&charge("pm_stub_processing", "d6")).await, Err(GatewayError::Unavailable(_))));
+    let settled = stripe.charge(&charge("pm_stub_processing", "d6")).await;
+    assert_eq!(
+        settled.expect("the same key, once the bank settled: charged").reference,
+        "pi_stub_processing",
+        "the replayed answer still says processing; the intent read now says succeeded"
+    );
     assert!(matches!(stripe.charge(&charge("pm_stub_concurrent", "d7")).await, Err(GatewayError::Unavailable(_))));
     assert_eq!(stripe.check_payment_method("pm_card_chargeDeclined").await, Ok(()));
     assert!(matches!(stripe.check_payment_method("pm_nope").await, Err(GatewayError::UnknownPaymentMethod(_))));
@@ -200,4 +225,55 @@ on_both_backends!(a_checkout_pays_through_stripe, |backend: Backend| async move 
         cancelled["adminUpdateOrderStatus"],
         json!({ "status": "CANCELLED", "payment": { "status": "REFUNDED" } })
     );
+});
+
+/// Every charge at this processor meets another request with the same key (Stripe's 409): the
+/// outcome stays unknown, the saga CHARGING.
+async fn always_in_flight(State(attempts): State<Arc<AtomicUsize>>) -> (StatusCode, Json<Value>) {
+    attempts.fetch_add(1, Ordering::SeqCst);
+    (
+        StatusCode::CONFLICT,
+        Json(json!({ "error": { "type": "idempotency_error", "message": "another in-progress request" } })),
+    )
+}
+
+// Recovery takes a CHARGING saga only once its lease has run out, and only one of two
+// instances recovering at the same moment asks the processor again.
+on_both_backends!(recovery_waits_for_the_lease_and_takes_a_saga_once, |backend: Backend| async move {
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let processor = serve_stub(
+        Router::new()
+            .route("/v1/payment_intents", post(always_in_flight))
+            .route("/v1/payment_methods/{id}", get(payment_methods))
+            .with_state(attempts.clone()),
+    );
+    let db = TestDatabase::new(backend).await;
+    let mut config = db.config();
+    config.payment_gateway = GatewayChoice::Stripe { api_base: processor, secret_key: SECRET.to_owned() };
+    config.payment_retry = shop::domain::payments::RetryPolicy { delays: Vec::new() };
+    config.seed_products = 5;
+    config.admin = Some((ADMIN_EMAIL.to_owned(), Secret(PASSWORD.to_owned())));
+    let server = TestServer::start_on(db, config, Arc::new(SystemClock)).await;
+    let admin = server.admin_token().await;
+    server.data(OFFER, json!({ "p": P1, "q": 3 }), Some(&admin)).await;
+    let guest = server.guest_token().await;
+    add(&server, &guest, P1, 1).await;
+    let session = initiate(&server, &guest).await["data"]["initiateCheckout"]["id"].as_str().expect("id").to_owned();
+    let answered = place(&server, &guest, order_input(&session, "pm_card_visa", "lease")).await;
+    assert_eq!(crate::helpers::error_code(&answered), "PAYMENT_IN_PROGRESS", "{answered:#}");
+    assert_eq!(attempts.load(Ordering::SeqCst), 1);
+
+    let checkout = &server.app().checkout;
+    let now = server.app().clock.now();
+    assert_eq!(checkout.recover(now).await.expect("recovery"), 0);
+    assert_eq!(attempts.load(Ordering::SeqCst), 1, "a charge within its lease (35 s for Stripe) is left alone");
+    let lapsed = now + chrono::Duration::seconds(36);
+    let (first, second) = tokio::join!(checkout.recover(lapsed), checkout.recover(lapsed));
+    first.expect("recovery");
+    second.expect("recovery");
+    assert_eq!(attempts.load(Ordering::SeqCst), 2, "two instances recovering: one asks the processor again");
+    checkout.recover(lapsed).await.expect("recovery");
+    assert_eq!(attempts.load(Ordering::SeqCst), 2, "the recovery that took it holds a new lease");
+    let lease_end = checkout.next_lease_end().await.expect("leases").expect("a saga is still leased");
+    assert!(lease_end > lapsed + chrono::Duration::seconds(30), "{lease_end} is the new lease's end");
 });

@@ -20,7 +20,7 @@ pub enum CheckoutStatus {
 macro_rules! stored_enum {
     ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         impl $name {
-            pub fn as_str(self) -> &'static str {
+            pub const fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
             }
             pub fn parse(text: &str) -> Option<Self> {
@@ -186,4 +186,6 @@ pub struct Saga {
     pub order_id: Option<String>,
     pub failure: Option<String>,
     pub updated_at: DateTime<Utc>,
+    /// While CHARGING or REFUNDING, the saga is its claimant's until then; recovery waits.
+    pub lease_until: DateTime<Utc>,
 }

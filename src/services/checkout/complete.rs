@@ -16,38 +16,50 @@ use crate::domain::payments::{self as payment_rules, Payment, PaymentStatus};
 use crate::ports::{ChargeRequest, GatewayError};
 use crate::services::orders::recipient_of;
 
+/// Sagas one recovery round takes; the rest wait for the next round.
+const RECOVERY_BATCH: i64 = 100;
+
 impl CheckoutService {
-    /// Finishes sagas a crash or a hung gateway left CHARGING: the charge is asked again with
-    /// the same idempotency key (so it happens at most once) and the saga completes or fails.
-    /// Sagas left REFUNDING finish their refund.
-    pub async fn recover(&self, updated_before: DateTime<Utc>) -> CheckoutResult<usize> {
-        let (charging, refunding) = self
-            .db
-            .with_conn(async |c| {
-                Ok::<_, CheckoutError>((
-                    payments::sagas_in_step(c, SagaStep::Charging, updated_before).await?,
-                    payments::sagas_in_step(c, SagaStep::Refunding, updated_before).await?,
-                ))
-            })
-            .await?;
+    /// Finishes sagas whose claimant is gone (a crash, a request cut off): those left CHARGING
+    /// or REFUNDING with a lease that ran out before `now`. Each is taken under a new lease
+    /// first, so two instances never work on one, and none works on a charge still running.
+    /// A charge is asked again with the same idempotency key (so it happens at most once) and
+    /// the saga completes or fails; a refund is finished.
+    pub async fn recover(&self, now: DateTime<Utc>) -> CheckoutResult<usize> {
+        let due = self.db.with_conn(async |c| payments::sagas_due(c, now, RECOVERY_BATCH).await).await?;
         let mut recovered = 0;
-        for saga in charging {
-            tracing::info!(saga = %saga.id, "resuming an unfinished checkout");
-            match self.resume(&saga).await {
-                Ok(()) => recovered += 1,
-                Err(err) => tracing::warn!(saga = %saga.id, error = %err, "resuming a checkout failed"),
+        for saga in due {
+            let lease_until = self.lease_from(now);
+            let take = Writes::new(payments::take_lease(&saga.id, saga.step, now, lease_until));
+            if self.db.atomically(async |c| take.run(c, "taking a saga's lease").await).await?[0] == 0 {
+                continue;
             }
-        }
-        for saga in refunding {
-            tracing::info!(saga = %saga.id, "finishing an intended refund");
-            let payment = self.db.with_conn(async |c| payments::latest_payment(c, &saga.id).await).await?;
-            if let Some(payment) = payment
-                && self.refund(&saga, &payment).await
-            {
-                recovered += 1;
+            let saga = Saga { lease_until, ..saga };
+            match saga.step {
+                SagaStep::Charging => {
+                    tracing::info!(saga = %saga.id, "resuming an unfinished checkout");
+                    match self.resume(&saga).await {
+                        Ok(()) => recovered += 1,
+                        Err(err) => tracing::warn!(saga = %saga.id, error = %err, "resuming a checkout failed"),
+                    }
+                }
+                _ => {
+                    tracing::info!(saga = %saga.id, "finishing an intended refund");
+                    let payment = self.db.with_conn(async |c| payments::latest_payment(c, &saga.id).await).await?;
+                    if let Some(payment) = payment
+                        && self.refund(&saga, &payment).await
+                    {
+                        recovered += 1;
+                    }
+                }
             }
         }
         Ok(recovered)
+    }
+
+    /// When the next charge or refund lease runs out, so that recovery can look then.
+    pub async fn next_lease_end(&self) -> CheckoutResult<Option<DateTime<Utc>>> {
+        Ok(self.db.with_conn(async |c| payments::next_lease_end(c).await).await?)
     }
 
     async fn resume(&self, saga: &Saga) -> CheckoutResult<()> {
@@ -151,10 +163,10 @@ impl CheckoutService {
         let now = self.clock.now();
         let mut writes = Writes::new(payments::advance_saga(
             &saga.id,
-            SagaStep::Charging,
-            SagaStep::Failed,
+            (SagaStep::Charging, SagaStep::Failed),
             None,
             Some(failure),
+            now,
             now,
         ))
         .and(checkout::free(&saga.request.session_id, &saga.id, now));
@@ -191,10 +203,10 @@ impl CheckoutService {
                 let cart = carts::lock(c, owner).await?;
                 let mut writes = Writes::new(payments::advance_saga(
                     &saga.id,
-                    SagaStep::Charging,
-                    step,
+                    (SagaStep::Charging, step),
                     Some(&placed.id),
                     None,
+                    now,
                     now,
                 ))
                 .and(orders::insert(&order)?)
@@ -254,11 +266,11 @@ impl CheckoutService {
         let now = self.clock.now();
         let intent = Writes::new(payments::advance_saga(
             &saga.id,
-            SagaStep::Charging,
-            SagaStep::Refunding,
+            (SagaStep::Charging, SagaStep::Refunding),
             None,
             Some(failure),
             now,
+            self.lease_from(now),
         ))
         .and(payments::complete_payment(&payment.id, reference, now));
         match self.db.durable_transaction(async |c| intent.run(c, "recording a refund intent").await).await {
@@ -289,10 +301,10 @@ impl CheckoutService {
             .durable_transaction(async |c| {
                 let compensated = Writes::new(payments::advance_saga(
                     &saga.id,
-                    SagaStep::Refunding,
-                    SagaStep::Compensated,
+                    (SagaStep::Refunding, SagaStep::Compensated),
                     None,
                     Some(&failure),
+                    now,
                     now,
                 ))
                 .and(payments::set_payment_status(&payment.id, PaymentStatus::Refunded, Some(&failure), now))

@@ -115,6 +115,11 @@ impl CheckoutService {
         Self { db, carts, gateway, clock, rules }
     }
 
+    /// Until when a saga claimed at `now` for a charge (or a refund) is its claimant's.
+    fn lease_from(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now + self.rules.retry.lease(self.gateway.longest_call())
+    }
+
     /// Reserves every line of the viewer's cart at today's prices, all or nothing, and prices
     /// the order for the default destination. An earlier open session of the viewer is
     /// released first, so one shopper never holds stock twice.

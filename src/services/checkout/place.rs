@@ -71,7 +71,13 @@ impl CheckoutService {
         }
         let is_new = existing.is_none();
         let saga = match existing {
-            Some(saga) => Saga { step: SagaStep::Charging, failure: None, updated_at: now, ..saga },
+            Some(saga) => Saga {
+                step: SagaStep::Charging,
+                failure: None,
+                updated_at: now,
+                lease_until: self.lease_from(now),
+                ..saga
+            },
             None => Saga {
                 id: new_id("saga"),
                 owner: owner.clone(),
@@ -82,6 +88,7 @@ impl CheckoutService {
                 order_id: None,
                 failure: None,
                 updated_at: now,
+                lease_until: self.lease_from(now),
             },
         };
         let payment = match verdict {
@@ -145,11 +152,11 @@ impl CheckoutService {
                 } else {
                     recorded.and(payments::advance_saga(
                         &saga.id,
-                        SagaStep::Failed,
-                        SagaStep::Charging,
+                        (SagaStep::Failed, SagaStep::Charging),
                         None,
                         None,
                         now,
+                        saga.lease_until,
                     ))
                 };
                 let claimed = recorded.run(c, "claiming a checkout for payment").await?;

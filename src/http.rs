@@ -134,6 +134,11 @@ async fn execute(
     request: async_graphql::Request,
     media: MediaType,
 ) -> Response {
+    // async-graphql reads a request without `query` as an empty document; the spec calls it
+    // invalid parameters, whatever the client accepts.
+    if request.query.is_empty() {
+        return request_error(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, "the request has no `query`");
+    }
     let viewer = match viewer_of(&state.app, headers) {
         Ok(viewer) => viewer,
         Err(err) => return unauthorized(&err),

@@ -304,3 +304,23 @@ async fn slow_and_idle_clients_cannot_hold_connections() {
     let metrics = metrics.text().await.expect("text");
     assert!(metrics.contains("shop_connections_refused_total 1"), "{metrics}");
 }
+
+/// The GraphQL-over-HTTP audits of npm's graphql-http (vendored under `vendor/graphql-http`),
+/// run by Node.js against a live server: every one passes, the MAYs and SHOULDs included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_graphql_over_http_audits_all_pass() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = tokio::process::Command::new("node")
+        .arg(root.join("tests/fixtures/graphql-http-audit.js"))
+        .arg(root.join("vendor/graphql-http/graphql-http-audits.js"))
+        .arg(server.url("/graphql"))
+        .output()
+        .await
+        .expect("Node.js (`node`) runs the graphql-http audits");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let audits: Vec<Value> = serde_json::from_slice(&output.stdout).expect("audit results");
+    let failed: Vec<&Value> = audits.iter().filter(|audit| audit["status"] != "ok").collect();
+    assert_eq!(audits.len(), 61, "the audits of graphql-http 1.23.1");
+    assert!(failed.is_empty(), "{failed:#?}");
+}

@@ -1,7 +1,7 @@
-//! Faults on the money path with real components: a PostgreSQL reached through a proxy the test
-//! cuts, and a payment processor speaking Stripe's API.
+//! Faults with real components: a PostgreSQL reached through a proxy the test cuts, a payment
+//! processor speaking Stripe's API, and a redis-server the test kills and starts again.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use axum::extract::{Path, State};
@@ -14,8 +14,10 @@ use shop::ports::Clock;
 
 use crate::checkout::{OFFER, P1, add, initiate, order_input, place};
 use crate::helpers::{
-    ADMIN_EMAIL, Backend, CuttableProxy, PASSWORD, TestDatabase, TestServer, postgres_enabled, serve_stub,
+    ADMIN_EMAIL, Backend, CuttableProxy, PASSWORD, RedisServer, Subscription, TestDatabase, TestServer, gql_response,
+    postgres_enabled, serve_stub, unique_namespace,
 };
+use crate::on_both_backends;
 
 /// A processor that cuts the store the first time it charges, right before it answers: the
 /// charge has happened, the order is not recorded yet.
@@ -101,4 +103,99 @@ async fn a_store_outage_after_the_charge_completes_the_order_later_and_never_ref
     assert_eq!(replay["data"]["placeOrder"]["status"], "PAID", "{replay:#}");
     assert_eq!(processor.refunds.load(Ordering::SeqCst), 0, "paid, and never refunded");
     assert_eq!(processor.charges.load(Ordering::SeqCst), 2, "asked twice with one key: one charge at Stripe");
+}
+
+/// What one request of the traffic loop got, and when.
+struct Outcome {
+    at: std::time::Instant,
+    error: Option<String>,
+}
+
+/// Cart writes and searches, one after another, until `stop`.
+async fn cart_and_search_traffic(base: String, guest: String, stop: Arc<AtomicBool>) -> Vec<Outcome> {
+    let mut outcomes = Vec::new();
+    let mut round = 0;
+    while !stop.load(Ordering::SeqCst) {
+        round += 1;
+        let (query, variables) = if round % 2 == 0 {
+            (
+                "mutation($q: Int!) { updateCartItem(productId: \"prod-0000001\", quantity: $q) { version } }",
+                json!({ "q": round % 5 + 1 }),
+            )
+        } else {
+            ("{ searchProducts(query: \"kazoo\", first: 5) { totalCount } }", json!({}))
+        };
+        let response = gql_response(&base, query, variables, Some(&guest)).await;
+        let error = response.get("errors").map(Value::to_string);
+        outcomes.push(Outcome { at: std::time::Instant::now(), error });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    outcomes
+}
+
+// Redis killed under cart and search traffic, then started again: every request is answered
+// (the store is the truth), and live cart updates flow again once Redis is back.
+on_both_backends!(
+    a_redis_killed_under_traffic_costs_no_request_and_subscriptions_resume,
+    |backend: Backend| async move {
+        let mut redis = RedisServer::start().await;
+        let db = TestDatabase::new(backend).await;
+        let mut config = db.config();
+        config.redis_url = Some(Secret(redis.url()));
+        config.redis_namespace = unique_namespace();
+        config.seed_products = 5;
+        config.admin = Some((ADMIN_EMAIL.to_owned(), Secret(PASSWORD.to_owned())));
+        let server = TestServer::start_on(db, config, Arc::new(SystemClock)).await;
+        let admin = server.admin_token().await;
+        server.data(OFFER, json!({ "p": P1, "q": 50 }), Some(&admin)).await;
+        let guest = server.guest_token().await;
+        let mut device =
+            Subscription::start(&server.ws_url(), &guest, "subscription { cartUpdated { version totalQuantity } }")
+                .await;
+        assert_eq!(device.next().await["cartUpdated"]["version"], 0, "the cart as it is");
+        add(&server, &guest, P1, 1).await;
+        assert_eq!(pushed_until(&mut device, &json!(1)).await["totalQuantity"], 1, "live through Redis");
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let traffic = tokio::spawn(cart_and_search_traffic(server.base.clone(), guest.clone(), stop.clone()));
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let killed_at = std::time::Instant::now();
+        redis.kill();
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        redis.restart().await;
+        let back_at = std::time::Instant::now();
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        stop.store(true, Ordering::SeqCst);
+        let outcomes = traffic.await.expect("traffic");
+
+        let during: Vec<&Outcome> = outcomes.iter().filter(|o| o.at > killed_at && o.at < back_at).collect();
+        assert!(during.len() >= 10, "traffic went on while Redis was down: {} requests", during.len());
+        let failed: Vec<&String> = outcomes.iter().filter_map(|o| o.error.as_ref()).collect();
+        assert!(failed.is_empty(), "{} of {} requests failed: {failed:?}", failed.len(), outcomes.len());
+
+        // Whatever was published while Redis was down comes through the outbox; then a new write
+        // reaches the other device live.
+        let latest = server.data("{ cart { version } }", json!({}), Some(&guest)).await["cart"]["version"].clone();
+        let written = server
+            .data(
+                "mutation { updateCartItem(productId: \"prod-0000001\", quantity: 7) { version } }",
+                json!({}),
+                Some(&guest),
+            )
+            .await["updateCartItem"]["version"]
+            .clone();
+        assert!(written.as_i64() > latest.as_i64());
+        assert_eq!(pushed_until(&mut device, &written).await["totalQuantity"], 7, "live again");
+    }
+);
+
+/// Pushed carts until the one at `version` (each push is the whole cart as it then was);
+/// panics after 10 s without a push.
+async fn pushed_until(device: &mut Subscription, version: &Value) -> Value {
+    loop {
+        let pushed = device.next().await["cartUpdated"].clone();
+        if pushed["version"] == *version {
+            return pushed;
+        }
+    }
 }

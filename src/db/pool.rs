@@ -84,6 +84,8 @@ pub fn statement_scope() -> &'static str {
 pub enum Queue {
     Outbox = 1,
     Notifications = 2,
+    /// A saga was leased for charging or refunding: recovery must look when the lease ends.
+    SagaLeases = 4,
 }
 
 /// What committed writes set off: one wake-up per queue, shared by the pool (which wakes) and
@@ -92,6 +94,7 @@ pub enum Queue {
 pub struct Wakers {
     outbox: Notify,
     notifications: Notify,
+    saga_leases: Notify,
     catalog_changed: OnceLock<CatalogChanged>,
 }
 
@@ -103,6 +106,7 @@ impl Wakers {
         match queue {
             Queue::Outbox => &self.outbox,
             Queue::Notifications => &self.notifications,
+            Queue::SagaLeases => &self.saga_leases,
         }
     }
 
@@ -113,7 +117,7 @@ impl Wakers {
 
     fn committed(&self, work: AfterCommit) {
         let queued = work.queued.into_inner();
-        for queue in [Queue::Outbox, Queue::Notifications] {
+        for queue in [Queue::Outbox, Queue::Notifications, Queue::SagaLeases] {
             if queued & queue as u8 != 0 {
                 self.of(queue).notify_one();
             }

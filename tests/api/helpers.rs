@@ -189,7 +189,6 @@ impl TestServer {
     }
 
     pub async fn start_with(backend: Backend, options: ServerOptions) -> Self {
-        show_internal_errors();
         let db = TestDatabase::new(backend).await;
         let mut config = db.config();
         config.seed_products = options.seed_products;
@@ -210,6 +209,7 @@ impl TestServer {
 
     /// A server with this exact config over `db` (for tests that route the store elsewhere).
     pub async fn start_on(db: TestDatabase, config: Config, clock: Arc<dyn Clock>) -> Self {
+        show_internal_errors();
         let app = AppContext::build(config, clock).await.expect("build app");
         let server = server::start(app).await.expect("start server");
         let test_server =

@@ -189,3 +189,10 @@ pub struct Saga {
     /// While CHARGING or REFUNDING, the saga is its claimant's until then; recovery waits.
     pub lease_until: DateTime<Utc>,
 }
+
+impl Saga {
+    /// Left mid-charge or mid-refund by a claimant whose lease ran out before `now`.
+    pub fn lease_lapsed(&self, now: DateTime<Utc>) -> bool {
+        matches!(self.step, SagaStep::Charging | SagaStep::Refunding) && self.lease_until < now
+    }
+}

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::{CheckoutResult, CheckoutService, new_id, release};
 use crate::db::outbox::OutboxRow;
-use crate::db::{Writes, carts, checkout, inventory, notifications, orders, payments};
+use crate::db::{Queue, Writes, carts, checkout, inventory, notifications, orders, payments};
 use crate::domain::cart::rules::without_bought;
 use crate::domain::checkout::{CheckoutError, CheckoutStatus, Saga, SagaStep};
 use crate::domain::events::order_topic;
@@ -29,32 +29,38 @@ impl CheckoutService {
         let due = self.db.with_conn(async |c| payments::sagas_due(c, now, RECOVERY_BATCH).await).await?;
         let mut recovered = 0;
         for saga in due {
-            let lease_until = self.lease_from(now);
-            let take = Writes::new(payments::take_lease(&saga.id, saga.step, now, lease_until));
-            if self.db.atomically(async |c| take.run(c, "taking a saga's lease").await).await?[0] == 0 {
-                continue;
-            }
-            let saga = Saga { lease_until, ..saga };
-            match saga.step {
-                SagaStep::Charging => {
-                    tracing::info!(saga = %saga.id, "resuming an unfinished checkout");
-                    match self.resume(&saga).await {
-                        Ok(()) => recovered += 1,
-                        Err(err) => tracing::warn!(saga = %saga.id, error = %err, "resuming a checkout failed"),
-                    }
-                }
-                _ => {
-                    tracing::info!(saga = %saga.id, "finishing an intended refund");
-                    let payment = self.db.with_conn(async |c| payments::latest_payment(c, &saga.id).await).await?;
-                    if let Some(payment) = payment
-                        && self.refund(&saga, &payment).await
-                    {
-                        recovered += 1;
-                    }
-                }
+            let id = saga.id.clone();
+            match self.settle(saga, now).await {
+                Ok(true) => recovered += 1,
+                Ok(false) => {}
+                Err(err) => tracing::warn!(saga = %id, error = %err, "settling a checkout failed"),
             }
         }
         Ok(recovered)
+    }
+
+    /// Takes a saga whose lease has run out under a new lease and finishes it: a charge is
+    /// asked again with its key and the saga completes or fails; a refund is finished. `false`
+    /// when another instance or request took it first.
+    pub(super) async fn settle(&self, saga: Saga, now: DateTime<Utc>) -> CheckoutResult<bool> {
+        let lease_until = self.lease_from(now);
+        let take = Writes::new(payments::take_lease(&saga.id, saga.step, now, lease_until));
+        if self.db.atomically(async |c| take.run(c, "taking a saga's lease").await).await?[0] == 0 {
+            return Ok(false);
+        }
+        let saga = Saga { lease_until, ..saga };
+        if saga.step == SagaStep::Charging {
+            tracing::info!(saga = %saga.id, "resuming an unfinished checkout");
+            self.resume(&saga).await?;
+            return Ok(true);
+        }
+        tracing::info!(saga = %saga.id, "finishing an intended refund");
+        let payment = self.db.with_conn(async |c| payments::latest_payment(c, &saga.id).await).await?;
+        match payment {
+            Some(payment) if self.refund(&saga, &payment).await => Ok(true),
+            // The refund's failure is logged; it stays REFUNDING for the next round.
+            _ => Err(CheckoutError::PaymentInProgress),
+        }
     }
 
     /// When the next charge or refund lease runs out, so that recovery can look then.
@@ -272,7 +278,8 @@ impl CheckoutService {
             now,
             self.lease_from(now),
         ))
-        .and(payments::complete_payment(&payment.id, reference, now));
+        .and(payments::complete_payment(&payment.id, reference, now))
+        .wakes(Queue::SagaLeases);
         match self.db.durable_transaction(async |c| intent.run(c, "recording a refund intent").await).await {
             Ok(changed) if changed[0] > 0 => {}
             Ok(_) => return,

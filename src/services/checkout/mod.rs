@@ -115,9 +115,13 @@ impl CheckoutService {
         Self { db, carts, gateway, clock, rules }
     }
 
-    /// Until when a saga claimed at `now` for a charge (or a refund) is its claimant's.
+    /// How long a saga claimed for a charge (or a refund) is its claimant's.
+    pub fn lease_length(&self) -> chrono::Duration {
+        self.rules.retry.lease(self.gateway.longest_call())
+    }
+
     fn lease_from(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        now + self.rules.retry.lease(self.gateway.longest_call())
+        now + self.lease_length()
     }
 
     /// Reserves every line of the viewer's cart at today's prices, all or nothing, and prices

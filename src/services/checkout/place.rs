@@ -2,7 +2,7 @@
 //! claim the session with the charge attempt in one write, then charge (`complete.rs`).
 
 use super::{CheckoutResult, CheckoutService, new_id, shopper_of, validate_session_id};
-use crate::db::{Writes, checkout, orders, payments, users};
+use crate::db::{Queue, Writes, checkout, orders, payments, users};
 use crate::domain::auth::Viewer;
 use crate::domain::checkout::fraud::{self, FraudSignals, FraudVerdict, may_await_review};
 use crate::domain::checkout::{
@@ -38,7 +38,16 @@ impl CheckoutService {
             return Err(CheckoutError::invalid("idempotencyKey", format!("must be 1 to {MAX_KEY_LEN} characters")));
         }
         let hash = request.hash();
-        let existing = self.db.with_conn(async |c| payments::saga_by_key(c, &owner, &key).await).await?;
+        let lookup = async || self.db.with_conn(async |c| payments::saga_by_key(c, &owner, &key).await).await;
+        let mut existing = lookup().await?;
+        if let Some(saga) = existing.clone()
+            && saga.lease_lapsed(self.clock.now())
+        {
+            // Its claimant is gone (say the answer to its claim or its order write was lost):
+            // this request finishes it, then answers as it ended.
+            self.settle(saga, self.clock.now()).await?;
+            existing = lookup().await?;
+        }
         if let Some(saga) = &existing
             && let Some(answer) = self.replay(saga, &hash).await?
         {
@@ -159,7 +168,7 @@ impl CheckoutService {
                         saga.lease_until,
                     ))
                 };
-                let claimed = recorded.run(c, "claiming a checkout for payment").await?;
+                let claimed = recorded.wakes(Queue::SagaLeases).run(c, "claiming a checkout for payment").await?;
                 if claimed[1] == 0 {
                     return Err(CheckoutError::PaymentInProgress);
                 }

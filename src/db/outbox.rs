@@ -8,6 +8,7 @@ use diesel_async::RunQueryDsl;
 use super::pool::{Conn, Queue, execute_batch, on_conn};
 use super::prepared::PrepareOnce;
 use super::schema::outbox;
+use super::writes::Write;
 use super::{store_error, to_json};
 use crate::domain::events::{CATALOG_TOPIC, CATALOG_TOPICS, STOCK_TOPIC};
 use crate::ports::{Event, StoreResult};
@@ -62,27 +63,48 @@ pub async fn any_pending(conn: &mut Conn<'_>) -> StoreResult<bool> {
     .map_err(store_error("looking at the outbox"))
 }
 
-/// Marks up to `limit` of the oldest unpublished events as published and returns them, oldest
-/// first. Two dispatchers never claim the same event: the second one's UPDATE waits for the
-/// first one's row locks and then finds them published.
-pub async fn claim(conn: &mut Conn<'_>, limit: i64, now: DateTime<Utc>) -> StoreResult<Vec<Event>> {
+/// Claims up to `limit` of the oldest unpublished events no live claim holds, until `until`,
+/// and returns them with their ids, oldest first. Two dispatchers never claim the same event:
+/// the second one's UPDATE waits for the first one's row locks and then finds them claimed.
+pub async fn claim(
+    conn: &mut Conn<'_>,
+    limit: i64,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> StoreResult<Vec<(i64, Event)>> {
     let pending = diesel::alias!(outbox as pending);
+    let unclaimed = outbox::claimed_until.is_null().or(outbox::claimed_until.lt(now.naive_utc()));
     let oldest = pending
         .select(pending.field(outbox::id))
         .filter(pending.field(outbox::published_at).is_null())
+        .filter(
+            pending.field(outbox::claimed_until).is_null().or(pending.field(outbox::claimed_until).lt(now.naive_utc())),
+        )
         .order(pending.field(outbox::id))
         .limit(limit);
     let mut claimed: Vec<(i64, String, String)> = on_conn!(conn, c => diesel::update(outbox::table)
         .filter(outbox::id.eq_any(oldest))
         .filter(outbox::published_at.is_null())
-        .set(outbox::published_at.eq(now.naive_utc()))
+        .filter(unclaimed)
+        .set(outbox::claimed_until.eq(until.naive_utc()))
         .returning((outbox::id, outbox::topic, outbox::payload))
         .prepared()
         .get_results(c)
         .await)
     .map_err(store_error("claiming outbox events"))?;
     claimed.sort_by_key(|(id, _, _)| *id);
-    Ok(claimed.into_iter().map(|(_, topic, payload)| Event { topic, payload }).collect())
+    Ok(claimed.into_iter().map(|(id, topic, payload)| (id, Event { topic, payload })).collect())
+}
+
+/// Marks claimed events published.
+pub fn published(ids: &[i64], now: DateTime<Utc>) -> impl Write {
+    diesel::update(outbox::table.filter(outbox::id.eq_any(ids.to_vec()))).set(outbox::published_at.eq(now.naive_utc()))
+}
+
+/// Gives claimed events back at once (their publishing failed), for the next round.
+pub fn unclaimed(ids: &[i64]) -> impl Write {
+    diesel::update(outbox::table.filter(outbox::id.eq_any(ids.to_vec())))
+        .set(outbox::claimed_until.eq(None::<NaiveDateTime>))
 }
 
 pub async fn delete_published(conn: &mut Conn<'_>, before: DateTime<Utc>) -> StoreResult<u64> {

@@ -78,6 +78,7 @@ diesel::table! {
         payload -> Text,
         created_at -> Timestamp,
         published_at -> Nullable<Timestamp>,
+        claimed_until -> Nullable<Timestamp>,
     }
 }
 

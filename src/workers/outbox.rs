@@ -3,22 +3,23 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use super::{Round, next_round};
 use crate::app::AppContext;
-use chrono::{DateTime, Utc};
-
-use crate::db::{Pool, Queue, outbox, scoped};
-use crate::ports::{EventBus, StoreError};
+use crate::db::{Pool, Queue, Writes, outbox, scoped};
+use crate::ports::{Event, EventBus, StoreError};
 
 const DISPATCH_BATCH: i64 = 500;
 /// Writes of this process wake the worker; the timer finds what they do not: a failed
 /// publish, another process's writes (`shop import`, another instance's crash).
 const DISPATCH_POLL: Duration = Duration::from_secs(1);
 /// A woken worker waits this long for more writes to publish them together: a round costs
-/// three statements whatever it carries, and events follow each other closely under load.
+/// two statements whatever it carries, and events follow each other closely under load.
 const COALESCE: Duration = Duration::from_millis(5);
+/// How long a claimed batch is its dispatcher's before another may publish it again.
+const CLAIM: chrono::Duration = chrono::Duration::seconds(30);
 /// The timer's look at the outbox, counted apart from the work it finds.
 const IDLE_SCOPE: &str = "worker:outbox-idle";
 
@@ -44,22 +45,29 @@ async fn dispatch(app: &AppContext, round: Round) -> Result<usize, StoreError> {
     dispatch_pending(&app.db, app.bus.as_ref(), app.clock.now()).await
 }
 
-/// Publishes everything pending; returns how many events went out. Each batch is claimed and
-/// published in one transaction, so a batch whose publishing fails stays for the next try.
+/// Publishes everything pending; returns how many events went out. Each batch is claimed, then
+/// published with no transaction open (on SQLite the writer is free meanwhile), then marked
+/// published. A batch whose publishing fails is given back at once; one whose dispatcher dies
+/// is claimed again when its claim lapses, so every event goes out at least once.
 pub async fn dispatch_pending(db: &Pool, bus: &dyn EventBus, now: DateTime<Utc>) -> Result<usize, StoreError> {
     let mut total = 0;
     loop {
-        let sent = db
-            .transaction(async |c| {
-                let events = outbox::claim(c, DISPATCH_BATCH, now).await?;
-                if !events.is_empty() {
-                    bus.publish(&events).await.map_err(|err| StoreError::internal("publishing events", err))?;
-                }
-                Ok::<_, StoreError>(events.len())
-            })
-            .await?;
-        total += sent;
-        if sent < DISPATCH_BATCH as usize {
+        let claimed = db.atomically(async |c| outbox::claim(c, DISPATCH_BATCH, now, now + CLAIM).await).await?;
+        if claimed.is_empty() {
+            return Ok(total);
+        }
+        let (ids, events): (Vec<i64>, Vec<Event>) = claimed.into_iter().unzip();
+        if let Err(err) = bus.publish(&events).await {
+            let given_back = Writes::new(outbox::unclaimed(&ids));
+            if let Err(also) = db.atomically(async |c| given_back.run(c, "giving outbox events back").await).await {
+                tracing::warn!(error = %also, "giving back unpublished events failed; their claim lapses");
+            }
+            return Err(StoreError::internal("publishing events", err));
+        }
+        let published = Writes::new(outbox::published(&ids, now));
+        db.atomically(async |c| published.run(c, "marking events published").await).await?;
+        total += ids.len();
+        if ids.len() < DISPATCH_BATCH as usize {
             return Ok(total);
         }
     }

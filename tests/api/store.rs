@@ -348,6 +348,25 @@ mod carts_writes_and_outbox {
         assert_eq!(cleaned(now + Duration::seconds(1)).await.expect("clean"), 4);
     });
 
+    // A dispatcher that dies between claiming a batch and publishing it: nobody else publishes
+    // the batch while the claim holds, and the next dispatcher does once it lapses.
+    on_both_backends!(events_of_a_dead_dispatcher_go_out_when_its_claim_lapses, |backend: Backend| async move {
+        let db = TestDatabase::new(backend).await;
+        db.catalog().await.write_records(&[], &[record("p1", None, Some(5))]).await.expect("catalog");
+        let pool = db.pool().await;
+        let now = Utc::now();
+        let held = pool
+            .atomically(async |c| shop::db::outbox::claim(c, 500, now, now + Duration::seconds(30)).await)
+            .await
+            .expect("claim");
+        assert_eq!(held.len(), 1, "the catalog load's event, claimed by a dispatcher that then dies");
+        let bus = RecordingBus::default();
+        assert_eq!(dispatch_pending(&pool, &bus, now + Duration::seconds(29)).await.expect("dispatch"), 0);
+        assert_eq!(dispatch_pending(&pool, &bus, now + Duration::seconds(31)).await.expect("dispatch"), 1);
+        assert_eq!(dispatch_pending(&pool, &bus, now + Duration::seconds(90)).await.expect("dispatch"), 0, "once");
+        assert_eq!(bus.published.lock().expect("lock").len(), 1);
+    });
+
     on_both_backends!(concurrent_changes_of_one_cart_lose_none, |backend: Backend| async move {
         use shop::domain::cart::CartLimits;
         use shop::domain::clock::SystemClock;

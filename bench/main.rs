@@ -25,6 +25,15 @@
 //!   (RELATED and COMPLEMENTARY in turn, striding over the catalog) and an anonymous caller's
 //!   recommendedProducts, each for `--duration`.
 //!
+//! - `flash`: `--shoppers N` (10,000) guests join one flash sale of `--units U` (1,000) at once,
+//!   admission unthrottled, over `--connections` (use 256): joins/s and their latency, how long
+//!   until every shopper knows RESERVED or SOLD_OUT, holds with their checkout session, and the
+//!   sale report (units sold, discrepancy). With `--subscribers S`, S more guests wait in a second
+//!   sale let through one a second, each with its own `flashSaleEntryUpdated` websocket: server
+//!   memory per subscriber, and how long one "now serving" tick takes to reach them all (the
+//!   server needs `--env SHOP_WS_MAX_CONNECTIONS_PER_ADDRESS=…` above S; the box allows 20,000
+//!   open files per process, so S stays below that).
+//!
 //! `--server PATH` drives another build of `shop` (say, main's before a change) with this bench.
 //!
 //! Every report ends with the ceiling measured in the same run (after the scenario, same
@@ -64,6 +73,10 @@ struct Options {
     idle: usize,
     /// Checkout: every purchase buys the same product.
     hot: bool,
+    /// Flash: shoppers joining the sale, units on sale, and waiting-room subscribers.
+    shoppers: usize,
+    units: i32,
+    subscribers: usize,
     /// Offered load in requests/s over all connections (open loop); unset: as fast as possible.
     rate: Option<f64>,
     /// Extra `KEY=VALUE` settings for the server (e.g. `SHOP_SEARCH_CACHE=false`).
@@ -91,6 +104,9 @@ impl Options {
             changes: 300,
             idle: 10_000,
             hot: false,
+            shoppers: 10_000,
+            units: 1_000,
+            subscribers: 0,
             rate: None,
             server_env: Vec::new(),
             server: env!("CARGO_BIN_EXE_shop").to_owned(),
@@ -101,6 +117,9 @@ impl Options {
                 "--backend" => options.backend = value()?,
                 "--redis" => options.redis = true,
                 "--hot" => options.hot = true,
+                "--shoppers" => options.shoppers = value()?.parse()?,
+                "--units" => options.units = value()?.parse()?,
+                "--subscribers" => options.subscribers = value()?.parse()?,
                 "--products" => options.products = value()?.parse()?,
                 "--connections" => options.connections = value()?.parse()?,
                 "--duration" => options.duration = Duration::from_secs(value()?.parse()?),
@@ -482,24 +501,7 @@ async fn cart_scenario(options: &Options, server: &Server) -> anyhow::Result<()>
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn subscribe(url: &str, token: &str) -> anyhow::Result<Socket> {
-    let mut request = url.into_client_request()?;
-    request.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse()?);
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
-    let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } });
-    socket.send(Message::text(init.to_string())).await?;
-    let subscribe =
-        json!({ "id": "1", "type": "subscribe", "payload": { "query": "subscription { cartUpdated { version } }" } });
-    socket.send(Message::text(subscribe.to_string())).await?;
-    // The ack, then the current cart: the subscription is live.
-    let mut seen = 0;
-    while seen < 2 {
-        match socket.next().await {
-            Some(Ok(Message::Text(_))) => seen += 1,
-            Some(Ok(_)) => {}
-            other => anyhow::bail!("subscription failed: {other:?}"),
-        }
-    }
-    Ok(socket)
+    watch(url, token, "subscription { cartUpdated { version } }").await
 }
 
 async fn sync_scenario(options: &Options, server: &Server) -> anyhow::Result<()> {
@@ -849,8 +851,203 @@ async fn main() -> anyhow::Result<()> {
         "checkout" => checkout_scenario(&options, &server).await,
         "ceiling" => ceiling_scenario(&options, &server).await,
         "recommend" => recommend_scenario(&options, &server).await,
-        other => {
-            anyhow::bail!("unknown scenario {other}: ceiling, cart, sync, idle, search, product, checkout or recommend")
+        "flash" => flash_scenario(&options, &server).await,
+        other => anyhow::bail!(
+            "unknown scenario {other}: ceiling, cart, sync, idle, search, product, checkout, recommend or flash"
+        ),
+    }
+}
+
+const JOIN: &str = "mutation($s: ID!) { joinFlashSale(saleId: $s, quantity: 1) { status position checkoutSessionId } }";
+
+/// Creates a running sale of `units` units of `product` (stocked for it), letting `per_minute`
+/// shoppers through a minute; returns its id.
+async fn flash_sale(
+    client: &Client,
+    admin: &str,
+    product: &str,
+    units: i32,
+    per_minute: i32,
+) -> anyhow::Result<String> {
+    let stock = "mutation($p: ID!, $q: Int!) { adminSetStock(productId: $p, quantity: $q) { id } }";
+    client.gql(stock, json!({ "p": product, "q": units }), Some(admin)).await?;
+    let now = chrono::Utc::now();
+    let create = "mutation($input: FlashSaleInput!) { adminCreateFlashSale(input: $input) { id } }";
+    let input = json!({ "productId": product, "salePriceCents": 999, "quantity": units,
+        "startsAt": (now - chrono::Duration::seconds(1)).to_rfc3339(), "endsAt": (now + chrono::Duration::hours(1)).to_rfc3339(),
+        "admissionPerMinute": per_minute, "holdSeconds": 120 });
+    let created = client.gql(create, json!({ "input": input }), Some(admin)).await?;
+    Ok(created["adminCreateFlashSale"]["id"].as_str().unwrap_or_default().to_owned())
+}
+
+/// `count` guest tokens, made `parallel` at a time.
+async fn guests(client: &Client, count: usize, parallel: usize) -> Vec<String> {
+    futures::stream::iter(0..count)
+        .map(|_| client.guest())
+        .buffer_unordered(parallel)
+        .filter_map(|t| async { t.ok() })
+        .collect()
+        .await
+}
+
+async fn flash_scenario(options: &Options, server: &Server) -> anyhow::Result<()> {
+    let client = Client { http: reqwest::Client::new(), base: server.base.clone() };
+    let admin = client.sign_in(ADMIN_EMAIL).await?;
+    let sale = flash_sale(&client, &admin, "prod-0000001", options.units, 1_000_000).await?;
+    let tokens = Arc::new(guests(&client, options.shoppers, options.connections).await);
+    eprintln!("{} shoppers ready for sale {sale}", tokens.len());
+
+    // The storm: every shopper joins once, `connections` at a time.
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..options.connections {
+        let (client, tokens, next, sale) = (client.clone(), tokens.clone(), next.clone(), sale.clone());
+        workers.push(tokio::spawn(async move {
+            let (mut joins, mut errors) = (histogram(), 0u64);
+            let mut answers: Vec<(usize, Value, Instant)> = Vec::new();
+            loop {
+                let shopper = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some(token) = tokens.get(shopper) else { break };
+                let sent = Instant::now();
+                match client.gql(JOIN, json!({ "s": sale }), Some(token)).await {
+                    Ok(data) => {
+                        let _ = joins.record(sent.elapsed().as_micros() as u64);
+                        answers.push((shopper, data["joinFlashSale"].clone(), sent));
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+            (joins, errors, answers)
+        }));
+    }
+    let (mut joins, mut join_errors, mut answers) = (histogram(), 0, Vec::new());
+    for worker in workers {
+        let (latencies, errors, worker_answers) = worker.await?;
+        let _ = joins.add(&latencies);
+        join_errors += errors;
+        answers.extend(worker_answers);
+    }
+    let storm_seconds = started.elapsed().as_secs_f64();
+
+    // How long each shopper waited to know its outcome: the join's answer, or the entry read
+    // until it leaves WAITING.
+    let mut outcome = histogram();
+    let (mut reserved, mut sold_out, mut without_session) = (0, 0, 0);
+    const ENTRY: &str = "query($s: ID!) { flashSaleEntry(saleId: $s) { status checkoutSessionId } }";
+    for (shopper, mut entry, sent) in answers {
+        while entry["status"] == "WAITING" && sent.elapsed() < Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            entry = client.gql(ENTRY, json!({ "s": sale }), Some(&tokens[shopper])).await?["flashSaleEntry"].clone();
+        }
+        let _ = outcome.record(sent.elapsed().as_micros() as u64);
+        match entry["status"].as_str() {
+            Some("RESERVED") => {
+                reserved += 1;
+                without_session += usize::from(entry["checkoutSessionId"].is_null());
+            }
+            Some("SOLD_OUT") => sold_out += 1,
+            _ => {}
         }
     }
+    let report_query = "query($s: ID!) { adminFlashSaleReport(saleId: $s) { reserved purchased soldOut discrepancy sale { remaining } } }";
+    let sale_report =
+        client.gql(report_query, json!({ "s": sale }), Some(&admin)).await?["adminFlashSaleReport"].clone();
+    let mut rows = vec![
+        row("joinFlashSale", &joins, join_errors, storm_seconds),
+        row("outcome known", &outcome, 0, storm_seconds),
+    ];
+    let mut extra = json!({ "connections": options.connections, "shoppers": tokens.len(), "units": options.units,
+        "reserved": reserved, "sold_out": sold_out, "holds_without_session": without_session, "report": sale_report,
+        "storm_seconds": storm_seconds });
+    if options.subscribers > 0 {
+        let (tick_row, waiting) = waiting_room(options, server, &client, &admin).await?;
+        rows.push(tick_row);
+        extra["waiting_room"] = waiting;
+    }
+    report(options, server, rows, extra).await
+}
+
+/// S guests wait in a sale that lets one through a second, each watching its entry on a
+/// websocket of its own: memory per subscriber, and how long each tick's pushes take to reach
+/// every subscriber.
+async fn waiting_room(
+    options: &Options,
+    server: &Server,
+    client: &Client,
+    admin: &str,
+) -> anyhow::Result<(Value, Value)> {
+    let sale = flash_sale(client, admin, "prod-0000002", 1_000, 60).await?;
+    let tokens = guests(client, options.subscribers, 64).await;
+    let joined: Vec<anyhow::Result<Value>> = futures::stream::iter(tokens.iter())
+        .map(|token| client.gql(JOIN, json!({ "s": sale }), Some(token)))
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    anyhow::ensure!(joined.iter().all(Result::is_ok), "every subscriber joins");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, before) = server.memory_mib();
+    let url = server.ws_url();
+    let query = format!("subscription {{ flashSaleEntryUpdated(saleId: \"{sale}\") {{ status position }} }}");
+    let opened: Vec<anyhow::Result<Socket>> = futures::stream::iter(tokens.iter())
+        .map(|token| watch(&url, token, &query))
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    let sockets: Vec<Socket> = opened.into_iter().filter_map(Result::ok).collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, after) = server.memory_mib();
+    // Each subscriber's pushes for 5 s: a tick's pushes all carry the same front of the queue,
+    // so the spread of one position's arrivals is how long that tick took to reach everyone.
+    let watching = Duration::from_secs(5);
+    let arrivals: Vec<Vec<Instant>> = futures::future::join_all(sockets.into_iter().map(|mut socket| async move {
+        let deadline = Instant::now() + watching;
+        let mut seen = Vec::new();
+        while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline.into(), socket.next()).await {
+            if matches!(message, Message::Text(_)) {
+                seen.push(Instant::now());
+            }
+        }
+        seen
+    }))
+    .await;
+    let subscribers = arrivals.len();
+    let reached = arrivals.iter().filter(|a| !a.is_empty()).count();
+    // The first push after watching began, per subscriber: one tick's broadcast.
+    let firsts: Vec<Instant> = arrivals.iter().filter_map(|a| a.first().copied()).collect();
+    let spread = match (firsts.iter().min(), firsts.iter().max()) {
+        (Some(first), Some(last)) => last.duration_since(*first).as_secs_f64() * 1000.0,
+        _ => 0.0,
+    };
+    let pushes: usize = arrivals.iter().map(Vec::len).sum();
+    let mut spread_histogram = histogram();
+    let _ = spread_histogram.record((spread * 1000.0) as u64);
+    let tick_row = row("tick reaches all (ms)", &spread_histogram, (subscribers - reached) as u64, 1.0);
+    let per_subscriber_kib = (after - before) * 1024.0 / subscribers.max(1) as f64;
+    Ok((
+        tick_row,
+        json!({ "subscribers": subscribers, "reached_in_5s": reached, "pushes_in_5s": pushes,
+            "first_tick_spread_ms": spread, "server_rss_before_mib": before, "server_rss_after_mib": after,
+            "kib_per_subscriber": per_subscriber_kib, "mib_for_20000": per_subscriber_kib * 20_000.0 / 1024.0 }),
+    ))
+}
+
+/// A websocket of `token`'s running `query`, past the ack and the first push: it is live.
+async fn watch(url: &str, token: &str, query: &str) -> anyhow::Result<Socket> {
+    let mut request = url.into_client_request()?;
+    request.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse()?);
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
+    let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } });
+    socket.send(Message::text(init.to_string())).await?;
+    let subscribe = json!({ "id": "1", "type": "subscribe", "payload": { "query": query } });
+    socket.send(Message::text(subscribe.to_string())).await?;
+    let mut seen = 0;
+    while seen < 2 {
+        match socket.next().await {
+            Some(Ok(Message::Text(_))) => seen += 1,
+            Some(Ok(_)) => {}
+            other => anyhow::bail!("subscription failed: {other:?}"),
+        }
+    }
+    Ok(socket)
 }

@@ -356,8 +356,8 @@ pub async fn move_entries(
     .map_err(store_error("moving flash sale entries"))
 }
 
-/// RESERVED entries whose session was paid become PURCHASED.
-pub async fn mark_purchased(conn: &mut Conn<'_>, sale_id: &str) -> StoreResult<usize> {
+/// RESERVED entries whose session was paid become PURCHASED; returns their shoppers.
+pub async fn mark_purchased(conn: &mut Conn<'_>, sale_id: &str) -> StoreResult<Vec<String>> {
     let paid = checkout_sessions::table
         .filter(checkout_sessions::flash_sale_id.eq(sale_id))
         .filter(checkout_sessions::status.eq("COMPLETED"))
@@ -367,7 +367,8 @@ pub async fn mark_purchased(conn: &mut Conn<'_>, sale_id: &str) -> StoreResult<u
         .filter(flash_sale_entries::status.eq(EntryStatus::Reserved.as_str()))
         .filter(flash_sale_entries::checkout_session_id.eq_any(paid.nullable())))
     .set(flash_sale_entries::status.eq(EntryStatus::Purchased.as_str()))
-    .execute(c)
+    .returning(flash_sale_entries::shopper)
+    .get_results(c)
     .await)
     .map_err(store_error("marking paid holds"))
 }

@@ -23,7 +23,12 @@ pub fn order_topic(owner: &Shopper) -> String {
     format!("order.{owner}")
 }
 
-/// Nudges about one flash sale: its state or its entries changed, so subscribers re-read.
+/// A flash sale's tick: its `NowServing`, for every watcher of the sale.
 pub fn flash_sale_topic(sale_id: &str) -> String {
     format!("flash.{sale_id}")
+}
+
+/// One shopper's entry in a flash sale changed: its watcher reads it again.
+pub fn flash_entry_topic(sale_id: &str, shopper: &str) -> String {
+    format!("flash.{sale_id}.{shopper}")
 }

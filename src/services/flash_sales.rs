@@ -7,7 +7,8 @@
 //! The stock gate is the sale row's `remaining`, taken by a conditional UPDATE, so any number
 //! of instances on one store never hand out more units than the sale has.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -22,13 +23,13 @@ use crate::domain::auth::Viewer;
 use crate::domain::cart::CartLine;
 use crate::domain::catalog::model::validate_id;
 use crate::domain::checkout::{CheckoutSession, CheckoutStatus, PricingRules};
-use crate::domain::events::flash_sale_topic;
+use crate::domain::events::{flash_entry_topic, flash_sale_topic};
 use crate::domain::flash::{
     DEFAULT_ADMISSION_PER_MINUTE, DEFAULT_HOLD_SECONDS, Entry, EntryStatus, EntryView, FlashSale, FlashSaleError,
-    NewSale, SaleStatus,
+    NewSale, NowServing, SaleStatus,
 };
 use crate::domain::primitives::{Money, Shopper};
-use crate::ports::{Clock, Event, EventBus, StoreError};
+use crate::ports::{Clock, Delivery, Event, EventBus, StoreError};
 use crate::services::checkout::close_session;
 
 pub type FlashResult<T> = Result<T, FlashSaleError>;
@@ -63,6 +64,8 @@ pub struct FlashSaleService {
     bus: Arc<dyn EventBus>,
     clock: Arc<dyn Clock>,
     pricing: PricingRules,
+    /// What each sale's last tick told its watchers: a tick tells them only what changed.
+    announced: Arc<Mutex<HashMap<String, NowServing>>>,
 }
 
 fn shopper_of(viewer: Option<&Viewer>) -> FlashResult<Shopper> {
@@ -76,7 +79,7 @@ fn known_format(id: &str) -> bool {
 
 impl FlashSaleService {
     pub fn new(db: Pool, bus: Arc<dyn EventBus>, clock: Arc<dyn Clock>, pricing: PricingRules) -> Self {
-        Self { db, bus, clock, pricing }
+        Self { db, bus, clock, pricing, announced: Arc::default() }
     }
 
     pub async fn create(&self, input: NewSale) -> FlashResult<SaleState> {
@@ -236,7 +239,7 @@ impl FlashSaleService {
         {
             self.admit(sale, &fresh, now).await?;
         }
-        self.nudge(&sale.id).await;
+        self.nudge(&sale.id, [shopper]).await;
         Ok(())
     }
 
@@ -270,7 +273,7 @@ impl FlashSaleService {
             }
             _ => {}
         }
-        self.nudge(sale_id).await;
+        self.nudge(sale_id, [shopper.as_str()]).await;
         self.view(&sale, &shopper).await?.ok_or_else(not_found)
     }
 
@@ -297,7 +300,7 @@ impl FlashSaleService {
 
     async fn finish(&self, sale: &FlashSale, now: DateTime<Utc>) -> Result<(), StoreError> {
         let holds = self.db.with_conn(async |c| flash_sales::holds(c, &sale.id, None).await).await?;
-        for hold in holds {
+        for hold in &holds {
             if let Some(session_id) = &hold.checkout_session_id {
                 self.give_back(session_id, CheckoutStatus::Cancelled, now).await?;
             }
@@ -315,7 +318,8 @@ impl FlashSaleService {
                 Ok::<_, StoreError>(())
             })
             .await?;
-        self.nudge(&sale.id).await;
+        self.nudge(&sale.id, holds.iter().map(|hold| hold.shopper.as_str())).await;
+        self.announce(&sale.id).await;
         Ok(())
     }
 
@@ -387,15 +391,16 @@ impl FlashSaleService {
         if now >= sale.ends_at {
             return self.finish(&sale, now).await;
         }
-        let mut changed = false;
         if now >= sale.starts_at && !sale.shuffled {
-            changed |= self.shuffle(&sale.id).await?;
+            self.shuffle(&sale.id).await?;
         }
-        changed |= self.db.atomically(async |c| flash_sales::mark_purchased(c, &sale.id).await).await? > 0;
+        // Shoppers whose own entry changes this round; the waiting learn of their new place
+        // (or of the sale selling out) from the one tick announced at the end.
+        let mut changed = self.db.atomically(async |c| flash_sales::mark_purchased(c, &sale.id).await).await?;
         for lapsed in self.db.with_conn(async |c| flash_sales::holds(c, &sale.id, Some(now)).await).await? {
             if let Some(session_id) = &lapsed.checkout_session_id {
                 self.give_back(session_id, CheckoutStatus::Expired, now).await?;
-                changed = true;
+                changed.push(lapsed.shopper);
             }
         }
         let due_up_to = sale.admitted_tickets(now);
@@ -403,29 +408,26 @@ impl FlashSaleService {
             self.db.with_conn(async |c| flash_sales::due(c, &sale.id, due_up_to, ADMISSIONS_PER_ROUND).await).await?
         {
             self.admit(&sale, &entry, now).await?;
-            changed = true;
+            changed.push(entry.shopper);
         }
-        changed |= self.sell_out_if_gone(&sale.id).await?;
-        if changed || now >= sale.starts_at {
-            self.nudge(&sale.id).await;
-        }
+        self.sell_out_if_gone(&sale.id).await?;
+        self.nudge(&sale.id, changed.iter().map(String::as_str)).await;
+        self.announce(&sale.id).await;
         Ok(())
     }
 
     /// Once no unit is left and none is held, every waiting shopper is SOLD_OUT at once.
-    async fn sell_out_if_gone(&self, sale_id: &str) -> Result<bool, StoreError> {
-        let moved = self
-            .db
+    async fn sell_out_if_gone(&self, sale_id: &str) -> Result<(), StoreError> {
+        self.db
             .atomically(async |c| {
                 let gone = flash_sales::sale(c, sale_id).await?.is_some_and(|sale| sale.remaining == 0)
                     && !flash_sales::any_held(c, sale_id).await?;
-                if !gone {
-                    return Ok(0);
+                if gone {
+                    flash_sales::move_entries(c, sale_id, None, EntryStatus::Waiting, EntryStatus::SoldOut).await?;
                 }
-                flash_sales::move_entries(c, sale_id, None, EntryStatus::Waiting, EntryStatus::SoldOut).await
+                Ok(())
             })
-            .await?;
-        Ok(moved > 0)
+            .await
     }
 
     /// At the start, everyone who came early gets a ticket in a random order.
@@ -463,61 +465,120 @@ impl FlashSaleService {
         Ok(Some(EntryView { entry, position, estimated_wait_seconds }))
     }
 
-    /// Tells subscribers of the sale, on every instance, to read it again.
-    async fn nudge(&self, sale_id: &str) {
-        let event = Event { topic: flash_sale_topic(sale_id), payload: "{}".to_owned() };
-        if let Err(err) = self.bus.publish(&[event]).await {
-            tracing::warn!(error = %err, sale = sale_id, "announcing a flash sale change failed");
+    /// Tells the watchers of these shoppers' entries, on every instance, to read them again.
+    async fn nudge<'a>(&self, sale_id: &str, shoppers: impl IntoIterator<Item = &'a str>) {
+        let events: Vec<Event> = shoppers
+            .into_iter()
+            .map(|shopper| Event { topic: flash_entry_topic(sale_id, shopper), payload: "{}".to_owned() })
+            .collect();
+        if !events.is_empty()
+            && let Err(err) = self.bus.publish(&events).await
+        {
+            tracing::warn!(error = %err, sale = sale_id, "announcing flash sale entry changes failed");
+        }
+    }
+
+    /// The sale's tick: what every watcher needs, sent once for all of them on every instance,
+    /// and only when it differs from the last one.
+    async fn announce(&self, sale_id: &str) {
+        let now = self.clock.now();
+        let state = match self.sale(sale_id).await {
+            Ok(Some(state)) => state,
+            Ok(None) => return,
+            Err(err) => {
+                tracing::warn!(error = %err, sale = sale_id, "reading a flash sale to announce it failed");
+                return;
+            }
+        };
+        let serving = NowServing {
+            // Not past the last ticket handed out: a drained queue's tick stays the same.
+            admitted: state.sale.admitted_tickets(now).min(state.sale.tickets),
+            remaining: state.sale.remaining,
+            waiting: state.counts.waiting,
+            status: state.status,
+            shuffled: state.sale.shuffled,
+        };
+        if self.announced.lock().unwrap_or_else(PoisonError::into_inner).get(sale_id) == Some(&serving) {
+            return;
+        }
+        let payload = match serde_json::to_string(&serving) {
+            Ok(payload) => payload,
+            Err(err) => return tracing::warn!(error = %err, "serializing a flash sale tick failed"),
+        };
+        match self.bus.publish(&[Event { topic: flash_sale_topic(sale_id), payload }]).await {
+            Ok(()) => {
+                self.announced.lock().unwrap_or_else(PoisonError::into_inner).insert(sale_id.to_owned(), serving);
+            }
+            Err(err) => tracing::warn!(error = %err, sale = sale_id, "announcing a flash sale tick failed"),
         }
     }
 
     /// The caller's entry now (once they have one), then each change: a new status at once,
-    /// a new place in the queue at most once a second.
+    /// a new place in the queue at most once a second. The place moves with the sale's ticks,
+    /// worked out here without reading the store; the store is read only when the entry itself
+    /// changes (`nudge`), or when a tick cannot tell (an early arrival's ticket is drawn).
     pub async fn watch_entry(
         &self,
         viewer: Option<&Viewer>,
         sale_id: &str,
     ) -> FlashResult<BoxStream<'static, EntryView>> {
-        let shopper = shopper_of(viewer)?;
+        let shopper = shopper_of(viewer)?.key();
         let sale = self.existing(sale_id).await?;
         // Subscribe before reading, so that no change between the two is missed.
-        let nudges = self.bus.subscribe(&flash_sale_topic(sale_id));
-        let current = self.view(&sale, &shopper.key()).await?;
-        let service = self.clone();
-        let changes = stream::unfold(
-            (nudges, current.clone(), Instant::now(), service, sale, shopper.key()),
-            |(mut nudges, last, shown_at, service, sale, shopper)| async move {
-                loop {
-                    nudges.next().await?;
-                    let Ok(Some(now)) = service.view(&sale, &shopper).await else { continue };
-                    let status_changed = last.as_ref().is_none_or(|last| last.entry.status != now.entry.status);
-                    let moved = last.as_ref() != Some(&now) && shown_at.elapsed() >= POSITION_UPDATES;
-                    if status_changed || moved {
-                        return Some((now.clone(), (nudges, Some(now), Instant::now(), service, sale, shopper)));
-                    }
+        let ticks = self.bus.subscribe(&flash_sale_topic(sale_id)).map(Nudge::Tick);
+        let own = self.bus.subscribe(&flash_entry_topic(sale_id, &shopper)).map(|_| Nudge::Entry);
+        let nudges = stream::select(ticks, own).boxed();
+        let read = self.read_entry(&sale, &shopper).await?;
+        let shown = read.as_ref().map(|(view, _)| view.clone());
+        let watch =
+            EntryWatch { service: self.clone(), sale, shopper, read, shown: shown.clone(), shown_at: Instant::now() };
+        let changes = stream::unfold((nudges, watch), |(mut nudges, mut watch)| async move {
+            loop {
+                let nudge = nudges.next().await?;
+                if let Some(view) = watch.next(nudge).await {
+                    return Some((view, (nudges, watch)));
                 }
-            },
-        );
-        Ok(stream::iter(current).chain(changes).boxed())
+            }
+        });
+        Ok(stream::iter(shown).chain(changes).boxed())
     }
 
-    /// The sale's public state now, then each change.
+    /// The entry from the store, with the tickets let through when it was read.
+    async fn read_entry(&self, sale: &FlashSale, shopper: &str) -> FlashResult<Option<(EntryView, i64)>> {
+        let admitted = sale.admitted_tickets(self.clock.now());
+        Ok(self.view(sale, shopper).await?.map(|view| (view, admitted)))
+    }
+
+    /// The sale's public state now, then each change, carried forward by its ticks.
     pub async fn watch_sale(&self, sale_id: &str) -> FlashResult<BoxStream<'static, SaleState>> {
         self.existing(sale_id).await?;
-        let nudges = self.bus.subscribe(&flash_sale_topic(sale_id));
+        let ticks = self.bus.subscribe(&flash_sale_topic(sale_id));
         let current =
             self.sale(sale_id).await?.ok_or_else(|| FlashSaleError::NotFound(format!("flash sale {sale_id}")))?;
         let service = self.clone();
-        let shown = Shown::of(&current);
         let changes = stream::unfold(
-            (nudges, shown, service, sale_id.to_owned()),
-            |(mut nudges, shown, service, sale_id)| async move {
+            (ticks, current.clone(), service, sale_id.to_owned()),
+            |(mut ticks, mut state, service, sale_id)| async move {
                 loop {
-                    nudges.next().await?;
-                    let Ok(Some(state)) = service.sale(&sale_id).await else { continue };
+                    let shown = Shown::of(&state);
+                    match ticks.next().await? {
+                        Delivery::Event(event) => match serde_json::from_str::<NowServing>(&event.payload) {
+                            Ok(serving) => {
+                                state.sale.remaining = serving.remaining;
+                                state.counts.waiting = serving.waiting;
+                                state.status = serving.status;
+                            }
+                            Err(err) => tracing::warn!(error = %err, "ignoring a malformed flash sale tick"),
+                        },
+                        // Ticks were missed: the store tells where the sale stands.
+                        Delivery::Lagged => {
+                            if let Ok(Some(read)) = service.sale(&sale_id).await {
+                                state = read;
+                            }
+                        }
+                    }
                     if Shown::of(&state) != shown {
-                        let shown = Shown::of(&state);
-                        return Some((state, (nudges, shown, service, sale_id)));
+                        return Some((state.clone(), (ticks, state, service, sale_id)));
                     }
                 }
             },
@@ -531,6 +592,56 @@ impl FlashSaleService {
             return Err(not_found());
         }
         self.db.with_conn(async |c| flash_sales::sale(c, sale_id).await).await?.ok_or_else(not_found)
+    }
+}
+
+/// What wakes an entry's watcher.
+enum Nudge {
+    Tick(Delivery),
+    Entry,
+}
+
+/// An entry's watcher: the entry as last read from the store (with the tickets let through
+/// then), and what was last shown.
+struct EntryWatch {
+    service: FlashSaleService,
+    sale: FlashSale,
+    shopper: String,
+    read: Option<(EntryView, i64)>,
+    shown: Option<EntryView>,
+    shown_at: Instant,
+}
+
+impl EntryWatch {
+    /// What to push for this nudge, if anything: a new status at once, a new place at most
+    /// once a second.
+    async fn next(&mut self, nudge: Nudge) -> Option<EntryView> {
+        let now = self.service.clock.now();
+        let carried = match (&nudge, &self.read) {
+            (Nudge::Tick(Delivery::Event(event)), Some((view, admitted_then))) => {
+                serde_json::from_str::<NowServing>(&event.payload)
+                    .ok()
+                    .and_then(|serving| view.at_tick(*admitted_then, &serving, &self.sale, now))
+            }
+            // No entry yet: a tick says nothing about it (joining nudges the entry).
+            (Nudge::Tick(Delivery::Event(_)), None) => return None,
+            _ => None,
+        };
+        let current = match carried {
+            Some(view) => view,
+            None => {
+                self.read = self.service.read_entry(&self.sale, &self.shopper).await.ok()?;
+                self.read.as_ref()?.0.clone()
+            }
+        };
+        let status_changed = self.shown.as_ref().is_none_or(|shown| shown.entry.status != current.entry.status);
+        let moved = self.shown.as_ref() != Some(&current) && self.shown_at.elapsed() >= POSITION_UPDATES;
+        if !(status_changed || moved) {
+            return None;
+        }
+        self.shown = Some(current.clone());
+        self.shown_at = Instant::now();
+        Some(current)
     }
 }
 

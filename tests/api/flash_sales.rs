@@ -288,3 +288,33 @@ on_both_backends!(a_waiting_shopper_is_told_of_the_hold_without_polling, |backen
     }
     assert_eq!(state, json!({ "status": "ACTIVE", "remaining": 2 }));
 });
+
+// The waiting room's places move with one broadcast per tick: watchers work out their place
+// from it, so the store is not read once per watcher per tick.
+on_both_backends!(waiting_watchers_move_up_with_the_ticks_without_reading_the_store, |backend: Backend| async move {
+    let server = shop(backend, None).await;
+    let sale = create_sale(&server, 100, Utc::now(), json!({ "admissionPerMinute": 60 })).await;
+    let query = format!("subscription {{ flashSaleEntryUpdated(saleId: \"{sale}\") {{ status position }} }}");
+    let mut watchers = Vec::new();
+    for _ in 0..30 {
+        let shopper = server.guest_token().await;
+        join(&server, &shopper, &sale).await;
+        watchers.push(Subscription::start(&server.ws_url(), &shopper, &query).await);
+    }
+    let mut first_places = Vec::new();
+    for watcher in &mut watchers {
+        first_places.push(watcher.next().await["flashSaleEntryUpdated"]["position"].as_i64());
+    }
+    let watching = |scope: &str| scope == "flashSaleEntryUpdated";
+    let read_before = server.statements(watching).await;
+    // The last shopper waits longest: its place is pushed as the tickets ahead are let through.
+    let last = watchers.last_mut().expect("watchers");
+    let moved = last.next().await["flashSaleEntryUpdated"].clone();
+    assert_eq!(moved["status"], "WAITING");
+    assert!(moved["position"].as_i64() < *first_places.last().expect("place"), "{moved} after {first_places:?}");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let reads = server.statements(watching).await - read_before;
+    // About 3 s of ticks at 4 a second to 30 watchers: reading per watcher per tick would be
+    // hundreds; only the few let through (each told by its own nudge) read their entry.
+    assert!(reads <= 24.0, "{reads} statements for 30 watchers over 3 s");
+});

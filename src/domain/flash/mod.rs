@@ -64,7 +64,7 @@ impl EntryStatus {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SaleStatus {
     Scheduled,
     Active,
@@ -151,6 +151,53 @@ pub struct EntryView {
     pub entry: Entry,
     pub position: Option<i64>,
     pub estimated_wait_seconds: Option<i64>,
+}
+
+/// What a sale's watchers are told each tick of the flash-sale worker, once for all of them:
+/// enough for a waiting shopper to work out its place, and for a sale page to show the sale,
+/// without either reading the store.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NowServing {
+    /// Tickets let through so far.
+    pub admitted: i64,
+    pub remaining: i32,
+    pub waiting: i64,
+    pub status: SaleStatus,
+    /// The early arrivals have their tickets.
+    pub shuffled: bool,
+}
+
+impl EntryView {
+    /// This view carried forward to a tick, without the store: the line ahead has moved by the
+    /// tickets let through since it was read (`admitted_then`), and a sale with nothing left,
+    /// or over, has sold the waiting out. Status changes of the entry itself come from the
+    /// store. `None` when only the store can tell: a ticket drawn for an early arrival.
+    pub fn at_tick(
+        &self,
+        admitted_then: i64,
+        serving: &NowServing,
+        sale: &FlashSale,
+        now: DateTime<Utc>,
+    ) -> Option<Self> {
+        if self.entry.status != EntryStatus::Waiting {
+            return Some(self.clone());
+        }
+        if matches!(serving.status, SaleStatus::SoldOut | SaleStatus::Ended) {
+            let entry = Entry { status: EntryStatus::SoldOut, ..self.entry.clone() };
+            return Some(EntryView { entry, position: None, estimated_wait_seconds: None });
+        }
+        let wait_until = match self.entry.ticket {
+            Some(ticket) => sale.admission_time(ticket),
+            None if serving.shuffled => return None,
+            None => sale.starts_at,
+        };
+        let moved = (serving.admitted - admitted_then).max(0);
+        Some(EntryView {
+            entry: self.entry.clone(),
+            position: self.position.map(|position| (position - moved).max(1)),
+            estimated_wait_seconds: Some((wait_until - now).num_seconds().max(0)),
+        })
+    }
 }
 
 /// A new sale as an admin asks for it.
@@ -267,5 +314,59 @@ mod tests {
         assert_eq!(sale.status(start, 1), SaleStatus::Active);
         assert_eq!(sale.status(start, 0), SaleStatus::SoldOut);
         assert_eq!(sale.status(sale.ends_at, 0), SaleStatus::Ended);
+    }
+
+    fn waiting(ticket: Option<i64>, position: Option<i64>, joined_at: DateTime<Utc>) -> EntryView {
+        let entry = Entry {
+            sale_id: "s".into(),
+            shopper: "guest:g".into(),
+            status: EntryStatus::Waiting,
+            quantity: 1,
+            ticket,
+            checkout_session_id: None,
+            expires_at: None,
+            admitted_at: None,
+            joined_at,
+        };
+        EntryView { entry, position, estimated_wait_seconds: None }
+    }
+
+    fn serving(admitted: i64, status: SaleStatus, shuffled: bool) -> NowServing {
+        NowServing { admitted, remaining: 5, waiting: 100, status, shuffled }
+    }
+
+    #[test]
+    fn a_tick_moves_a_waiting_shopper_up_without_the_store() {
+        let start = Utc::now();
+        let sale = sale(start, 60);
+        let read = waiting(Some(31), Some(20), start);
+        let later = start + TimeDelta::seconds(15);
+        let moved = read.at_tick(11, &serving(16, SaleStatus::Active, true), &sale, later).expect("computed");
+        assert_eq!(moved.position, Some(15), "five tickets let through since the read");
+        assert_eq!(moved.estimated_wait_seconds, Some(15), "ticket 31 goes through 30 s after the start");
+        let passed = read.at_tick(11, &serving(40, SaleStatus::Active, true), &sale, later).expect("computed");
+        assert_eq!(passed.position, Some(1), "never past the front: the admission itself is pushed");
+    }
+
+    #[test]
+    fn a_tick_of_a_sold_out_sale_sells_the_waiting_out_and_leaves_holds_alone() {
+        let start = Utc::now();
+        let sale = sale(start, 60);
+        let read = waiting(Some(31), Some(20), start);
+        let gone = read.at_tick(11, &serving(16, SaleStatus::SoldOut, true), &sale, start).expect("computed");
+        assert_eq!((gone.entry.status, gone.position), (EntryStatus::SoldOut, None));
+        let mut held = read.clone();
+        held.entry.status = EntryStatus::Reserved;
+        assert_eq!(held.at_tick(11, &serving(16, SaleStatus::SoldOut, true), &sale, start), Some(held.clone()));
+    }
+
+    #[test]
+    fn an_early_arrival_reads_its_ticket_from_the_store_once_drawn() {
+        let start = Utc::now();
+        let sale = sale(start, 60);
+        let early = waiting(None, None, start - TimeDelta::minutes(5));
+        let before = early.at_tick(0, &serving(0, SaleStatus::Scheduled, false), &sale, start - TimeDelta::seconds(30));
+        assert_eq!(before.expect("computed").estimated_wait_seconds, Some(30));
+        assert_eq!(early.at_tick(0, &serving(1, SaleStatus::Active, true), &sale, start), None);
     }
 }

@@ -336,14 +336,18 @@ pub struct Subscription {
 
 impl Subscription {
     pub async fn start(ws_url: &str, token: &str, query: &str) -> Self {
-        Self::connect(ws_url, json!({ "Authorization": format!("Bearer {token}") }), query).await
+        Self::start_with(ws_url, token, query, json!({})).await
+    }
+
+    pub async fn start_with(ws_url: &str, token: &str, query: &str, variables: Value) -> Self {
+        Self::connect(ws_url, json!({ "Authorization": format!("Bearer {token}") }), query, variables).await
     }
 
     pub async fn start_anonymous(ws_url: &str, query: &str) -> Self {
-        Self::connect(ws_url, json!({}), query).await
+        Self::connect(ws_url, json!({}), query, json!({})).await
     }
 
-    async fn connect(ws_url: &str, init_payload: Value, query: &str) -> Self {
+    async fn connect(ws_url: &str, init_payload: Value, query: &str, variables: Value) -> Self {
         use futures::SinkExt;
         use tokio_tungstenite::tungstenite::Message;
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -354,7 +358,8 @@ impl Subscription {
         let init = json!({ "type": "connection_init", "payload": init_payload });
         subscription.socket.send(Message::text(init.to_string())).await.expect("init");
         assert_eq!(subscription.message().await["type"], "connection_ack");
-        let subscribe = json!({ "id": "1", "type": "subscribe", "payload": { "query": query } });
+        let subscribe =
+            json!({ "id": "1", "type": "subscribe", "payload": { "query": query, "variables": variables } });
         subscription.socket.send(Message::text(subscribe.to_string())).await.expect("subscribe");
         subscription
     }

@@ -14,6 +14,8 @@ on_both_backends!(every_playground_operation_runs, |backend: Backend| async move
     let guest = Some(server.guest_token().await);
     let admin = Some(server.admin_token().await);
     let mut ran = 0;
+    // The flash-sale tabs ask for the id of the sale their first tab creates.
+    let mut sale_id: Option<String> = None;
     for operation in shop::playground::operations() {
         let token = match operation.viewer() {
             "anonymous" => None,
@@ -22,18 +24,26 @@ on_both_backends!(every_playground_operation_runs, |backend: Backend| async move
             "admin" => admin.clone(),
             other => panic!("{}: unknown viewer {other}", operation.name),
         };
-        let variables: Value = serde_json::from_str(operation.variables())
+        let mut variables: Value = serde_json::from_str(operation.variables())
             .unwrap_or_else(|e| panic!("{}: variables: {e}", operation.name));
+        for value in variables.as_object_mut().into_iter().flat_map(|v| v.values_mut()) {
+            if value.as_str().is_some_and(|v| v.starts_with("paste the id")) {
+                *value = json!(sale_id.clone().unwrap_or_else(|| panic!("{}: no sale created yet", operation.name)));
+            }
+        }
         let data = if operation.text.contains("\nsubscription ") {
             // Subscriptions run over the websocket; their first result is the current state.
             let token = token.as_deref().unwrap_or_else(|| panic!("{}: subscriptions need a viewer", operation.name));
-            Subscription::start(&server.ws_url(), token, operation.text).await.next().await
+            Subscription::start_with(&server.ws_url(), token, operation.text, variables).await.next().await
         } else {
             let response = server.gql(operation.text, variables, token.as_deref()).await;
             assert!(response.get("errors").is_none(), "{}: {response:#}", operation.name);
             response["data"].clone()
         };
         assert!(data.as_object().is_some_and(|d| d.values().all(|v| !v.is_null())), "{}: {data}", operation.name);
+        if let Some(created) = data["adminCreateFlashSale"]["id"].as_str() {
+            sale_id = Some(created.to_owned());
+        }
         assert!(
             operation.text.trim_start().starts_with('#'),
             "{} starts with a comment saying what it does",

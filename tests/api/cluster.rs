@@ -137,3 +137,77 @@ on_both_backends!(a_redis_outage_degrades_to_the_store, |backend: Backend| async
     let states: serde_json::Value = ready.json().await.expect("json");
     assert_eq!(states, json!({ "store": "up", "catalog": "ready", "search": "up", "redis": "down" }));
 });
+
+/// Two instances on one PostgreSQL and Redis share one flash-sale gate and one waiting room:
+/// shoppers joining through either, let through by either's worker, get exactly the sale's
+/// units, and a watcher on one instance hears of an admission the other made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_one_flash_sale_gate_and_queue() {
+    if !postgres_enabled() {
+        return;
+    }
+    let db = TestDatabase::new(Backend::Postgres).await;
+    let namespace = unique_namespace();
+    let a = launch(&db, &namespace, "20").await;
+    let b = launch(&db, &namespace, "20").await;
+    let bases = [a.process.base.clone(), b.process.base.clone()];
+    let sign_in = "mutation($e: String!, $p: String!) { signIn(email: $e, password: $p) { token } }";
+    let admin = gql(&bases[0], sign_in, json!({ "e": ADMIN_EMAIL, "p": PASSWORD }), None).await["signIn"]["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let stock = "mutation { adminSetStock(productId: \"prod-0000003\", quantity: 60) { id } }";
+    gql(&bases[0], stock, json!({}), Some(&admin)).await;
+    let now = chrono::Utc::now();
+    let create = "mutation($input: FlashSaleInput!) { adminCreateFlashSale(input: $input) { id } }";
+    // 100 shoppers a second: the queue is let through over a few seconds by both workers.
+    let input = json!({ "productId": "prod-0000003", "salePriceCents": 900, "quantity": 40,
+        "startsAt": (now - chrono::Duration::seconds(1)).to_rfc3339(), "endsAt": (now + chrono::Duration::hours(1)).to_rfc3339(),
+        "admissionPerMinute": 6000 });
+    let sale = gql(&bases[1], create, json!({ "input": input }), Some(&admin)).await["adminCreateFlashSale"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let mut guests = Vec::new();
+    for i in 0..300 {
+        let started = gql(&bases[i % 2], "mutation { startGuestSession { token } }", json!({}), None).await;
+        guests.push(started["startGuestSession"]["token"].as_str().expect("token").to_owned());
+    }
+    let join = "mutation($s: ID!) { joinFlashSale(saleId: $s) { status } }";
+    let joins: Vec<_> = guests
+        .iter()
+        .enumerate()
+        .map(|(i, guest)| {
+            let (base, guest, sale) = (bases[i % 2].clone(), guest.clone(), sale.clone());
+            tokio::spawn(async move { gql(&base, join, json!({ "s": sale }), Some(&guest)).await })
+        })
+        .collect();
+    for joined in joins {
+        joined.await.expect("join");
+    }
+    // The last to join watches on the other instance from the one it joined through.
+    let last = guests.last().expect("guests");
+    let query = format!("subscription {{ flashSaleEntryUpdated(saleId: \"{sale}\") {{ status }} }}");
+    let ws_url = format!("{}/graphql/ws", bases[0].replace("http://", "ws://"));
+    let mut watcher = Subscription::start(&ws_url, last, &query).await;
+    let mut status = watcher.next().await["flashSaleEntryUpdated"]["status"].clone();
+    while status == "WAITING" {
+        status = watcher.next().await["flashSaleEntryUpdated"]["status"].clone();
+    }
+    assert!(status == "RESERVED" || status == "SOLD_OUT", "{status}");
+
+    let report = "query($s: ID!) { adminFlashSaleReport(saleId: $s) { joined reserved soldOut discrepancy sale { waiting remaining } } }";
+    let mut settled = json!(null);
+    for _ in 0..200 {
+        settled = gql(&bases[0], report, json!({ "s": sale }), Some(&admin)).await["adminFlashSaleReport"].clone();
+        if settled["sale"]["waiting"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        settled,
+        json!({ "joined": 300, "reserved": 40, "soldOut": 260, "discrepancy": 0, "sale": { "waiting": 0, "remaining": 0 } }),
+        "exactly the sale's units, whichever instance let them through"
+    );
+}

@@ -29,6 +29,7 @@ use crate::domain::flash::{
     NewSale, NowServing, SaleStatus,
 };
 use crate::domain::primitives::{Money, Shopper};
+use crate::metrics::{Metrics, SaleLabels};
 use crate::ports::{Clock, Delivery, Event, EventBus, StoreError};
 use crate::services::checkout::close_session;
 
@@ -64,6 +65,7 @@ pub struct FlashSaleService {
     bus: Arc<dyn EventBus>,
     clock: Arc<dyn Clock>,
     pricing: PricingRules,
+    metrics: Arc<Metrics>,
     /// What each sale's last tick told its watchers: a tick tells them only what changed.
     announced: Arc<Mutex<HashMap<String, NowServing>>>,
 }
@@ -78,8 +80,14 @@ fn known_format(id: &str) -> bool {
 }
 
 impl FlashSaleService {
-    pub fn new(db: Pool, bus: Arc<dyn EventBus>, clock: Arc<dyn Clock>, pricing: PricingRules) -> Self {
-        Self { db, bus, clock, pricing, announced: Arc::default() }
+    pub fn new(
+        db: Pool,
+        bus: Arc<dyn EventBus>,
+        clock: Arc<dyn Clock>,
+        pricing: PricingRules,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self { db, bus, clock, pricing, metrics, announced: Arc::default() }
     }
 
     pub async fn create(&self, input: NewSale) -> FlashResult<SaleState> {
@@ -176,6 +184,7 @@ impl FlashSaleService {
         let shopper = shopper_of(viewer)?.key();
         let now = self.clock.now();
         let sale = self.existing(sale_id).await?;
+        self.metrics.flash("join", 1);
         self.db
             .transaction(async |c| flash_sales::count_attempt(c, sale_id, &shopper, now).await)
             .await?
@@ -233,6 +242,9 @@ impl FlashSaleService {
                 Ok::<_, StoreError>(inserted.then_some(entry))
             })
             .await?;
+        if fresh.as_ref().is_some_and(|entry| entry.status == EntryStatus::SoldOut) {
+            self.metrics.flash("sold_out", 1);
+        }
         if let Some(fresh) = fresh
             && let Some(ticket) = fresh.ticket
             && ticket <= sale.admitted_tickets(now)
@@ -305,9 +317,11 @@ impl FlashSaleService {
                 self.give_back(session_id, CheckoutStatus::Cancelled, now).await?;
             }
         }
-        self.db
+        let sold_out = self
+            .db
             .transaction(async |c| {
-                flash_sales::move_entries(c, &sale.id, None, EntryStatus::Waiting, EntryStatus::SoldOut).await?;
+                let sold_out =
+                    flash_sales::move_entries(c, &sale.id, None, EntryStatus::Waiting, EntryStatus::SoldOut).await?;
                 if let Some(returned) = flash_sales::end(c, sale, now).await?.filter(|units| *units > 0) {
                     let stock_event = OutboxRow::stock(std::slice::from_ref(&sale.product_id), now)?;
                     Writes::new(inventory::give_back(&sale.product_id, returned, false))
@@ -315,9 +329,10 @@ impl FlashSaleService {
                         .run(c, "returning a sale's units to stock")
                         .await?;
                 }
-                Ok::<_, StoreError>(())
+                Ok::<_, StoreError>(sold_out)
             })
             .await?;
+        self.metrics.flash("sold_out", sold_out as u64);
         self.nudge(&sale.id, holds.iter().map(|hold| hold.shopper.as_str())).await;
         self.announce(&sale.id).await;
         Ok(())
@@ -353,10 +368,12 @@ impl FlashSaleService {
             created_at: now,
             flash_sale_id: Some(sale.id.clone()),
         };
-        self.db
+        let started = Instant::now();
+        let admitted = self
+            .db
             .transaction(async |c| {
                 if !flash_sales::take_units(c, &sale.id, entry.quantity).await? {
-                    flash_sales::move_entries(
+                    let moved = flash_sales::move_entries(
                         c,
                         &sale.id,
                         Some(&entry.shopper),
@@ -364,7 +381,7 @@ impl FlashSaleService {
                         EntryStatus::SoldOut,
                     )
                     .await?;
-                    return Ok(());
+                    return Ok((moved > 0).then_some("sold_out"));
                 }
                 if !flash_sales::admit(c, entry, &session.id, session.expires_at, now).await? {
                     // Another round let this shopper through first: the units go back.
@@ -372,13 +389,20 @@ impl FlashSaleService {
                 }
                 Writes::new(inventory::hold(&sale.product_id, entry.quantity)).run(c, "holding a sale's units").await?;
                 Writes::new(checkout::insert(&session)?).run(c, "creating a flash sale hold").await?;
+                Ok(Some("admission"))
+            })
+            .await;
+        self.metrics.flash_gate.observe(started.elapsed().as_secs_f64());
+        match admitted {
+            Ok(kind) => {
+                if let Some(kind) = kind {
+                    self.metrics.flash(kind, 1);
+                }
                 Ok(())
-            })
-            .await
-            .or_else(|err| match err {
-                StoreError::Conflict(_) => Ok(()),
-                other => Err(other),
-            })
+            }
+            Err(StoreError::Conflict(_)) => Ok(()),
+            Err(other) => Err(other),
+        }
     }
 
     /// Moves one sale along to `now`; see the module's doc.
@@ -400,6 +424,7 @@ impl FlashSaleService {
         for lapsed in self.db.with_conn(async |c| flash_sales::holds(c, &sale.id, Some(now)).await).await? {
             if let Some(session_id) = &lapsed.checkout_session_id {
                 self.give_back(session_id, CheckoutStatus::Expired, now).await?;
+                self.metrics.flash("expiry", 1);
                 changed.push(lapsed.shopper);
             }
         }
@@ -422,12 +447,13 @@ impl FlashSaleService {
             .atomically(async |c| {
                 let gone = flash_sales::sale(c, sale_id).await?.is_some_and(|sale| sale.remaining == 0)
                     && !flash_sales::any_held(c, sale_id).await?;
-                if gone {
-                    flash_sales::move_entries(c, sale_id, None, EntryStatus::Waiting, EntryStatus::SoldOut).await?;
+                if !gone {
+                    return Ok(0);
                 }
-                Ok(())
+                flash_sales::move_entries(c, sale_id, None, EntryStatus::Waiting, EntryStatus::SoldOut).await
             })
             .await
+            .map(|sold_out| self.metrics.flash("sold_out", sold_out as u64))
     }
 
     /// At the start, everyone who came early gets a ticket in a random order.
@@ -490,6 +516,12 @@ impl FlashSaleService {
                 return;
             }
         };
+        let labels = SaleLabels { sale: sale_id.to_owned() };
+        if state.status == SaleStatus::Ended {
+            self.metrics.flash_waiting.remove(&labels);
+        } else {
+            self.metrics.flash_waiting.get_or_create(&labels).set(state.counts.waiting);
+        }
         let serving = NowServing {
             // Not past the last ticket handed out: a drained queue's tick stays the same.
             admitted: state.sale.admitted_tickets(now).min(state.sale.tickets),

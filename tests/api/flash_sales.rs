@@ -111,6 +111,14 @@ on_both_backends!(two_thousand_shoppers_race_for_a_hundred_units, |backend: Back
     assert_eq!(report["discrepancy"], 0, "{report:#}");
     assert_eq!(report["sale"]["status"], "SOLD_OUT");
     assert_eq!(entry(&server, &reserved[0].0, &sale).await["status"], "PURCHASED");
+    let counted = |kind: &'static str| {
+        let server = server.clone();
+        async move { server.metric(&format!("shop_flash_sale_events_total{{kind=\"{kind}\"}}")).await }
+    };
+    assert_eq!(counted("join").await, 2_000.0);
+    assert_eq!(counted("admission").await, 100.0, "one hold per unit");
+    assert_eq!(counted("sold_out").await, 1_900.0);
+    assert!(server.metric("shop_flash_sale_gate_seconds_count").await >= 100.0);
 });
 
 on_both_backends!(a_lapsed_hold_goes_to_the_next_shopper, |backend: Backend| async move {

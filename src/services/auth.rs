@@ -72,7 +72,7 @@ impl AuthService {
             is_admin: false,
             created_at: self.clock.now(),
         };
-        let user = self.db.with_conn(async |c| users::insert_user(c, &user).await).await.map_err(|err| match err {
+        let user = self.db.atomically(async |c| users::insert_user(c, &user).await).await.map_err(|err| match err {
             StoreError::Conflict(_) => AuthError::EmailTaken,
             other => AuthError::Store(other),
         })?;
@@ -109,14 +109,14 @@ impl AuthService {
     pub async fn refresh(&self, refresh_token: &str) -> AuthResult<AuthPayload> {
         let now = self.clock.now();
         let hash = hash_refresh_token(refresh_token);
-        match self.db.with_conn(async |c| users::use_refresh_token(c, &hash, now).await).await? {
+        match self.db.atomically(async |c| users::use_refresh_token(c, &hash, now).await).await? {
             RefreshTokenUse::Fresh { user_id, family_id } => {
                 let user = self.user(&user_id).await?.ok_or(AuthError::InvalidToken)?;
                 self.issue_session(user, family_id).await
             }
             RefreshTokenUse::Replayed { family_id } => {
                 tracing::warn!(family_id, "refresh token replayed; revoking its family");
-                self.db.with_conn(async |c| users::delete_refresh_family(c, &family_id).await).await?;
+                self.db.atomically(async |c| users::delete_refresh_family(c, &family_id).await).await?;
                 Err(AuthError::InvalidToken)
             }
             RefreshTokenUse::Unknown => Err(AuthError::InvalidToken),
@@ -200,7 +200,7 @@ impl AuthService {
             let signed_in = Viewer::User { user_id: user.id, is_admin: user.is_admin };
             payload.capped_cart_lines = self.carts.merge_guest_cart(guest, &signed_in).await?;
             self.db
-                .with_conn(async |c| recommendations::reassign(c, &guest.shopper(), &signed_in.shopper()).await)
+                .atomically(async |c| recommendations::reassign(c, &guest.shopper(), &signed_in.shopper()).await)
                 .await?;
         }
         Ok(payload)
@@ -218,7 +218,7 @@ impl AuthService {
             expires_at: now + self.refresh_ttl,
             created_at: now,
         };
-        self.db.with_conn(async |c| users::insert_refresh_token(c, &refresh).await).await?;
+        self.db.atomically(async |c| users::insert_refresh_token(c, &refresh).await).await?;
         Ok(AuthPayload {
             token,
             expires_at,

@@ -184,7 +184,7 @@ impl CartService {
     /// Deletes expired guest carts and carts untouched for the retention period.
     pub async fn sweep_expired(&self) -> CartResult<u64> {
         let now = self.clock.now();
-        Ok(self.db.with_conn(async |c| carts::delete_expired(c, now, now - self.limits.retention).await).await?)
+        Ok(self.db.atomically(async |c| carts::delete_expired(c, now, now - self.limits.retention).await).await?)
     }
 
     /// Keeps a cart another service changed (checkout takes the bought lines) in the cache.

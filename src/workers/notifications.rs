@@ -54,7 +54,7 @@ pub async fn send_due(app: &AppContext) -> usize {
                 let error = err.to_string();
                 let recorded = app
                     .db
-                    .with_conn(async |c| {
+                    .atomically(async |c| {
                         notifications::mark_failed(c, &notification.id, attempts, retry_at, &error).await
                     })
                     .await;
@@ -66,7 +66,7 @@ pub async fn send_due(app: &AppContext) -> usize {
     }
     if !sent.is_empty() {
         let now = app.clock.now();
-        if let Err(err) = app.db.with_conn(async |c| notifications::mark_sent(c, &sent, now).await).await {
+        if let Err(err) = app.db.atomically(async |c| notifications::mark_sent(c, &sent, now).await).await {
             tracing::warn!(error = %err, "recording sent notifications failed");
         }
     }

@@ -859,6 +859,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 const JOIN: &str = "mutation($s: ID!) { joinFlashSale(saleId: $s, quantity: 1) { status position checkoutSessionId } }";
+const ENTRY: &str = "query($s: ID!) { flashSaleEntry(saleId: $s) { status checkoutSessionId } }";
 
 /// Creates a running sale of `units` units of `product` (stocked for it), letting `per_minute`
 /// shoppers through a minute; returns its id.
@@ -904,43 +905,43 @@ async fn flash_scenario(options: &Options, server: &Server) -> anyhow::Result<()
     for _ in 0..options.connections {
         let (client, tokens, next, sale) = (client.clone(), tokens.clone(), next.clone(), sale.clone());
         workers.push(tokio::spawn(async move {
-            let (mut joins, mut errors) = (histogram(), 0u64);
-            let mut answers: Vec<(usize, Value, Instant)> = Vec::new();
+            let (mut joins, mut outcomes, mut errors) = (histogram(), histogram(), 0u64);
+            let mut finals: Vec<Value> = Vec::new();
             loop {
                 let shopper = next.fetch_add(1, Ordering::Relaxed) as usize;
                 let Some(token) = tokens.get(shopper) else { break };
                 let sent = Instant::now();
-                match client.gql(JOIN, json!({ "s": sale }), Some(token)).await {
-                    Ok(data) => {
-                        let _ = joins.record(sent.elapsed().as_micros() as u64);
-                        answers.push((shopper, data["joinFlashSale"].clone(), sent));
+                let Ok(data) = client.gql(JOIN, json!({ "s": sale }), Some(token)).await else {
+                    errors += 1;
+                    continue;
+                };
+                let _ = joins.record(sent.elapsed().as_micros() as u64);
+                // A shopper still WAITING reads its entry until it knows, as a client would.
+                let mut entry = data["joinFlashSale"].clone();
+                while entry["status"] == "WAITING" && sent.elapsed() < Duration::from_secs(60) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    if let Ok(read) = client.gql(ENTRY, json!({ "s": sale }), Some(token)).await {
+                        entry = read["flashSaleEntry"].clone();
                     }
-                    Err(_) => errors += 1,
                 }
+                let _ = outcomes.record(sent.elapsed().as_micros() as u64);
+                finals.push(entry);
             }
-            (joins, errors, answers)
+            (joins, outcomes, errors, finals)
         }));
     }
-    let (mut joins, mut join_errors, mut answers) = (histogram(), 0, Vec::new());
+    let (mut joins, mut outcome, mut join_errors, mut finals) = (histogram(), histogram(), 0, Vec::new());
     for worker in workers {
-        let (latencies, errors, worker_answers) = worker.await?;
+        let (latencies, outcomes, errors, worker_finals) = worker.await?;
         let _ = joins.add(&latencies);
+        let _ = outcome.add(&outcomes);
         join_errors += errors;
-        answers.extend(worker_answers);
+        finals.extend(worker_finals);
     }
     let storm_seconds = started.elapsed().as_secs_f64();
 
-    // How long each shopper waited to know its outcome: the join's answer, or the entry read
-    // until it leaves WAITING.
-    let mut outcome = histogram();
     let (mut reserved, mut sold_out, mut without_session) = (0, 0, 0);
-    const ENTRY: &str = "query($s: ID!) { flashSaleEntry(saleId: $s) { status checkoutSessionId } }";
-    for (shopper, mut entry, sent) in answers {
-        while entry["status"] == "WAITING" && sent.elapsed() < Duration::from_secs(60) {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            entry = client.gql(ENTRY, json!({ "s": sale }), Some(&tokens[shopper])).await?["flashSaleEntry"].clone();
-        }
-        let _ = outcome.record(sent.elapsed().as_micros() as u64);
+    for entry in &finals {
         match entry["status"].as_str() {
             Some("RESERVED") => {
                 reserved += 1;

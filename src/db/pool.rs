@@ -12,7 +12,9 @@ use diesel::{ConnectionResult, SqliteConnection};
 use diesel_async::pooled_connection::deadpool::{Object, Pool as DeadPool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, PoolError, RecyclingMethod};
 use diesel_async::sync_connection_wrapper::{SpawnBlocking, SyncConnectionWrapper};
-use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::{
+    AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, SimpleAsyncConnection, TransactionManager,
+};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -48,6 +50,32 @@ impl SpawnBlocking for Inline {
 /// Runs SQLite work (which blocks) in one hand-off: the worker thread gives its async work to
 /// another thread for the duration. A current-thread runtime (a CLI command) just runs it. The
 /// work's futures are ready at once (`Inline`), so `futures::executor::block_on` completes them.
+/// `AsyncConnection::transaction`, begun with `BEGIN IMMEDIATE`: the write lock is taken at the
+/// start (waiting out `busy_timeout` if another connection writes), not when the first write
+/// comes after reads, where SQLite fails at once ("database is locked") if anyone committed
+/// since those reads.
+async fn immediate_transaction<T, E, F>(conn: &mut SqliteConn, f: F) -> Result<T, E>
+where
+    for<'r> F: AsyncFnOnce(&'r mut SqliteConn) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    type Manager = <SqliteConn as AsyncConnection>::TransactionManager;
+    conn.spawn_blocking(|inner| {
+        diesel::connection::AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")
+    })
+    .await?;
+    match f(conn).await {
+        Ok(value) => {
+            Manager::commit_transaction(conn).await?;
+            Ok(value)
+        }
+        Err(refused) => match Manager::rollback_transaction(conn).await {
+            Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(refused),
+            Err(rollback) => Err(rollback.into()),
+        },
+    }
+}
+
 fn blocking<T>(work: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::current().runtime_flavor() {
         tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(work),
@@ -393,11 +421,10 @@ impl Pool {
                     if durable {
                         conn.batch_execute("PRAGMA synchronous = FULL").await?;
                     }
-                    let outcome = conn
-                        .transaction(async |c| {
-                            f(&mut Conn { backend: Backend::Sqlite(c), after_commit: &after_commit }).await
-                        })
-                        .await;
+                    let outcome = immediate_transaction(&mut conn, async |c| {
+                        f(&mut Conn { backend: Backend::Sqlite(c), after_commit: &after_commit }).await
+                    })
+                    .await;
                     if durable {
                         conn.batch_execute("PRAGMA synchronous = NORMAL").await?;
                     }

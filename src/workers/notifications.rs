@@ -27,7 +27,7 @@ pub async fn run(app: AppContext, cancel: CancellationToken) {
 /// Sends what is due now; returns how many went out.
 pub async fn send_due(app: &AppContext) -> usize {
     let now = app.clock.now();
-    let due = match app.db.with_conn(async |c| notifications::claim_due(c, now, now + LEASE, BATCH).await).await {
+    let due = match app.db.atomically(async |c| notifications::claim_due(c, now, now + LEASE, BATCH).await).await {
         Ok(due) => due,
         Err(err) => {
             tracing::warn!(error = %err, "loading notifications failed");

@@ -3,7 +3,7 @@
 //! and type-checked against both PostgreSQL and SQLite.
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use deadpool::managed::Manager;
@@ -50,6 +50,20 @@ impl SpawnBlocking for Inline {
 /// Runs SQLite work (which blocks) in one hand-off: the worker thread gives its async work to
 /// another thread for the duration. A current-thread runtime (a CLI command) just runs it. The
 /// work's futures are ready at once (`Inline`), so `futures::executor::block_on` completes them.
+/// The SQLite writer connection, replaced first if a transaction panicked while holding it (the
+/// connection may still be inside that transaction).
+fn lock_writer<'a>(pool: &DeadPool<SqliteConn>, writer: &'a Mutex<SqliteConn>) -> MutexGuard<'a, SqliteConn> {
+    writer.lock().unwrap_or_else(|poisoned| {
+        let mut conn = poisoned.into_inner();
+        match futures::executor::block_on(pool.manager().create()) {
+            Ok(fresh) => *conn = fresh,
+            Err(err) => tracing::error!(error = %err, "replacing the SQLite writer connection"),
+        }
+        writer.clear_poison();
+        conn
+    })
+}
+
 /// `AsyncConnection::transaction`, begun with `BEGIN IMMEDIATE`: the write lock is taken at the
 /// start (waiting out `busy_timeout` if another connection writes), not when the first write
 /// comes after reads, where SQLite fails at once ("database is locked") if anyone committed
@@ -407,16 +421,7 @@ impl Pool {
                 .await
             }
             Backends::Sqlite { pool, writer } => blocking(|| {
-                let mut conn = writer.lock().unwrap_or_else(|poisoned| {
-                    // A transaction panicked; its connection may still be inside it.
-                    let mut conn = poisoned.into_inner();
-                    match futures::executor::block_on(pool.manager().create()) {
-                        Ok(fresh) => *conn = fresh,
-                        Err(err) => tracing::error!(error = %err, "replacing the SQLite writer connection"),
-                    }
-                    writer.clear_poison();
-                    conn
-                });
+                let mut conn = lock_writer(pool, writer);
                 futures::executor::block_on(async {
                     if durable {
                         conn.batch_execute("PRAGMA synchronous = FULL").await?;
@@ -432,6 +437,34 @@ impl Pool {
                 })
             }),
         };
+        if outcome.is_ok() {
+            self.wakers.committed(after_commit);
+        }
+        outcome
+    }
+
+    /// Runs one statement (`f` sends no more) where writes go: on SQLite the writer connection,
+    /// without a transaction of its own (one statement is atomic by itself), so that it neither
+    /// races the writer's transactions nor pays a BEGIN and a COMMIT; on PostgreSQL any connection.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        for<'r, 's> F:
+            AsyncFnOnce(&'r mut Conn<'s>) -> Result<T, E> + AsyncFunc<&'r mut Conn<'s>, Result<T, E>, Fut: Send> + Send,
+        T: Send,
+        E: From<StoreError> + Send,
+    {
+        let (pool, writer) = match &self.backend {
+            Backends::Postgres(_) => return self.with_conn(f).await,
+            Backends::Sqlite { pool, writer } => (pool, writer),
+        };
+        let after_commit = AfterCommit::default();
+        let outcome = blocking(|| {
+            let mut conn = lock_writer(pool, writer);
+            futures::executor::block_on(f(&mut Conn {
+                backend: Backend::Sqlite(&mut conn),
+                after_commit: &after_commit,
+            }))
+        });
         if outcome.is_ok() {
             self.wakers.committed(after_commit);
         }

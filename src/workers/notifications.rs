@@ -27,7 +27,7 @@ pub async fn run(app: AppContext, cancel: CancellationToken) {
 /// Sends what is due now; returns how many went out.
 pub async fn send_due(app: &AppContext) -> usize {
     let now = app.clock.now();
-    let due = match app.db.atomically(async |c| notifications::claim_due(c, now, now + LEASE, BATCH).await).await {
+    let due = match app.db.write(async |c| notifications::claim_due(c, now, now + LEASE, BATCH).await).await {
         Ok(due) => due,
         Err(err) => {
             tracing::warn!(error = %err, "loading notifications failed");
@@ -54,9 +54,7 @@ pub async fn send_due(app: &AppContext) -> usize {
                 let error = err.to_string();
                 let recorded = app
                     .db
-                    .atomically(async |c| {
-                        notifications::mark_failed(c, &notification.id, attempts, retry_at, &error).await
-                    })
+                    .write(async |c| notifications::mark_failed(c, &notification.id, attempts, retry_at, &error).await)
                     .await;
                 if let Err(err) = recorded {
                     tracing::warn!(error = %err, "recording a failed notification failed");
@@ -66,7 +64,7 @@ pub async fn send_due(app: &AppContext) -> usize {
     }
     if !sent.is_empty() {
         let now = app.clock.now();
-        if let Err(err) = app.db.atomically(async |c| notifications::mark_sent(c, &sent, now).await).await {
+        if let Err(err) = app.db.write(async |c| notifications::mark_sent(c, &sent, now).await).await {
             tracing::warn!(error = %err, "recording sent notifications failed");
         }
     }

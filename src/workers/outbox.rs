@@ -52,20 +52,20 @@ async fn dispatch(app: &AppContext, round: Round) -> Result<usize, StoreError> {
 pub async fn dispatch_pending(db: &Pool, bus: &dyn EventBus, now: DateTime<Utc>) -> Result<usize, StoreError> {
     let mut total = 0;
     loop {
-        let claimed = db.atomically(async |c| outbox::claim(c, DISPATCH_BATCH, now, now + CLAIM).await).await?;
+        let claimed = db.write(async |c| outbox::claim(c, DISPATCH_BATCH, now, now + CLAIM).await).await?;
         if claimed.is_empty() {
             return Ok(total);
         }
         let (ids, events): (Vec<i64>, Vec<Event>) = claimed.into_iter().unzip();
         if let Err(err) = bus.publish(&events).await {
             let given_back = Writes::new(outbox::unclaimed(&ids));
-            if let Err(also) = db.atomically(async |c| given_back.run(c, "giving outbox events back").await).await {
+            if let Err(also) = db.write(async |c| given_back.run(c, "giving outbox events back").await).await {
                 tracing::warn!(error = %also, "giving back unpublished events failed; their claim lapses");
             }
             return Err(StoreError::internal("publishing events", err));
         }
         let published = Writes::new(outbox::published(&ids, now));
-        db.atomically(async |c| published.run(c, "marking events published").await).await?;
+        db.write(async |c| published.run(c, "marking events published").await).await?;
         total += ids.len();
         if ids.len() < DISPATCH_BATCH as usize {
             return Ok(total);

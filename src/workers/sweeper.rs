@@ -34,7 +34,7 @@ async fn sweep(app: &AppContext) {
         Err(err) => tracing::warn!(error = %err, "sweeping carts failed"),
     }
     let published_before = app.clock.now() - PUBLISHED_RETENTION;
-    if let Err(err) = app.db.atomically(async |c| outbox::delete_published(c, published_before).await).await {
+    if let Err(err) = app.db.write(async |c| outbox::delete_published(c, published_before).await).await {
         tracing::warn!(error = %err, "cleaning the outbox failed");
     }
 }

@@ -81,7 +81,7 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "http_idle_timeout_secs",
         default: "60",
-        meaning: "a connection with no traffic either way this long is closed (keep it above ws_keepalive_secs)",
+        meaning: "a connection with no traffic either way this long is closed (must exceed ws_keepalive_secs)",
     },
     Key {
         name: "http_body_timeout_secs",
@@ -425,6 +425,10 @@ impl Config {
             fault_abort_after_charge: reader.flag("fault_abort_after_charge")?,
             payment_gateway,
         };
+        // The idle deadline would otherwise close quiet websockets between the server's pings.
+        if config.http_idle_timeout <= config.ws_keepalive {
+            return Err(reader.invalid("http_idle_timeout_secs", "must be longer than ws_keepalive_secs"));
+        }
         if config.production {
             let refuse =
                 |key: &str, what: &str| reader.invalid(key, format!("{what} is refused with SHOP_ENV=production"));
@@ -595,6 +599,8 @@ mod tests {
         assert!(err.to_string().contains("SHOP_LISTEN"), "{err}");
         let err = config(&[("SHOP_DB_POOL_SIZE", "0")]).expect_err("invalid");
         assert!(err.to_string().contains("SHOP_DB_POOL_SIZE"), "{err}");
+        let err = config(&[("SHOP_HTTP_IDLE_TIMEOUT_SECS", "30")]).expect_err("not above the 30 s keepalive");
+        assert!(err.to_string().contains("SHOP_HTTP_IDLE_TIMEOUT_SECS"), "{err}");
         let err = config(&[("SHOP_ADMIN_EMAIL", "a@b.c")]).expect_err("invalid");
         assert!(err.to_string().contains("SHOP_ADMIN_PASSWORD"), "{err}");
         let dir = tempfile::tempdir().expect("tempdir");

@@ -579,12 +579,7 @@ async fn idle_scenario(options: &Options, server: &Server) -> anyhow::Result<()>
     let (_, before) = server.memory_mib();
     let mut sockets = Vec::with_capacity(options.idle);
     let started = Instant::now();
-    let tokens: Vec<String> = futures::stream::iter(0..options.idle)
-        .map(|_| client.guest())
-        .buffer_unordered(32)
-        .filter_map(|t| async { t.ok() })
-        .collect()
-        .await;
+    let tokens = guests(&client, options.idle, 32).await;
     let url = server.ws_url();
     let mut opened = futures::stream::iter(tokens.iter()).map(|token| subscribe(&url, token)).buffer_unordered(64);
     let mut failures = 0u64;

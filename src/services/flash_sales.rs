@@ -420,7 +420,7 @@ impl FlashSaleService {
         }
         // Shoppers whose own entry changes this round; the waiting learn of their new place
         // (or of the sale selling out) from the one tick announced at the end.
-        let mut changed = self.db.atomically(async |c| flash_sales::mark_purchased(c, &sale.id).await).await?;
+        let mut changed = self.db.write(async |c| flash_sales::mark_purchased(c, &sale.id).await).await?;
         for lapsed in self.db.with_conn(async |c| flash_sales::holds(c, &sale.id, Some(now)).await).await? {
             if let Some(session_id) = &lapsed.checkout_session_id {
                 self.give_back(session_id, CheckoutStatus::Expired, now).await?;

@@ -34,6 +34,13 @@ async fn launch(db: &TestDatabase, namespace: &str, seed: &str) -> Instance {
     Instance { process, _data_dir: data_dir }
 }
 
+/// The configured admin's token, signed in on the instance at `base`.
+async fn admin_token(base: &str) -> String {
+    let sign_in = "mutation($e: String!, $p: String!) { signIn(email: $e, password: $p) { token } }";
+    let signed_in = gql(base, sign_in, json!({ "e": ADMIN_EMAIL, "p": PASSWORD }), None).await;
+    signed_in["signIn"]["token"].as_str().expect("token").to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_postgres_and_redis_behave_as_one() {
     if !postgres_enabled() {
@@ -44,12 +51,7 @@ async fn two_instances_on_postgres_and_redis_behave_as_one() {
     let a = launch(&db, &namespace, "20").await;
     let b = launch(&db, &namespace, "20").await;
 
-    let sign_in = "mutation($e: String!, $p: String!) { signIn(email: $e, password: $p) { token } }";
-    let admin =
-        gql(&b.process.base, sign_in, json!({ "e": ADMIN_EMAIL, "p": PASSWORD }), None).await["signIn"]["token"]
-            .as_str()
-            .expect("token")
-            .to_owned();
+    let admin = admin_token(&b.process.base).await;
     gql(
         &b.process.base,
         "mutation { adminSetStock(productId: \"prod-0000001\", quantity: 10) { id } }",
@@ -151,11 +153,7 @@ async fn two_instances_share_one_flash_sale_gate_and_queue() {
     let a = launch(&db, &namespace, "20").await;
     let b = launch(&db, &namespace, "20").await;
     let bases = [a.process.base.clone(), b.process.base.clone()];
-    let sign_in = "mutation($e: String!, $p: String!) { signIn(email: $e, password: $p) { token } }";
-    let admin = gql(&bases[0], sign_in, json!({ "e": ADMIN_EMAIL, "p": PASSWORD }), None).await["signIn"]["token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let admin = admin_token(&bases[0]).await;
     let stock = "mutation { adminSetStock(productId: \"prod-0000003\", quantity: 60) { id } }";
     gql(&bases[0], stock, json!({}), Some(&admin)).await;
     let now = chrono::Utc::now();

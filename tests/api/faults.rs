@@ -14,8 +14,8 @@ use shop::ports::Clock;
 
 use crate::checkout::{OFFER, P1, add, initiate, order_input, place};
 use crate::helpers::{
-    ADMIN_EMAIL, Backend, CuttableProxy, PASSWORD, RedisServer, Subscription, TestDatabase, TestServer, gql_response,
-    postgres_enabled, serve_stub, unique_namespace,
+    Backend, CuttableProxy, RedisServer, Subscription, TestDatabase, TestServer, gql_response, postgres_enabled,
+    serve_stub, unique_namespace,
 };
 use crate::on_both_backends;
 
@@ -62,14 +62,12 @@ async fn a_store_outage_after_the_charge_completes_the_order_later_and_never_ref
     );
     let db = TestDatabase::new(Backend::Postgres).await;
     let proxy = Arc::new(CuttableProxy::start("127.0.0.1:5432").await);
-    let mut config = db.config();
+    let mut config = db.seeded_config();
     let direct = config.database_url.clone().expect("a PostgreSQL store");
     let through_proxy = direct.expose().replacen("127.0.0.1:5432", &proxy.address.to_string(), 1);
     config.database_url = Some(Secret(through_proxy));
     config.payment_gateway = GatewayChoice::Stripe { api_base: stripe, secret_key: "sk_test_fault".to_owned() };
     config.payment_retry = shop::domain::payments::RetryPolicy { delays: Vec::new() };
-    config.seed_products = 5;
-    config.admin = Some((ADMIN_EMAIL.to_owned(), Secret(PASSWORD.to_owned())));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let server = TestServer::start_on(db, config, clock.clone()).await;
 
@@ -140,11 +138,9 @@ on_both_backends!(
     |backend: Backend| async move {
         let mut redis = RedisServer::start().await;
         let db = TestDatabase::new(backend).await;
-        let mut config = db.config();
+        let mut config = db.seeded_config();
         config.redis_url = Some(Secret(redis.url()));
         config.redis_namespace = unique_namespace();
-        config.seed_products = 5;
-        config.admin = Some((ADMIN_EMAIL.to_owned(), Secret(PASSWORD.to_owned())));
         let server = TestServer::start_on(db, config, Arc::new(SystemClock)).await;
         let admin = server.admin_token().await;
         server.data(OFFER, json!({ "p": P1, "q": 50 }), Some(&admin)).await;
@@ -256,11 +252,9 @@ async fn a_store_cut_under_checkout_traffic_fails_fast_recovers_and_loses_nothin
     }
     let db = TestDatabase::new(Backend::Postgres).await;
     let proxy = CuttableProxy::start("127.0.0.1:5432").await;
-    let mut config = db.config();
+    let mut config = db.seeded_config();
     let direct = config.database_url.clone().expect("a PostgreSQL store");
     config.database_url = Some(Secret(direct.expose().replacen("127.0.0.1:5432", &proxy.address.to_string(), 1)));
-    config.seed_products = 5;
-    config.admin = Some((ADMIN_EMAIL.to_owned(), Secret(PASSWORD.to_owned())));
     let server = Arc::new(TestServer::start_on(db, config, Arc::new(SystemClock)).await);
     let admin = server.admin_token().await;
     server.data(OFFER, json!({ "p": P1, "q": 1000 }), Some(&admin)).await;

@@ -98,6 +98,15 @@ impl TestDatabase {
         Config::from_sources(vars).expect("test config")
     }
 
+    /// `config` with five seeded products and the test admin, for tests that then change the
+    /// config further and start with `TestServer::start_on`.
+    pub fn seeded_config(&self) -> Config {
+        let mut config = self.config();
+        config.seed_products = 5;
+        config.admin = Some((ADMIN_EMAIL.to_owned(), Secret(PASSWORD.to_owned())));
+        config
+    }
+
     /// Environment for running the `shop` binary against this store.
     pub fn env(&self) -> Vec<(String, String)> {
         let mut env = vec![("SHOP_DATA_DIR".to_owned(), self.data_dir.path().to_string_lossy().into_owned())];

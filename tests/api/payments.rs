@@ -12,14 +12,14 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use serde_json::{Value, json};
-use shop::config::{Config, GatewayChoice, Secret};
+use shop::config::{Config, GatewayChoice};
 use shop::domain::clock::SystemClock;
 use shop::domain::primitives::Money;
 use shop::payments::StripeGateway;
 use shop::ports::{ChargeRequest, GatewayError, PaymentGateway};
 
 use crate::checkout::{OFFER, P1, add, initiate, order_input, place};
-use crate::helpers::{ADMIN_EMAIL, Backend, PASSWORD, ServerOptions, TestDatabase, TestServer, serve_stub};
+use crate::helpers::{Backend, ServerOptions, TestDatabase, TestServer, serve_stub};
 use crate::on_both_backends;
 
 const SECRET: &str = "sk_test_stub";
@@ -248,11 +248,9 @@ on_both_backends!(recovery_waits_for_the_lease_and_takes_a_saga_once, |backend: 
             .with_state(attempts.clone()),
     );
     let db = TestDatabase::new(backend).await;
-    let mut config = db.config();
+    let mut config = db.seeded_config();
     config.payment_gateway = GatewayChoice::Stripe { api_base: processor, secret_key: SECRET.to_owned() };
     config.payment_retry = shop::domain::payments::RetryPolicy { delays: Vec::new() };
-    config.seed_products = 5;
-    config.admin = Some((ADMIN_EMAIL.to_owned(), Secret(PASSWORD.to_owned())));
     let server = TestServer::start_on(db, config, Arc::new(SystemClock)).await;
     let admin = server.admin_token().await;
     server.data(OFFER, json!({ "p": P1, "q": 3 }), Some(&admin)).await;

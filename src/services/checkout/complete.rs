@@ -45,7 +45,7 @@ impl CheckoutService {
     pub(super) async fn settle(&self, saga: Saga, now: DateTime<Utc>) -> CheckoutResult<bool> {
         let lease_until = self.lease_from(now);
         let take = Writes::new(payments::take_lease(&saga.id, saga.step, now, lease_until));
-        if self.db.atomically(async |c| take.run(c, "taking a saga's lease").await).await?[0] == 0 {
+        if self.db.write(async |c| take.run(c, "taking a saga's lease").await).await?[0] == 0 {
             return Ok(false);
         }
         let saga = Saga { lease_until, ..saga };

@@ -40,12 +40,11 @@ impl CheckoutService {
         let hash = request.hash();
         let lookup = async || self.db.with_conn(async |c| payments::saga_by_key(c, &owner, &key).await).await;
         let mut existing = lookup().await?;
-        if let Some(saga) = existing.clone()
-            && saga.lease_lapsed(self.clock.now())
-        {
+        let looked_at = self.clock.now();
+        if let Some(saga) = existing.take_if(|saga| saga.lease_lapsed(looked_at)) {
             // Its claimant is gone (say the answer to its claim or its order write was lost):
             // this request finishes it, then answers as it ended.
-            self.settle(saga, self.clock.now()).await?;
+            self.settle(saga, looked_at).await?;
             existing = lookup().await?;
         }
         if let Some(saga) = &existing

@@ -18,7 +18,7 @@ use rand::seq::SliceRandom;
 
 use crate::db::flash_sales::{self, EntryCounts};
 use crate::db::outbox::{self, OutboxRow};
-use crate::db::{Pool, Writes, catalog, checkout, inventory};
+use crate::db::{Conn, Pool, Writes, catalog, checkout, inventory};
 use crate::domain::auth::Viewer;
 use crate::domain::cart::CartLine;
 use crate::domain::catalog::model::validate_id;
@@ -180,79 +180,88 @@ impl FlashSaleService {
 
     /// Note 15: joins the waiting room (or returns the caller's entry), and lets the caller
     /// through at once when their ticket is due. Every call counts towards note 16's limit.
+    /// The count, the entry and the admission are one transaction: the sale's row is the gate,
+    /// and each join holds it once.
     pub async fn join(&self, viewer: Option<&Viewer>, sale_id: &str, quantity: i32) -> FlashResult<EntryView> {
         let shopper = shopper_of(viewer)?.key();
         let now = self.clock.now();
         let sale = self.existing(sale_id).await?;
         self.metrics.flash("join", 1);
-        self.db
-            .transaction(async |c| flash_sales::count_attempt(c, sale_id, &shopper, now).await)
-            .await?
-            .map_err(|retry_after| FlashSaleError::RateLimited { retry_after })?;
-        let joined_before =
-            self.db.with_conn(async |c| flash_sales::entry(c, sale_id, &shopper).await).await?.is_some();
-        if sale.is_over(now) {
-            return Err(FlashSaleError::SaleNotActive);
+        // The early arrivals go first, even if the worker has not shuffled them in yet.
+        if now >= sale.starts_at && !sale.shuffled && !sale.is_over(now) {
+            self.shuffle(&sale.id).await?;
         }
-        if !joined_before {
-            if quantity < 1 {
-                return Err(FlashSaleError::invalid("quantity", "must be at least 1"));
-            }
-            if quantity > sale.per_user_limit {
-                return Err(FlashSaleError::invalid(
-                    "quantity",
-                    format!("at most {} per shopper in this sale", sale.per_user_limit),
-                ));
-            }
-            self.enter(&sale, &shopper, quantity, now).await?;
+        let started = Instant::now();
+        // A refused join still commits: its attempt counts.
+        let joined = self
+            .db
+            .transaction(async |c| {
+                if let Err(retry_after) = flash_sales::count_attempt(c, sale_id, &shopper, now).await? {
+                    return Ok(Err(FlashSaleError::RateLimited { retry_after }));
+                }
+                if sale.is_over(now) {
+                    return Ok(Err(FlashSaleError::SaleNotActive));
+                }
+                if flash_sales::entry(c, sale_id, &shopper).await?.is_some() {
+                    return Ok(Ok(None));
+                }
+                if let Err(invalid) = sale.check_quantity(quantity) {
+                    return Ok(Err(invalid));
+                }
+                self.enter(c, &sale, &shopper, quantity, now).await.map(Ok)
+            })
+            .await??;
+        if let Some(kind) = joined {
+            self.metrics.flash_gate.observe(started.elapsed().as_secs_f64());
+            self.metrics.flash(kind, 1);
         }
+        self.nudge(&sale.id, [shopper.as_str()]).await;
         self.view(&sale, &shopper).await?.ok_or_else(|| FlashSaleError::NotFound(format!("flash sale {sale_id}")))
     }
 
     /// Adds the caller's entry: SOLD_OUT when nothing is left or held, else WAITING with the
-    /// next ticket (none before the start: early arrivals are shuffled at the start).
-    async fn enter(&self, sale: &FlashSale, shopper: &str, quantity: i32, now: DateTime<Utc>) -> FlashResult<()> {
-        // The early arrivals go first, even if the worker has not shuffled them in yet.
-        if now >= sale.starts_at && !sale.shuffled {
-            self.shuffle(&sale.id).await?;
+    /// next ticket (none before the start: early arrivals are shuffled at the start), admitted
+    /// at once when that ticket is due. What happened, for the metrics (`None`: waiting, or a
+    /// concurrent join of the same shopper came first and keeps its entry).
+    async fn enter(
+        &self,
+        c: &mut Conn<'_>,
+        sale: &FlashSale,
+        shopper: &str,
+        quantity: i32,
+        now: DateTime<Utc>,
+    ) -> Result<Option<&'static str>, StoreError> {
+        let current = flash_sales::sale(c, &sale.id).await?.unwrap_or_else(|| sale.clone());
+        let sold_out = current.remaining == 0 && !flash_sales::any_held(c, &sale.id).await?;
+        let ticket = if sold_out || now < current.starts_at || !current.shuffled {
+            None
+        } else {
+            Some(flash_sales::next_ticket(c, &sale.id).await?)
+        };
+        let entry = Entry {
+            sale_id: sale.id.clone(),
+            shopper: shopper.to_owned(),
+            status: if sold_out { EntryStatus::SoldOut } else { EntryStatus::Waiting },
+            quantity,
+            ticket,
+            checkout_session_id: None,
+            expires_at: None,
+            admitted_at: None,
+            joined_at: now,
+        };
+        if !flash_sales::insert_entry(c, &entry).await? {
+            return Ok(None);
         }
-        let fresh = self
-            .db
-            .transaction(async |c| {
-                let current = flash_sales::sale(c, &sale.id).await?.unwrap_or_else(|| sale.clone());
-                let sold_out = current.remaining == 0 && !flash_sales::any_held(c, &sale.id).await?;
-                let ticket = if sold_out || now < sale.starts_at || !current.shuffled {
-                    None
-                } else {
-                    Some(flash_sales::next_ticket(c, &sale.id).await?)
-                };
-                let entry = Entry {
-                    sale_id: sale.id.clone(),
-                    shopper: shopper.to_owned(),
-                    status: if sold_out { EntryStatus::SoldOut } else { EntryStatus::Waiting },
-                    quantity,
-                    ticket,
-                    checkout_session_id: None,
-                    expires_at: None,
-                    admitted_at: None,
-                    joined_at: now,
-                };
-                // A concurrent join of the same shopper may have come first; it keeps its entry.
-                let inserted = flash_sales::insert_entry(c, &entry).await?;
-                Ok::<_, StoreError>(inserted.then_some(entry))
-            })
-            .await?;
-        if fresh.as_ref().is_some_and(|entry| entry.status == EntryStatus::SoldOut) {
-            self.metrics.flash("sold_out", 1);
+        if sold_out {
+            return Ok(Some("sold_out"));
         }
-        if let Some(fresh) = fresh
-            && let Some(ticket) = fresh.ticket
-            && ticket <= sale.admitted_tickets(now)
-        {
-            self.admit(sale, &fresh, now).await?;
+        match ticket {
+            Some(ticket) if ticket <= current.admitted_tickets(now) => {
+                let session = self.hold_session(&current, &entry, now)?;
+                admit(c, &current, &entry, &session, now).await
+            }
+            _ => Ok(None),
         }
-        self.nudge(&sale.id, [shopper]).await;
-        Ok(())
     }
 
     /// Leaves the waiting room, or gives a hold back to the sale at once.
@@ -344,9 +353,8 @@ impl FlashSaleService {
         close_session(&self.db, session_id, status, None, now).await.map(drop)
     }
 
-    /// Lets one due entry through: units taken from the gate and a checkout session at the
-    /// sale price, or SOLD_OUT when none are left.
-    async fn admit(&self, sale: &FlashSale, entry: &Entry, now: DateTime<Utc>) -> Result<(), StoreError> {
+    /// The checkout session that holds an admitted entry's units at the sale price.
+    fn hold_session(&self, sale: &FlashSale, entry: &Entry, now: DateTime<Utc>) -> Result<CheckoutSession, StoreError> {
         let line = CartLine {
             product_id: sale.product_id.clone(),
             quantity: entry.quantity,
@@ -357,7 +365,7 @@ impl FlashSaleService {
             .pricing
             .price(std::slice::from_ref(&line), &self.pricing.default_country)
             .map_err(|err| StoreError::internal("pricing a flash sale hold", std::io::Error::other(err.to_string())))?;
-        let session = CheckoutSession {
+        Ok(CheckoutSession {
             id: format!("chk-{}", uuid::Uuid::new_v4().simple()),
             owner: crate::db::shopper(&entry.shopper)?,
             status: CheckoutStatus::Reserved,
@@ -367,31 +375,14 @@ impl FlashSaleService {
             expires_at: now + sale.hold(),
             created_at: now,
             flash_sale_id: Some(sale.id.clone()),
-        };
+        })
+    }
+
+    /// Lets one entry that came due while waiting through, in a transaction of its own.
+    async fn admit_due(&self, sale: &FlashSale, entry: &Entry, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let session = self.hold_session(sale, entry, now)?;
         let started = Instant::now();
-        let admitted = self
-            .db
-            .transaction(async |c| {
-                if !flash_sales::take_units(c, &sale.id, entry.quantity).await? {
-                    let moved = flash_sales::move_entries(
-                        c,
-                        &sale.id,
-                        Some(&entry.shopper),
-                        EntryStatus::Waiting,
-                        EntryStatus::SoldOut,
-                    )
-                    .await?;
-                    return Ok((moved > 0).then_some("sold_out"));
-                }
-                if !flash_sales::admit(c, entry, &session.id, session.expires_at, now).await? {
-                    // Another round let this shopper through first: the units go back.
-                    return Err(StoreError::Conflict("admitted already".to_owned()));
-                }
-                Writes::new(inventory::hold(&sale.product_id, entry.quantity)).run(c, "holding a sale's units").await?;
-                Writes::new(checkout::insert(&session)?).run(c, "creating a flash sale hold").await?;
-                Ok(Some("admission"))
-            })
-            .await;
+        let admitted = self.db.transaction(async |c| admit(c, sale, entry, &session, now).await).await;
         self.metrics.flash_gate.observe(started.elapsed().as_secs_f64());
         match admitted {
             Ok(kind) => {
@@ -432,7 +423,7 @@ impl FlashSaleService {
         for entry in
             self.db.with_conn(async |c| flash_sales::due(c, &sale.id, due_up_to, ADMISSIONS_PER_ROUND).await).await?
         {
-            self.admit(&sale, &entry, now).await?;
+            self.admit_due(&sale, &entry, now).await?;
             changed.push(entry.shopper);
         }
         self.sell_out_if_gone(&sale.id).await?;
@@ -625,6 +616,31 @@ impl FlashSaleService {
         }
         self.db.with_conn(async |c| flash_sales::sale(c, sale_id).await).await?.ok_or_else(not_found)
     }
+}
+
+/// Lets one due entry through, in the caller's transaction: `session`'s units taken from the
+/// sale's gate and held, or SOLD_OUT when none are left. The metric kind (`None` when the entry
+/// had left the queue); `Conflict` when another round let this shopper through first, so that
+/// the caller's transaction gives the units back.
+async fn admit(
+    c: &mut Conn<'_>,
+    sale: &FlashSale,
+    entry: &Entry,
+    session: &CheckoutSession,
+    now: DateTime<Utc>,
+) -> Result<Option<&'static str>, StoreError> {
+    if !flash_sales::take_units(c, &sale.id, entry.quantity).await? {
+        let moved =
+            flash_sales::move_entries(c, &sale.id, Some(&entry.shopper), EntryStatus::Waiting, EntryStatus::SoldOut)
+                .await?;
+        return Ok((moved > 0).then_some("sold_out"));
+    }
+    if !flash_sales::admit(c, entry, &session.id, session.expires_at, now).await? {
+        return Err(StoreError::Conflict("admitted already".to_owned()));
+    }
+    Writes::new(inventory::hold(&sale.product_id, entry.quantity)).run(c, "holding a sale's units").await?;
+    Writes::new(checkout::insert(session)?).run(c, "creating a flash sale hold").await?;
+    Ok(Some("admission"))
 }
 
 /// What wakes an entry's watcher.

@@ -98,6 +98,18 @@ impl FlashSale {
         self.ended_at.is_some() || now >= self.ends_at
     }
 
+    /// A new entry asks for at least one unit and at most the sale's limit per shopper.
+    pub fn check_quantity(&self, quantity: i32) -> Result<(), FlashSaleError> {
+        if quantity < 1 {
+            return Err(FlashSaleError::invalid("quantity", "must be at least 1"));
+        }
+        if quantity > self.per_user_limit {
+            let limit = self.per_user_limit;
+            return Err(FlashSaleError::invalid("quantity", format!("at most {limit} per shopper in this sale")));
+        }
+        Ok(())
+    }
+
     /// `held`: units of RESERVED entries.
     pub fn status(&self, now: DateTime<Utc>, held: i64) -> SaleStatus {
         if self.is_over(now) {
@@ -257,6 +269,20 @@ pub fn count_attempt(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_entry_asks_for_one_unit_up_to_the_limit() {
+        let mut limited = sale(Utc::now(), 60);
+        limited.per_user_limit = 2;
+        assert!(limited.check_quantity(1).is_ok());
+        assert!(limited.check_quantity(2).is_ok());
+        for refused in [0, -1, 3] {
+            assert!(
+                matches!(limited.check_quantity(refused), Err(FlashSaleError::InvalidInput { field: "quantity", .. })),
+                "{refused}"
+            );
+        }
+    }
 
     fn sale(starts_at: DateTime<Utc>, per_minute: i32) -> FlashSale {
         FlashSale {

@@ -8,6 +8,7 @@
 //! `application/json` whenever the client accepts it.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -39,9 +40,10 @@ use crate::websocket::{self, OpenSockets};
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 const APPLICATION_JSON: &str = "application/json";
 
+/// Cloned for every extractor of every request: all of it is shared behind pointers.
 #[derive(Clone)]
 pub(crate) struct HttpState {
-    pub(crate) app: AppContext,
+    pub(crate) app: Arc<AppContext>,
     pub(crate) schema: ShopSchema,
     pub(crate) sockets: OpenSockets,
     /// Cancelled at shutdown: websockets close with 1001.
@@ -50,7 +52,7 @@ pub(crate) struct HttpState {
 
 pub fn router(app: AppContext, schema: ShopSchema, closing: CancellationToken) -> Router {
     let body_limit = app.config.max_body_bytes;
-    let state = HttpState { app, schema, sockets: OpenSockets::default(), closing };
+    let state = HttpState { app: Arc::new(app), schema, sockets: OpenSockets::default(), closing };
     let cors = CorsLayer::new().allow_origin(Any).allow_methods([Method::GET, Method::POST]).allow_headers([
         header::AUTHORIZATION,
         header::CONTENT_TYPE,

@@ -3,7 +3,8 @@
 //! the model under a lease so that one instance trains and every instance loads the result.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Instant;
 
 use chrono::TimeDelta;
 
@@ -37,6 +38,8 @@ const MAX_DEMO_SHOPPERS: u64 = 5_000;
 /// at once (stock is checked per request), a new one joins within this time.
 const CATEGORY_LISTS: u64 = 10_000;
 const CATEGORY_LIST_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+/// A list not refreshed for this long (its category unvisited) is dropped.
+const CATEGORY_LIST_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
 /// Products of a category a list is drawn from.
 const CATEGORY_LIST_LENGTH: usize = 4 * MAX_PICKS;
 
@@ -54,9 +57,13 @@ pub struct RecommendationService {
     clock: Arc<dyn Clock>,
     /// The model in use and its stored version (0: none yet).
     model: Arc<RwLock<(i64, Arc<Model>)>>,
-    /// In-stock products of a category by popularity: the same few hundred lists serve every
-    /// product page, so they are read from the store once per `CATEGORY_LIST_TTL`.
-    category_lists: moka::sync::Cache<String, Arc<Vec<String>>>,
+    /// In-stock products of a category by popularity, with when they were read: the same few
+    /// hundred lists serve every product page. One request refreshes a list older than
+    /// `CATEGORY_LIST_TTL` while the others keep using it, so a busy category is read once per
+    /// `CATEGORY_LIST_TTL`, never by every request that finds it stale at once.
+    category_lists: moka::sync::Cache<String, (Instant, Arc<Vec<String>>)>,
+    /// Categories whose list a request is reading from the store now.
+    refreshing: Arc<Mutex<HashSet<String>>>,
 }
 
 impl RecommendationService {
@@ -68,8 +75,9 @@ impl RecommendationService {
             model: Arc::new(RwLock::new((0, Arc::new(Model::default())))),
             category_lists: moka::sync::Cache::builder()
                 .max_capacity(CATEGORY_LISTS)
-                .time_to_live(CATEGORY_LIST_TTL)
+                .time_to_idle(CATEGORY_LIST_IDLE)
                 .build(),
+            refreshing: Arc::default(),
         }
     }
 
@@ -204,14 +212,24 @@ impl RecommendationService {
     }
 
     async fn in_stock_of_category(&self, category_id: &str) -> StoreResult<Arc<Vec<String>>> {
-        if let Some(list) = self.category_lists.get(category_id) {
+        let held = self.category_lists.get(category_id);
+        if let Some((read_at, list)) = &held
+            && read_at.elapsed() < CATEGORY_LIST_TTL
+        {
+            return Ok(list.clone());
+        }
+        let refresh = Refresh::claim(&self.refreshing, category_id);
+        if let Some((_, list)) = held
+            && refresh.is_none()
+        {
             return Ok(list);
         }
         let limit = CATEGORY_LIST_LENGTH as i64;
+        let read_at = Instant::now();
         let list = Arc::new(
             self.db.with_conn(async |c| recommendations::in_stock_of_category(c, category_id, limit).await).await?,
         );
-        self.category_lists.insert(category_id.to_owned(), list.clone());
+        self.category_lists.insert(category_id.to_owned(), (read_at, list.clone()));
         Ok(list)
     }
 
@@ -304,6 +322,27 @@ impl RecommendationService {
         .map_err(|err| StoreError::internal("generating the demo history", err))?;
         self.db.transaction(async |c| recommendations::record(c, &history).await).await?;
         Ok(history.len())
+    }
+}
+
+/// One request's claim to refresh a category list; given up when the request ends, however it
+/// ends (a caller that hangs up mid-read must not leave the list stale for good).
+struct Refresh<'a> {
+    refreshing: &'a Mutex<HashSet<String>>,
+    category_id: String,
+}
+
+impl<'a> Refresh<'a> {
+    /// `None` when another request is refreshing this list.
+    fn claim(refreshing: &'a Mutex<HashSet<String>>, category_id: &str) -> Option<Self> {
+        let fresh = refreshing.lock().unwrap_or_else(PoisonError::into_inner).insert(category_id.to_owned());
+        fresh.then(|| Refresh { refreshing, category_id: category_id.to_owned() })
+    }
+}
+
+impl Drop for Refresh<'_> {
+    fn drop(&mut self) {
+        self.refreshing.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.category_id);
     }
 }
 

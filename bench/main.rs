@@ -238,19 +238,24 @@ impl Drop for Server {
 #[derive(Clone)]
 struct Client {
     http: reqwest::Client,
-    base: String,
+    /// Parsed once: the load generator shares the box, so what it spends per request is taken
+    /// from the server.
+    graphql: reqwest::Url,
 }
 
 impl Client {
+    fn new(base: &str) -> anyhow::Result<Self> {
+        Ok(Client { http: reqwest::Client::new(), graphql: format!("{base}/graphql").parse()? })
+    }
+
     async fn gql(&self, query: &str, variables: Value, token: Option<&str>) -> anyhow::Result<Value> {
-        let mut request =
-            self.http.post(format!("{}/graphql", self.base)).json(&json!({ "query": query, "variables": variables }));
+        let mut request = self.http.post(self.graphql.clone()).json(&json!({ "query": query, "variables": variables }));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        let response: Value = request.send().await?.json().await?;
+        let mut response: Value = request.send().await?.json().await?;
         anyhow::ensure!(response.get("errors").is_none(), "{response}");
-        Ok(response["data"].clone())
+        Ok(response["data"].take())
     }
 
     async fn guest(&self) -> anyhow::Result<String> {
@@ -290,7 +295,7 @@ fn row(name: &str, histogram: &Histogram<u64>, errors: u64, seconds: f64) -> Val
 
 /// `{__typename}` as fast as `connections` clients can send it for `duration`.
 async fn ceiling_row(base: &str, connections: usize, duration: Duration) -> anyhow::Result<Value> {
-    let client = Client { http: reqwest::Client::new(), base: base.to_owned() };
+    let client = Client::new(base)?;
     let (all, errors, seconds) = closed_loop(&client, connections, duration, |_| ("{ __typename }", json!({}))).await?;
     Ok(row("ceiling {__typename}", &all, errors, seconds))
 }
@@ -412,7 +417,7 @@ async fn stock_hot_products(client: &Client) -> anyhow::Result<Vec<String>> {
 }
 
 async fn cart_scenario(options: &Options, server: &Server) -> anyhow::Result<()> {
-    let client = Client { http: reqwest::Client::new(), base: server.base.clone() };
+    let client = Client::new(&server.base)?;
     let products = Arc::new(stock_hot_products(&client).await?);
     let deadline = Instant::now() + options.duration;
     let started = Instant::now();
@@ -505,7 +510,7 @@ async fn subscribe(url: &str, token: &str) -> anyhow::Result<Socket> {
 }
 
 async fn sync_scenario(options: &Options, server: &Server) -> anyhow::Result<()> {
-    let client = Client { http: reqwest::Client::new(), base: server.base.clone() };
+    let client = Client::new(&server.base)?;
     let products = stock_hot_products(&client).await?;
     let email = "bench-shopper@example.com";
     client
@@ -574,7 +579,7 @@ async fn sync_scenario(options: &Options, server: &Server) -> anyhow::Result<()>
 }
 
 async fn idle_scenario(options: &Options, server: &Server) -> anyhow::Result<()> {
-    let client = Client { http: reqwest::Client::new(), base: server.base.clone() };
+    let client = Client::new(&server.base)?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (_, before) = server.memory_mib();
     let mut sockets = Vec::with_capacity(options.idle);
@@ -675,7 +680,7 @@ fn search_mix(count: usize) -> Vec<Value> {
 }
 
 async fn search_scenario(options: &Options, server: &Server) -> anyhow::Result<()> {
-    let client = Client { http: reqwest::Client::new(), base: server.base.clone() };
+    let client = Client::new(&server.base)?;
     let mix = Arc::new(search_mix(300));
     const QUERY: &str = "query($q: String, $f: ProductFilter, $s: ProductSort) { searchProducts(query: $q, filter: $f, sort: $s, first: 20) { totalCount nodes { id title price { centAmount } inStock } facets { name values { value count } } pageInfo { endCursor } } }";
     let searches = mix.clone();
@@ -690,7 +695,7 @@ async fn search_scenario(options: &Options, server: &Server) -> anyhow::Result<(
 
 /// One product page's data (with its category and stock) at a time, over the whole catalog.
 async fn product_scenario(options: &Options, server: &Server) -> anyhow::Result<()> {
-    let client = Client { http: reqwest::Client::new(), base: server.base.clone() };
+    let client = Client::new(&server.base)?;
     const QUERY: &str = "query($id: ID!) { product(id: $id) { id title price { centAmount currencyCode } inStock availableQuantity category { id name path } } }";
     let products = options.products.max(1) as usize;
     let (all, errors, seconds) = closed_loop(&client, options.connections, options.duration, move |count| {
@@ -706,7 +711,7 @@ async fn product_scenario(options: &Options, server: &Server) -> anyhow::Result<
 /// Both recommendation lists over a trained demo catalog: productRecommendations for products
 /// across the catalog (RELATED and COMPLEMENTARY in turn), and an anonymous caller's picks.
 async fn recommend_scenario(options: &Options, server: &Server) -> anyhow::Result<()> {
-    let client = Client { http: reqwest::Client::new(), base: server.base.clone() };
+    let client = Client::new(&server.base)?;
     const PICKS: &str = "{ recommendedProducts(first: 10) { id title price { centAmount } } }";
     let started = Instant::now();
     // The first start trains once the catalog is ready; the lists are measured on its model.
@@ -737,7 +742,7 @@ async fn recommend_scenario(options: &Options, server: &Server) -> anyhow::Resul
 const PURCHASE_STEPS: [&str; 4] = ["startGuestSession", "addCartItem", "initiateCheckout", "placeOrder"];
 
 async fn checkout_scenario(options: &Options, server: &Server) -> anyhow::Result<()> {
-    let client = Client { http: reqwest::Client::new(), base: server.base.clone() };
+    let client = Client::new(&server.base)?;
     let admin = client.sign_in(ADMIN_EMAIL).await?;
     let products: Vec<String> = if options.hot {
         vec!["prod-0000001".to_owned()]
@@ -887,7 +892,7 @@ async fn guests(client: &Client, count: usize, parallel: usize) -> Vec<String> {
 }
 
 async fn flash_scenario(options: &Options, server: &Server) -> anyhow::Result<()> {
-    let client = Client { http: reqwest::Client::new(), base: server.base.clone() };
+    let client = Client::new(&server.base)?;
     let admin = client.sign_in(ADMIN_EMAIL).await?;
     let sale = flash_sale(&client, &admin, "prod-0000001", options.units, 1_000_000).await?;
     let tokens = Arc::new(guests(&client, options.shoppers, options.connections).await);

@@ -200,7 +200,8 @@ pub async fn insert_entry(conn: &mut Conn<'_>, entry: &Entry) -> StoreResult<boo
 }
 
 /// Counts one `joinFlashSale` call of the shopper for the sale (note 16): `Err` with the wait
-/// when it is one too many. The count's row is locked while it is read and written.
+/// when it is one too many. The count's row is locked from its read to the end of the caller's
+/// transaction.
 pub async fn count_attempt(
     conn: &mut Conn<'_>,
     sale_id: &str,
@@ -213,15 +214,16 @@ pub async fn count_attempt(
         flash_sale_attempts::attempts.eq(0),
         flash_sale_attempts::since.eq(now.naive_utc()),
     );
-    on_conn!(conn, c => diesel::insert_into(flash_sale_attempts::table).values(fresh).on_conflict_do_nothing().execute(c).await)
-        .map_err(store_error("counting a join attempt"))?;
-    let (attempts, since): (i32, NaiveDateTime) =
-        on_conn!(conn, c => diesel::update(flash_sale_attempts::table.find((sale_id, shopper)))
+    // Inserts the shopper's count, or locks and reads the one there, in one statement.
+    let (attempts, since): (i32, NaiveDateTime) = on_conn!(conn, c => diesel::insert_into(flash_sale_attempts::table)
+        .values(fresh)
+        .on_conflict((flash_sale_attempts::sale_id, flash_sale_attempts::shopper))
+        .do_update()
         .set(flash_sale_attempts::attempts.eq(flash_sale_attempts::attempts))
         .returning((flash_sale_attempts::attempts, flash_sale_attempts::since))
         .get_result(c)
         .await)
-        .map_err(store_error("counting a join attempt"))?;
+    .map_err(store_error("counting a join attempt"))?;
     match crate::domain::flash::count_attempt(attempts, since.and_utc(), now) {
         Ok((attempts, since)) => {
             on_conn!(conn, c => diesel::update(flash_sale_attempts::table.find((sale_id, shopper)))

@@ -35,10 +35,6 @@ pub struct CartService {
     limits: CartLimits,
 }
 
-fn shopper_of(viewer: Option<&Viewer>) -> CartResult<Shopper> {
-    viewer.map(Viewer::shopper).ok_or(CartError::Unauthenticated)
-}
-
 fn cache_key(owner: &Shopper) -> String {
     format!("cart:{owner}")
 }
@@ -61,12 +57,12 @@ impl CartService {
 
     /// The viewer's cart; an empty one if there is none yet (or it expired).
     pub async fn cart(&self, viewer: Option<&Viewer>) -> CartResult<Cart> {
-        self.load(&shopper_of(viewer)?).await
+        self.load(&Viewer::shopper_or(viewer, CartError::Unauthenticated)?).await
     }
 
     /// Adds `quantity` to the product's line, creating it at today's price.
     pub async fn add_item(&self, viewer: Option<&Viewer>, product_id: &str, quantity: i32) -> CartResult<Cart> {
-        let shopper = shopper_of(viewer)?;
+        let shopper = Viewer::shopper_or(viewer, CartError::Unauthenticated)?;
         validate_product(product_id)?;
         self.check_quantity(quantity, 1)?;
         self.change(&shopper, Some(product_id), |cart, offer, now| {
@@ -79,7 +75,7 @@ impl CartService {
 
     /// Sets the line's quantity; 0 removes it.
     pub async fn update_item(&self, viewer: Option<&Viewer>, product_id: &str, quantity: i32) -> CartResult<Cart> {
-        let shopper = shopper_of(viewer)?;
+        let shopper = Viewer::shopper_or(viewer, CartError::Unauthenticated)?;
         validate_product(product_id)?;
         self.check_quantity(quantity, 0)?;
         self.change(&shopper, Some(product_id), |cart, offer, now| {
@@ -95,7 +91,7 @@ impl CartService {
 
     /// Removes the line; removing a line that is not there changes nothing.
     pub async fn remove_item(&self, viewer: Option<&Viewer>, product_id: &str) -> CartResult<Cart> {
-        let shopper = shopper_of(viewer)?;
+        let shopper = Viewer::shopper_or(viewer, CartError::Unauthenticated)?;
         validate_product(product_id)?;
         self.change(&shopper, None, |cart, _, _| Ok(rules::without(cart, product_id))).await
     }
@@ -157,7 +153,7 @@ impl CartService {
 
     /// The viewer's cart now, then every change to it, in increasing versions, from any device.
     pub async fn watch(&self, viewer: Option<&Viewer>) -> CartResult<BoxStream<'static, Cart>> {
-        let shopper = shopper_of(viewer)?;
+        let shopper = Viewer::shopper_or(viewer, CartError::Unauthenticated)?;
         // Subscribe before reading, so that no change between the two is missed.
         let deliveries = self.bus.subscribe(&cart_topic(&shopper));
         let current = self.load(&shopper).await?;

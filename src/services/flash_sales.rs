@@ -28,7 +28,7 @@ use crate::domain::flash::{
     DEFAULT_ADMISSION_PER_MINUTE, DEFAULT_HOLD_SECONDS, Entry, EntryStatus, EntryView, FlashSale, FlashSaleError,
     NewSale, NowServing, SaleStatus,
 };
-use crate::domain::primitives::{Money, Shopper};
+use crate::domain::primitives::Money;
 use crate::metrics::{Metrics, SaleLabels};
 use crate::ports::{Clock, Delivery, Event, EventBus, StoreError};
 use crate::services::checkout::close_session;
@@ -68,10 +68,6 @@ pub struct FlashSaleService {
     metrics: Arc<Metrics>,
     /// What each sale's last tick told its watchers: a tick tells them only what changed.
     announced: Arc<Mutex<HashMap<String, NowServing>>>,
-}
-
-fn shopper_of(viewer: Option<&Viewer>) -> FlashResult<Shopper> {
-    viewer.map(Viewer::shopper).ok_or(FlashSaleError::Unauthenticated)
 }
 
 /// Any id format is allowed in; one that cannot exist is simply not found.
@@ -168,7 +164,7 @@ impl FlashSaleService {
 
     /// The caller's entry (`None` if they never joined), settled to now.
     pub async fn entry(&self, viewer: Option<&Viewer>, sale_id: &str) -> FlashResult<Option<EntryView>> {
-        let shopper = shopper_of(viewer)?;
+        let shopper = Viewer::shopper_or(viewer, FlashSaleError::Unauthenticated)?;
         if !known_format(sale_id) {
             return Ok(None);
         }
@@ -183,7 +179,7 @@ impl FlashSaleService {
     /// The count, the entry and the admission are one transaction: the sale's row is the gate,
     /// and each join holds it once.
     pub async fn join(&self, viewer: Option<&Viewer>, sale_id: &str, quantity: i32) -> FlashResult<EntryView> {
-        let shopper = shopper_of(viewer)?.key();
+        let shopper = Viewer::shopper_or(viewer, FlashSaleError::Unauthenticated)?.key();
         let now = self.clock.now();
         let sale = self.existing(sale_id).await?;
         self.metrics.flash("join", 1);
@@ -266,7 +262,7 @@ impl FlashSaleService {
 
     /// Leaves the waiting room, or gives a hold back to the sale at once.
     pub async fn leave(&self, viewer: Option<&Viewer>, sale_id: &str) -> FlashResult<EntryView> {
-        let shopper = shopper_of(viewer)?.key();
+        let shopper = Viewer::shopper_or(viewer, FlashSaleError::Unauthenticated)?.key();
         let now = self.clock.now();
         let not_found = || FlashSaleError::NotFound(format!("your entry in flash sale {sale_id}"));
         let sale = self.existing(sale_id).await?;
@@ -545,7 +541,7 @@ impl FlashSaleService {
         viewer: Option<&Viewer>,
         sale_id: &str,
     ) -> FlashResult<BoxStream<'static, EntryView>> {
-        let shopper = shopper_of(viewer)?.key();
+        let shopper = Viewer::shopper_or(viewer, FlashSaleError::Unauthenticated)?.key();
         let sale = self.existing(sale_id).await?;
         // Subscribe before reading, so that no change between the two is missed.
         let ticks = self.bus.subscribe(&flash_sale_topic(sale_id)).map(Nudge::Tick);

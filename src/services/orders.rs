@@ -45,10 +45,6 @@ pub struct OrderService {
     review_ttl: chrono::Duration,
 }
 
-fn owner_of(viewer: Option<&Viewer>) -> OrderResult<Shopper> {
-    viewer.map(Viewer::shopper).ok_or(OrderError::Unauthenticated)
-}
-
 /// The email of the shopper's account, or the guest marker: where a confirmation goes.
 pub async fn recipient_of(conn: &mut Conn<'_>, owner: &Shopper) -> StoreResult<String> {
     let email = match owner.user_id() {
@@ -90,13 +86,13 @@ impl OrderService {
 
     /// The viewer's order; `None` for an unknown or someone else's.
     pub async fn order(&self, viewer: Option<&Viewer>, id: &str) -> OrderResult<Option<Order>> {
-        let owner = owner_of(viewer)?;
+        let owner = Viewer::shopper_or(viewer, OrderError::Unauthenticated)?;
         validate_order_id(id)?;
         Ok(self.load(id).await?.filter(|o| o.placed.owner == owner))
     }
 
     pub async fn orders(&self, viewer: Option<&Viewer>, first: i32, after: Option<&str>) -> OrderResult<OrderPage> {
-        let owner = owner_of(viewer)?;
+        let owner = Viewer::shopper_or(viewer, OrderError::Unauthenticated)?;
         if !(0..=MAX_PAGE).contains(&first) {
             return Err(OrderError::InvalidInput { field: "first", message: format!("must be 0 to {MAX_PAGE}") });
         }
@@ -124,7 +120,7 @@ impl OrderService {
         viewer: Option<&Viewer>,
         order_id: Option<&str>,
     ) -> OrderResult<BoxStream<'static, OrderEvent>> {
-        let owner = owner_of(viewer)?;
+        let owner = Viewer::shopper_or(viewer, OrderError::Unauthenticated)?;
         let deliveries = self.bus.subscribe(&order_topic(&owner));
         let (current, last_seq) = match order_id {
             Some(id) => {

@@ -31,6 +31,11 @@ impl Viewer {
         matches!(self, Viewer::User { is_admin: true, .. })
     }
 
+    /// The shopper behind a request, or `unauthenticated` when the request carries no token.
+    pub fn shopper_or<E>(viewer: Option<&Viewer>, unauthenticated: E) -> Result<Shopper, E> {
+        viewer.map(Viewer::shopper).ok_or(unauthenticated)
+    }
+
     /// Whose cart, checkouts and orders this viewer sees.
     pub fn shopper(&self) -> Shopper {
         match self {

@@ -16,7 +16,6 @@ use crate::domain::cart::CartLine;
 use crate::domain::catalog::model::validate_id;
 use crate::domain::checkout::{CheckoutError, CheckoutSession, CheckoutStatus, PricingRules, rules};
 use crate::domain::payments::RetryPolicy;
-use crate::domain::primitives::Shopper;
 use crate::ports::{Clock, PaymentGateway, StoreResult};
 use crate::services::cart::CartService;
 
@@ -40,10 +39,6 @@ pub struct CheckoutService {
     gateway: Arc<dyn PaymentGateway>,
     clock: Arc<dyn Clock>,
     rules: CheckoutRules,
-}
-
-fn shopper_of(viewer: Option<&Viewer>) -> CheckoutResult<Shopper> {
-    viewer.map(Viewer::shopper).ok_or(CheckoutError::Unauthenticated)
 }
 
 fn validate_session_id(id: &str) -> CheckoutResult<()> {
@@ -128,7 +123,7 @@ impl CheckoutService {
     /// the order for the default destination. An earlier open session of the viewer is
     /// released first, so one shopper never holds stock twice.
     pub async fn initiate(&self, viewer: Option<&Viewer>) -> CheckoutResult<CheckoutSession> {
-        let owner = shopper_of(viewer)?;
+        let owner = Viewer::shopper_or(viewer, CheckoutError::Unauthenticated)?;
         let now = self.clock.now();
         let empty = || CheckoutError::invalid("cart", "the cart is empty; add items before checking out");
         self.db
@@ -172,7 +167,7 @@ impl CheckoutService {
 
     /// The viewer's session; `None` for an unknown or someone else's.
     pub async fn session(&self, viewer: Option<&Viewer>, id: &str) -> CheckoutResult<Option<CheckoutSession>> {
-        let owner = shopper_of(viewer)?;
+        let owner = Viewer::shopper_or(viewer, CheckoutError::Unauthenticated)?;
         validate_session_id(id)?;
         let session = self.db.with_conn(async |c| checkout::by_id(c, id).await).await?;
         Ok(session.filter(|s| s.owner == owner).map(|s| self.shown(s)))

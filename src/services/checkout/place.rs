@@ -1,7 +1,7 @@
 //! `placeOrder`: replay or claim the idempotency key, check the session and the fraud rules,
 //! claim the session with the charge attempt in one write, then charge (`complete.rs`).
 
-use super::{CheckoutResult, CheckoutService, new_id, shopper_of, validate_session_id};
+use super::{CheckoutResult, CheckoutService, new_id, validate_session_id};
 use crate::db::{Queue, Writes, checkout, orders, payments, users};
 use crate::domain::auth::Viewer;
 use crate::domain::checkout::fraud::{self, FraudSignals, FraudVerdict, may_await_review};
@@ -31,7 +31,7 @@ impl CheckoutService {
     /// outcome's order; a key still being processed answers PAYMENT_IN_PROGRESS; a failed
     /// one may be retried.
     pub async fn place_order(&self, viewer: Option<&Viewer>, input: PlaceOrder) -> CheckoutResult<Order> {
-        let owner = shopper_of(viewer)?;
+        let owner = Viewer::shopper_or(viewer, CheckoutError::Unauthenticated)?;
         let request = validated(input.clone())?;
         let key = input.idempotency_key.trim().to_owned();
         if key.is_empty() || key.len() > MAX_KEY_LEN {

@@ -199,7 +199,7 @@ impl FlashSaleService {
                     return Ok(Err(FlashSaleError::SaleNotActive));
                 }
                 if flash_sales::entry(c, sale_id, &shopper).await?.is_some() {
-                    return Ok(Ok(None));
+                    return Ok(Ok(Joined::Before));
                 }
                 if let Err(invalid) = sale.check_quantity(quantity) {
                     return Ok(Err(invalid));
@@ -207,18 +207,20 @@ impl FlashSaleService {
                 self.enter(c, &sale, &shopper, quantity, now).await.map(Ok)
             })
             .await??;
-        if let Some(kind) = joined {
-            self.metrics.flash_gate.observe(started.elapsed().as_secs_f64());
-            self.metrics.flash(kind, 1);
+        if let Joined::Entered(kind) = joined {
+            if let Some(kind) = kind {
+                self.metrics.flash_gate.observe(started.elapsed().as_secs_f64());
+                self.metrics.flash(kind, 1);
+            }
+            // Only a new entry is news to the shopper's watchers.
+            self.nudge(&sale.id, [shopper.as_str()]).await;
         }
-        self.nudge(&sale.id, [shopper.as_str()]).await;
         self.view(&sale, &shopper).await?.ok_or_else(|| FlashSaleError::NotFound(format!("flash sale {sale_id}")))
     }
 
     /// Adds the caller's entry: SOLD_OUT when nothing is left or held, else WAITING with the
     /// next ticket (none before the start: early arrivals are shuffled at the start), admitted
-    /// at once when that ticket is due. What happened, for the metrics (`None`: waiting, or a
-    /// concurrent join of the same shopper came first and keeps its entry).
+    /// at once when that ticket is due.
     async fn enter(
         &self,
         c: &mut Conn<'_>,
@@ -226,7 +228,7 @@ impl FlashSaleService {
         shopper: &str,
         quantity: i32,
         now: DateTime<Utc>,
-    ) -> Result<Option<&'static str>, StoreError> {
+    ) -> Result<Joined, StoreError> {
         let current = flash_sales::sale(c, &sale.id).await?.unwrap_or_else(|| sale.clone());
         let sold_out = current.remaining == 0 && !flash_sales::any_held(c, &sale.id).await?;
         let ticket = if sold_out || now < current.starts_at || !current.shuffled {
@@ -245,18 +247,19 @@ impl FlashSaleService {
             admitted_at: None,
             joined_at: now,
         };
+        // A concurrent join of the same shopper may have come first; it keeps its entry.
         if !flash_sales::insert_entry(c, &entry).await? {
-            return Ok(None);
+            return Ok(Joined::Before);
         }
         if sold_out {
-            return Ok(Some("sold_out"));
+            return Ok(Joined::Entered(Some("sold_out")));
         }
         match ticket {
             Some(ticket) if ticket <= current.admitted_tickets(now) => {
                 let session = self.hold_session(&current, &entry, now)?;
-                admit(c, &current, &entry, &session, now).await
+                admit(c, &current, &entry, &session, now).await.map(Joined::Entered)
             }
-            _ => Ok(None),
+            _ => Ok(Joined::Entered(None)),
         }
     }
 
@@ -612,6 +615,14 @@ impl FlashSaleService {
         }
         self.db.with_conn(async |c| flash_sales::sale(c, sale_id).await).await?.ok_or_else(not_found)
     }
+}
+
+/// What a join wrote.
+enum Joined {
+    /// Nothing: the shopper had an entry already.
+    Before,
+    /// A new entry, and the metric kind of what became of it (`None`: it waits).
+    Entered(Option<&'static str>),
 }
 
 /// Lets one due entry through, in the caller's transaction: `session`'s units taken from the

@@ -8,8 +8,8 @@ use serde_json::json;
 use shop::config::Secret;
 
 use crate::helpers::{
-    ADMIN_EMAIL, Backend, PASSWORD, ServerOptions, ShopProcess, Subscription, TestDatabase, TestServer, gql,
-    postgres_enabled, redis_url, unique_namespace,
+    Backend, ServerOptions, ShopProcess, Subscription, TestDatabase, TestServer, admin_token, gql, postgres_enabled,
+    redis_url, unique_namespace,
 };
 use crate::on_both_backends;
 
@@ -32,13 +32,6 @@ async fn launch(db: &TestDatabase, namespace: &str, seed: &str) -> Instance {
     }
     let process = ShopProcess::launch(&env, data_dir.path()).await;
     Instance { process, _data_dir: data_dir }
-}
-
-/// The configured admin's token, signed in on the instance at `base`.
-async fn admin_token(base: &str) -> String {
-    let sign_in = "mutation($e: String!, $p: String!) { signIn(email: $e, password: $p) { token } }";
-    let signed_in = gql(base, sign_in, json!({ "e": ADMIN_EMAIL, "p": PASSWORD }), None).await;
-    signed_in["signIn"]["token"].as_str().expect("token").to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -308,8 +308,7 @@ impl TestServer {
     }
 
     pub async fn admin_token(&self) -> String {
-        let response = self.sign_in(ADMIN_EMAIL, PASSWORD).await;
-        response["data"]["signIn"]["token"].as_str().unwrap_or_else(|| panic!("admin sign-in: {response}")).to_owned()
+        admin_token(&self.base).await
     }
 
     /// Statements sent to the store so far under the scopes `counted` accepts (a GraphQL root
@@ -449,6 +448,13 @@ pub async fn gql(base: &str, query: &str, variables: Value, token: Option<&str>)
     let response = gql_response(base, query, variables, token).await;
     assert!(response.get("errors").is_none(), "{response:#}");
     response["data"].clone()
+}
+
+/// The configured admin's token, signed in on any server.
+pub async fn admin_token(base: &str) -> String {
+    let sign_in = "mutation($e: String!, $p: String!) { signIn(email: $e, password: $p) { token } }";
+    let response = gql_response(base, sign_in, json!({ "e": ADMIN_EMAIL, "p": PASSWORD }), None).await;
+    response["data"]["signIn"]["token"].as_str().unwrap_or_else(|| panic!("admin sign-in: {response}")).to_owned()
 }
 
 /// The whole response of a GraphQL request to any server.

@@ -10,6 +10,7 @@ use diesel_async::RunQueryDsl;
 
 use super::inventory;
 use super::pool::{Conn, on_conn};
+use super::prepared::PrepareOnce;
 use super::schema::{checkout_sessions, flash_sale_attempts, flash_sale_entries, flash_sales};
 use super::writes::Writes;
 use super::{converted, parsed, store_error};
@@ -134,7 +135,7 @@ pub struct EntryCounts {
 
 pub async fn insert_sale(conn: &mut Conn<'_>, sale: &FlashSale) -> StoreResult<()> {
     let row = SaleRow::from(sale);
-    on_conn!(conn, c => diesel::insert_into(flash_sales::table).values(row).execute(c).await)
+    on_conn!(conn, c => diesel::insert_into(flash_sales::table).values(row).prepared().execute(c).await)
         .map(drop)
         .map_err(store_error("creating a flash sale"))
 }
@@ -194,7 +195,7 @@ pub async fn insert_entry(conn: &mut Conn<'_>, entry: &Entry) -> StoreResult<boo
         admitted_at: None,
         joined_at: entry.joined_at.naive_utc(),
     };
-    on_conn!(conn, c => diesel::insert_into(flash_sale_entries::table).values(row).on_conflict_do_nothing().execute(c).await)
+    on_conn!(conn, c => diesel::insert_into(flash_sale_entries::table).values(row).on_conflict_do_nothing().prepared().execute(c).await)
         .map(|inserted| inserted == 1)
         .map_err(store_error("joining a flash sale"))
 }
@@ -221,6 +222,7 @@ pub async fn count_attempt(
         .do_update()
         .set(flash_sale_attempts::attempts.eq(flash_sale_attempts::attempts))
         .returning((flash_sale_attempts::attempts, flash_sale_attempts::since))
+        .prepared()
         .get_result(c)
         .await)
     .map_err(store_error("counting a join attempt"))?;
@@ -228,6 +230,7 @@ pub async fn count_attempt(
         Ok((attempts, since)) => {
             on_conn!(conn, c => diesel::update(flash_sale_attempts::table.find((sale_id, shopper)))
                 .set((flash_sale_attempts::attempts.eq(attempts), flash_sale_attempts::since.eq(since.naive_utc())))
+                .prepared()
                 .execute(c)
                 .await)
             .map_err(store_error("counting a join attempt"))?;
@@ -236,6 +239,7 @@ pub async fn count_attempt(
         Err(wait) => {
             on_conn!(conn, c => diesel::update(flash_sales::table.find(sale_id))
                 .set(flash_sales::rate_limited.eq(flash_sales::rate_limited + 1))
+                .prepared()
                 .execute(c)
                 .await)
             .map_err(store_error("counting a refused attempt"))?;
@@ -249,6 +253,7 @@ pub async fn next_ticket(conn: &mut Conn<'_>, sale_id: &str) -> StoreResult<i64>
     on_conn!(conn, c => diesel::update(flash_sales::table.find(sale_id))
         .set(flash_sales::tickets.eq(flash_sales::tickets + 1))
         .returning(flash_sales::tickets)
+        .prepared()
         .get_result(c)
         .await)
     .map_err(store_error("handing out a ticket"))
@@ -273,6 +278,7 @@ pub async fn shuffle_in(conn: &mut Conn<'_>, sale_id: &str, shoppers: &[String])
         on_conn!(conn, c => diesel::update(flash_sales::table.find(sale_id).filter(flash_sales::shuffled.eq(false)))
         .set((flash_sales::shuffled.eq(true), flash_sales::tickets.eq(flash_sales::tickets + shoppers.len() as i64)))
         .returning(flash_sales::tickets)
+        .prepared()
         .get_result::<i64>(c)
         .await
         .optional())
@@ -282,6 +288,7 @@ pub async fn shuffle_in(conn: &mut Conn<'_>, sale_id: &str, shoppers: &[String])
     for (offset, shopper) in shoppers.iter().enumerate() {
         on_conn!(conn, c => diesel::update(flash_sale_entries::table.find((sale_id, shopper)))
             .set(flash_sale_entries::ticket.eq(first + offset as i64))
+            .prepared()
             .execute(c)
             .await)
         .map_err(store_error("ticketing an early arrival"))?;
@@ -308,6 +315,7 @@ pub async fn due(conn: &mut Conn<'_>, sale_id: &str, up_to_ticket: i64, limit: i
 pub async fn take_units(conn: &mut Conn<'_>, sale_id: &str, quantity: i32) -> StoreResult<bool> {
     on_conn!(conn, c => diesel::update(flash_sales::table.find(sale_id).filter(flash_sales::remaining.ge(quantity)))
         .set(flash_sales::remaining.eq(flash_sales::remaining - quantity))
+        .prepared()
         .execute(c)
         .await)
     .map(|changed| changed == 1)
@@ -331,6 +339,7 @@ pub async fn admit(
         flash_sale_entries::expires_at.eq(expires_at.naive_utc()),
         flash_sale_entries::admitted_at.eq(now.naive_utc()),
     ))
+    .prepared()
     .execute(c)
     .await)
     .map(|changed| changed == 1)
@@ -353,7 +362,7 @@ pub async fn move_entries(
         if let Some(shopper) = shopper {
             update = update.filter(flash_sale_entries::shopper.eq(shopper));
         }
-        update.set(flash_sale_entries::status.eq(to.as_str())).execute(c).await
+        update.set(flash_sale_entries::status.eq(to.as_str())).prepared().execute(c).await
     })
     .map_err(store_error("moving flash sale entries"))
 }
@@ -370,6 +379,7 @@ pub async fn mark_purchased(conn: &mut Conn<'_>, sale_id: &str) -> StoreResult<V
         .filter(flash_sale_entries::checkout_session_id.eq_any(paid.nullable())))
     .set(flash_sale_entries::status.eq(EntryStatus::Purchased.as_str()))
     .returning(flash_sale_entries::shopper)
+    .prepared()
     .get_results(c)
     .await)
     .map_err(store_error("marking paid holds"))
@@ -398,6 +408,7 @@ pub async fn release_hold(conn: &mut Conn<'_>, sale_id: &str, session: &Checkout
         Writes::new(inventory::sell(&line.product_id, line.quantity)).run(conn, "releasing a hold").await?;
         on_conn!(conn, c => diesel::update(flash_sales::table.find(sale_id))
             .set(flash_sales::remaining.eq(flash_sales::remaining + line.quantity))
+            .prepared()
             .execute(c)
             .await)
         .map_err(store_error("giving units back to a sale"))?;
@@ -407,6 +418,7 @@ pub async fn release_hold(conn: &mut Conn<'_>, sale_id: &str, session: &Checkout
         .filter(flash_sale_entries::checkout_session_id.eq(&session.id))
         .filter(flash_sale_entries::status.eq(EntryStatus::Reserved.as_str())))
     .set(flash_sale_entries::status.eq(EntryStatus::Expired.as_str()))
+    .prepared()
     .execute(c)
     .await)
     .map(drop)
@@ -423,6 +435,7 @@ pub async fn end(conn: &mut Conn<'_>, sale: &FlashSale, now: DateTime<Utc>) -> S
             flash_sales::remaining.eq(0),
         ))
         .returning(flash_sales::returned_to_stock)
+        .prepared()
         .get_result(c)
         .await
         .optional())

@@ -425,33 +425,52 @@ mod carts_writes_and_outbox {
     });
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_syncs_its_log_at_the_money_path_s_commits_only() {
+/// One integer that `sql` (a SELECT naming it `value`) reads on a SQLite connection.
+async fn sqlite_integer(c: &mut shop::db::Conn<'_>, sql: &str) -> Result<i32, StoreError> {
     use diesel::sql_types::Integer;
     use diesel_async::RunQueryDsl;
     use shop::db::pool::Backend as Connection;
 
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Integer)]
+        value: i32,
+    }
+    match &mut c.backend {
+        Connection::Sqlite(sqlite) => diesel::sql_query(sql)
+            .load::<Row>(&mut **sqlite)
+            .await
+            .map(|rows| rows[0].value)
+            .map_err(|err| StoreError::internal("reading a SQLite setting", err)),
+        Connection::Postgres(_) => unreachable!("a SQLite pool"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_syncs_its_log_at_the_money_path_s_commits_only() {
     let db = TestDatabase::new(Backend::Sqlite).await;
     // One connection, so that the read after the durable commit is on the connection it used.
     let pool = shop::db::Pool::open(&db.config().store_url(), 1, std::sync::Arc::new(|_| ())).await.expect("pool");
     // PRAGMA synchronous: 1 is NORMAL (synced at checkpoints), 2 is FULL (synced at commit).
-    let mode = async |c: &mut shop::db::Conn<'_>| match &mut c.backend {
-        Connection::Sqlite(sqlite) => diesel::sql_query("SELECT synchronous FROM pragma_synchronous")
-            .load::<Synchronous>(&mut **sqlite)
-            .await
-            .map(|rows| rows[0].synchronous)
-            .map_err(|err| StoreError::internal("reading the sync mode", err)),
-        Connection::Postgres(_) => unreachable!("a SQLite pool"),
-    };
-    assert_eq!(pool.transaction(async |c| mode(c).await).await.expect("plain"), 1);
-    assert_eq!(pool.durable_transaction(async |c| mode(c).await).await.expect("durable"), 2);
-    assert_eq!(pool.with_conn(async |c| mode(c).await).await.expect("after"), 1, "back to NORMAL after it");
+    let mode = "SELECT synchronous AS value FROM pragma_synchronous";
+    assert_eq!(pool.transaction(async |c| sqlite_integer(c, mode).await).await.expect("plain"), 1);
+    assert_eq!(pool.durable_transaction(async |c| sqlite_integer(c, mode).await).await.expect("durable"), 2);
+    assert_eq!(
+        pool.with_conn(async |c| sqlite_integer(c, mode).await).await.expect("after"),
+        1,
+        "back to NORMAL after it"
+    );
+}
 
-    #[derive(diesel::QueryableByName)]
-    struct Synchronous {
-        #[diesel(sql_type = Integer)]
-        synchronous: i32,
-    }
+#[tokio::test]
+async fn sqlite_is_built_to_keep_statements_that_bind_their_limit_compiled() {
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let pool = shop::db::Pool::open(&db.config().store_url(), 1, std::sync::Arc::new(|_| ())).await.expect("pool");
+    // Without the planner's stability guarantee, SQLite compiles a statement with `LIMIT ?`
+    // again every time a value is bound to it (`.first()` and every page send one).
+    let used = "SELECT sqlite_compileoption_used('ENABLE_QPSG') AS value";
+    let used = pool.with_conn(async |c| sqlite_integer(c, used).await).await.expect("compile options");
+    assert_eq!(used, 1, "built with SQLITE_ENABLE_QPSG (.cargo/config.toml)");
 }
 
 #[tokio::test]

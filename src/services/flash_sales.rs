@@ -176,51 +176,60 @@ impl FlashSaleService {
 
     /// Note 15: joins the waiting room (or returns the caller's entry), and lets the caller
     /// through at once when their ticket is due. Every call counts towards note 16's limit.
-    /// The count, the entry and the admission are one transaction: the sale's row is the gate,
-    /// and each join holds it once.
+    /// The sale's read, the count, the entry and the admission are one transaction, and the
+    /// entry shown is the one it wrote: a join costs the store one visit.
     pub async fn join(&self, viewer: Option<&Viewer>, sale_id: &str, quantity: i32) -> FlashResult<EntryView> {
         let shopper = Viewer::shopper_or(viewer, FlashSaleError::Unauthenticated)?.key();
-        let now = self.clock.now();
-        let sale = self.existing(sale_id).await?;
-        self.metrics.flash("join", 1);
-        // The early arrivals go first, even if the worker has not shuffled them in yet.
-        if now >= sale.starts_at && !sale.shuffled && !sale.is_over(now) {
-            self.shuffle(&sale.id).await?;
+        let not_found = || FlashSaleError::NotFound(format!("flash sale {sale_id}"));
+        if !known_format(sale_id) {
+            return Err(not_found());
         }
+        let now = self.clock.now();
+        self.metrics.flash("join", 1);
         let started = Instant::now();
         // A refused join still commits: its attempt counts.
-        let joined = self
+        let (sale, joined) = self
             .db
             .transaction(async |c| {
+                let mut sale = flash_sales::sale(c, sale_id).await?.ok_or_else(not_found)?;
+                // The early arrivals go first, even if the worker has not shuffled them in yet.
+                if now >= sale.starts_at && !sale.shuffled && !sale.is_over(now) && shuffle_early(c, sale_id).await? {
+                    sale = flash_sales::sale(c, sale_id).await?.ok_or_else(not_found)?;
+                }
                 if let Err(retry_after) = flash_sales::count_attempt(c, sale_id, &shopper, now).await? {
-                    return Ok(Err(FlashSaleError::RateLimited { retry_after }));
+                    return Ok((sale, Err(FlashSaleError::RateLimited { retry_after })));
                 }
                 if sale.is_over(now) {
-                    return Ok(Err(FlashSaleError::SaleNotActive));
+                    return Ok((sale, Err(FlashSaleError::SaleNotActive)));
                 }
-                if flash_sales::entry(c, sale_id, &shopper).await?.is_some() {
-                    return Ok(Ok(Joined::Before));
+                if let Some(entry) = flash_sales::entry(c, sale_id, &shopper).await? {
+                    return Ok((sale, Ok(Joined::Before(entry))));
                 }
                 if let Err(invalid) = sale.check_quantity(quantity) {
-                    return Ok(Err(invalid));
+                    return Ok((sale, Err(invalid)));
                 }
-                self.enter(c, &sale, &shopper, quantity, now).await.map(Ok)
+                let joined = self.enter(c, &sale, &shopper, quantity, now).await?;
+                Ok::<_, FlashSaleError>((sale, Ok(joined)))
             })
-            .await??;
-        if let Joined::Entered(kind) = joined {
-            if let Some(kind) = kind {
-                self.metrics.flash_gate.observe(started.elapsed().as_secs_f64());
-                self.metrics.flash(kind, 1);
+            .await?;
+        let entry = match joined? {
+            Joined::Before(entry) => entry,
+            Joined::Entered(entry, kind) => {
+                if let Some(kind) = kind {
+                    self.metrics.flash_gate.observe(started.elapsed().as_secs_f64());
+                    self.metrics.flash(kind, 1);
+                }
+                // Only a new entry is news to the shopper's watchers.
+                self.nudge(&sale.id, [shopper.as_str()]).await;
+                entry
             }
-            // Only a new entry is news to the shopper's watchers.
-            self.nudge(&sale.id, [shopper.as_str()]).await;
-        }
-        self.view(&sale, &shopper).await?.ok_or_else(|| FlashSaleError::NotFound(format!("flash sale {sale_id}")))
+        };
+        Ok(self.view_of(&sale, entry).await?)
     }
 
-    /// Adds the caller's entry: SOLD_OUT when nothing is left or held, else WAITING with the
-    /// next ticket (none before the start: early arrivals are shuffled at the start), admitted
-    /// at once when that ticket is due.
+    /// Adds the caller's entry: SOLD_OUT when nothing is left or held (or too little is left
+    /// for a ticket due at once), else WAITING with the next ticket (none before the start:
+    /// early arrivals are shuffled at the start), admitted at once when that ticket is due.
     async fn enter(
         &self,
         c: &mut Conn<'_>,
@@ -229,14 +238,14 @@ impl FlashSaleService {
         quantity: i32,
         now: DateTime<Utc>,
     ) -> Result<Joined, StoreError> {
-        let current = flash_sales::sale(c, &sale.id).await?.unwrap_or_else(|| sale.clone());
-        let sold_out = current.remaining == 0 && !flash_sales::any_held(c, &sale.id).await?;
-        let ticket = if sold_out || now < current.starts_at || !current.shuffled {
+        let sold_out =
+            sale.turns_away(quantity, now) || (sale.remaining == 0 && !flash_sales::any_held(c, &sale.id).await?);
+        let ticket = if sold_out || now < sale.starts_at || !sale.shuffled {
             None
         } else {
             Some(flash_sales::next_ticket(c, &sale.id).await?)
         };
-        let entry = Entry {
+        let mut entry = Entry {
             sale_id: sale.id.clone(),
             shopper: shopper.to_owned(),
             status: if sold_out { EntryStatus::SoldOut } else { EntryStatus::Waiting },
@@ -249,17 +258,19 @@ impl FlashSaleService {
         };
         // A concurrent join of the same shopper may have come first; it keeps its entry.
         if !flash_sales::insert_entry(c, &entry).await? {
-            return Ok(Joined::Before);
+            let theirs = flash_sales::entry(c, &sale.id, shopper).await?;
+            return theirs.map(Joined::Before).ok_or_else(|| StoreError::Conflict("an entry came and went".to_owned()));
         }
         if sold_out {
-            return Ok(Joined::Entered(Some("sold_out")));
+            return Ok(Joined::Entered(entry, Some("sold_out")));
         }
         match ticket {
-            Some(ticket) if ticket <= current.admitted_tickets(now) => {
-                let session = self.hold_session(&current, &entry, now)?;
-                admit(c, &current, &entry, &session, now).await.map(Joined::Entered)
+            Some(ticket) if ticket <= sale.admitted_tickets(now) => {
+                let session = self.hold_session(sale, &entry, now)?;
+                let kind = admit(c, sale, &mut entry, &session, now).await?;
+                Ok(Joined::Entered(entry, kind))
             }
-            _ => Ok(Joined::Entered(None)),
+            _ => Ok(Joined::Entered(entry, None)),
         }
     }
 
@@ -381,7 +392,7 @@ impl FlashSaleService {
     async fn admit_due(&self, sale: &FlashSale, entry: &Entry, now: DateTime<Utc>) -> Result<(), StoreError> {
         let session = self.hold_session(sale, entry, now)?;
         let started = Instant::now();
-        let admitted = self.db.transaction(async |c| admit(c, sale, entry, &session, now).await).await;
+        let admitted = self.db.transaction(async |c| admit(c, sale, &mut entry.clone(), &session, now).await).await;
         self.metrics.flash_gate.observe(started.elapsed().as_secs_f64());
         match admitted {
             Ok(kind) => {
@@ -448,13 +459,7 @@ impl FlashSaleService {
 
     /// At the start, everyone who came early gets a ticket in a random order.
     async fn shuffle(&self, sale_id: &str) -> Result<bool, StoreError> {
-        self.db
-            .transaction(async |c| {
-                let mut early = flash_sales::unticketed(c, sale_id).await?;
-                early.shuffle(&mut rand::rng());
-                flash_sales::shuffle_in(c, sale_id, &early).await
-            })
-            .await
+        self.db.transaction(async |c| shuffle_early(c, sale_id).await).await
     }
 
     /// Every sale not yet ended, for the worker.
@@ -462,12 +467,17 @@ impl FlashSaleService {
         self.db.with_conn(async |c| flash_sales::unsettled(c).await).await
     }
 
-    /// The entry as its shopper sees it, after settling their own ticket if it is due.
+    /// The shopper's entry as they see it, read from the store.
     async fn view(&self, sale: &FlashSale, shopper: &str) -> FlashResult<Option<EntryView>> {
-        let now = self.clock.now();
         let Some(entry) = self.db.with_conn(async |c| flash_sales::entry(c, &sale.id, shopper).await).await? else {
             return Ok(None);
         };
+        Ok(Some(self.view_of(sale, entry).await?))
+    }
+
+    /// `entry` as its shopper sees it: a waiting shopper's place is read from the store.
+    async fn view_of(&self, sale: &FlashSale, entry: Entry) -> Result<EntryView, StoreError> {
+        let now = self.clock.now();
         let (position, estimated_wait_seconds) = match (entry.status, entry.ticket) {
             (EntryStatus::Waiting, Some(ticket)) => {
                 let position =
@@ -478,7 +488,7 @@ impl FlashSaleService {
             (EntryStatus::Waiting, None) => (None, Some((sale.starts_at - now).num_seconds().max(0))),
             _ => (None, None),
         };
-        Ok(Some(EntryView { entry, position, estimated_wait_seconds }))
+        Ok(EntryView { entry, position, estimated_wait_seconds })
     }
 
     /// Tells the watchers of these shoppers' entries, on every instance, to read them again.
@@ -617,22 +627,30 @@ impl FlashSaleService {
     }
 }
 
-/// What a join wrote.
+/// What a join found or wrote.
 enum Joined {
-    /// Nothing: the shopper had an entry already.
-    Before,
+    /// The shopper's entry from before: nothing was written.
+    Before(Entry),
     /// A new entry, and the metric kind of what became of it (`None`: it waits).
-    Entered(Option<&'static str>),
+    Entered(Entry, Option<&'static str>),
+}
+
+/// At the start, everyone who came early gets a ticket in a random order, once; whether this
+/// call did it.
+async fn shuffle_early(c: &mut Conn<'_>, sale_id: &str) -> Result<bool, StoreError> {
+    let mut early = flash_sales::unticketed(c, sale_id).await?;
+    early.shuffle(&mut rand::rng());
+    flash_sales::shuffle_in(c, sale_id, &early).await
 }
 
 /// Lets one due entry through, in the caller's transaction: `session`'s units taken from the
-/// sale's gate and held, or SOLD_OUT when none are left. The metric kind (`None` when the entry
-/// had left the queue); `Conflict` when another round let this shopper through first, so that
-/// the caller's transaction gives the units back.
+/// sale's gate and held, or SOLD_OUT when none are left; `entry` becomes what was written. The
+/// metric kind (`None` when the entry had left the queue); `Conflict` when another round let
+/// this shopper through first, so that the caller's transaction gives the units back.
 async fn admit(
     c: &mut Conn<'_>,
     sale: &FlashSale,
-    entry: &Entry,
+    entry: &mut Entry,
     session: &CheckoutSession,
     now: DateTime<Utc>,
 ) -> Result<Option<&'static str>, StoreError> {
@@ -640,13 +658,21 @@ async fn admit(
         let moved =
             flash_sales::move_entries(c, &sale.id, Some(&entry.shopper), EntryStatus::Waiting, EntryStatus::SoldOut)
                 .await?;
-        return Ok((moved > 0).then_some("sold_out"));
+        if moved == 0 {
+            return Ok(None);
+        }
+        entry.status = EntryStatus::SoldOut;
+        return Ok(Some("sold_out"));
     }
     if !flash_sales::admit(c, entry, &session.id, session.expires_at, now).await? {
         return Err(StoreError::Conflict("admitted already".to_owned()));
     }
     Writes::new(inventory::hold(&sale.product_id, entry.quantity)).run(c, "holding a sale's units").await?;
     Writes::new(checkout::insert(session)?).run(c, "creating a flash sale hold").await?;
+    entry.status = EntryStatus::Reserved;
+    entry.checkout_session_id = Some(session.id.clone());
+    entry.expires_at = Some(session.expires_at);
+    entry.admitted_at = Some(now);
     Ok(Some("admission"))
 }
 

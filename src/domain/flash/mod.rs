@@ -133,6 +133,15 @@ impl FlashSale {
         1 + (elapsed * f64::from(self.admission_per_minute) / 60.0) as i64
     }
 
+    /// Whether a shopper arriving now, asking for `quantity`, is SOLD_OUT at once: the next
+    /// ticket would be let through at once, and fewer units are left than it asks for, so its
+    /// admission could only refuse it. (With nothing left and nothing held, every arrival is
+    /// SOLD_OUT; that needs the holds, which the store knows.)
+    pub fn turns_away(&self, quantity: i32, now: DateTime<Utc>) -> bool {
+        let next_due = self.shuffled && self.tickets < self.admitted_tickets(now);
+        next_due && self.remaining < quantity
+    }
+
     /// When `ticket` is let through.
     pub fn admission_time(&self, ticket: i64) -> DateTime<Utc> {
         let seconds = (ticket - 1).max(0) as f64 * 60.0 / f64::from(self.admission_per_minute.max(1));
@@ -302,6 +311,24 @@ mod tests {
             returned_to_stock: 0,
             ended_at: None,
         }
+    }
+
+    #[test]
+    fn an_arrival_due_at_once_is_turned_away_only_when_too_few_units_are_left() {
+        let start = Utc::now();
+        let mut running = sale(start - TimeDelta::seconds(10), 60);
+        running.shuffled = true;
+        running.tickets = 5;
+        running.remaining = 1;
+        assert!(!running.turns_away(1, start), "one unit left for the one asked");
+        assert!(running.turns_away(2, start), "two asked, one left");
+        running.remaining = 0;
+        assert!(running.turns_away(1, start));
+        running.tickets = 11;
+        assert!(!running.turns_away(1, start), "its ticket is not due yet: it waits for lapsed holds");
+        let mut early = sale(start + TimeDelta::seconds(10), 60);
+        early.remaining = 0;
+        assert!(!early.turns_away(1, start), "before the start everyone waits for the shuffle");
     }
 
     #[test]

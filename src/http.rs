@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use async_graphql::Data;
 use async_graphql::parser::types::{DocumentOperations, OperationType};
+use async_graphql::{Data, Executor};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Path, Query, Request, State};
 use axum::http::request::Parts;
@@ -33,7 +33,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::loaders::Loaders;
 use crate::metrics::{HttpLabels, RouteLabels};
 use crate::playground;
-use crate::resolvers::{ClientAddress, ShopSchema};
+use crate::resolvers::{ClientAddress, ShopExecutor};
 use crate::rest;
 use crate::websocket::{self, OpenSockets};
 
@@ -44,13 +44,13 @@ const APPLICATION_JSON: &str = "application/json";
 #[derive(Clone)]
 pub(crate) struct HttpState {
     pub(crate) app: Arc<AppContext>,
-    pub(crate) schema: ShopSchema,
+    pub(crate) schema: ShopExecutor,
     pub(crate) sockets: OpenSockets,
     /// Cancelled at shutdown: websockets close with 1001.
     pub(crate) closing: CancellationToken,
 }
 
-pub fn router(app: AppContext, schema: ShopSchema, closing: CancellationToken) -> Router {
+pub fn router(app: AppContext, schema: ShopExecutor, closing: CancellationToken) -> Router {
     let body_limit = app.config.max_body_bytes;
     let state = HttpState { app: Arc::new(app), schema, sockets: OpenSockets::default(), closing };
     let cors = CorsLayer::new().allow_origin(Any).allow_methods([Method::GET, Method::POST]).allow_headers([

@@ -1,7 +1,7 @@
 //! The REST facade of the original design: JSON in and out, shaped like the GraphQL types. Each
 //! endpoint runs one GraphQL operation, so both APIs share every rule, resolver and error.
 
-use async_graphql::{EnumType, Variables};
+use async_graphql::{EnumType, Executor, Variables};
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};

@@ -17,7 +17,9 @@ mod search;
 mod statement_scope;
 pub mod types;
 
-use async_graphql::{Context, MergedObject, MergedSubscription, Schema, SchemaBuilder};
+use async_graphql::{Context, Executor, MergedObject, MergedSubscription, Schema, SchemaBuilder};
+use futures::stream::{self, BoxStream};
+use futures::{StreamExt, future};
 
 use crate::app::AppContext;
 use crate::domain::auth::Viewer;
@@ -60,17 +62,55 @@ fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
 }
 
 /// The executable schema, with the limits from the config and the application as data.
-pub fn build_schema(app: AppContext) -> ShopSchema {
+pub fn build_schema(app: AppContext) -> ShopExecutor {
     let config = app.config.clone();
-    builder()
-        .limit_depth(config.max_query_depth)
-        .limit_recursive_depth(32)
-        .limit_directives(16)
-        .extension(error_codes::DefaultErrorCode)
-        .extension(query_cost::QueryCost { limit: config.max_query_cost })
-        .extension(statement_scope::StatementScope)
-        .data(app)
-        .finish()
+    let schema =
+        builder().limit_depth(config.max_query_depth).limit_recursive_depth(32).limit_directives(16).data(app).finish();
+    ShopExecutor { schema, max_query_cost: config.max_query_cost }
+}
+
+/// The schema with what every request gets around it: its document refused whole when it costs
+/// too much (`query_cost`), its statements counted under its root field (`statement_scope`),
+/// and a code on every error (`error_codes`). These are not async-graphql extensions: with any
+/// extension, async-graphql looks up and wraps every field of every response for it.
+#[derive(Clone)]
+pub struct ShopExecutor {
+    schema: ShopSchema,
+    max_query_cost: u64,
+}
+
+impl ShopExecutor {
+    /// Parses the document (once: the schema runs the parsed one) and checks its cost; the
+    /// root field it selects.
+    fn admit(&self, request: &mut async_graphql::Request) -> Result<&'static str, async_graphql::ServerError> {
+        let document = async_graphql::parser::parse_query(&request.query)?;
+        query_cost::check(&document, &request.variables, self.max_query_cost).map_err(query_cost::too_complex)?;
+        let scope = statement_scope::root_field(&document);
+        request.set_parsed_query(document);
+        Ok(scope)
+    }
+}
+
+impl Executor for ShopExecutor {
+    async fn execute(&self, mut request: async_graphql::Request) -> async_graphql::Response {
+        let response = match self.admit(&mut request) {
+            Ok(scope) => crate::db::scoped(scope, self.schema.execute(request)).await,
+            Err(refused) => async_graphql::Response::from_errors(vec![refused]),
+        };
+        error_codes::with_codes(response)
+    }
+
+    fn execute_stream(
+        &self,
+        mut request: async_graphql::Request,
+        session_data: Option<std::sync::Arc<async_graphql::Data>>,
+    ) -> BoxStream<'static, async_graphql::Response> {
+        let responses = match self.admit(&mut request) {
+            Ok(_) => self.schema.execute_stream_with_session_data(request, session_data.unwrap_or_default()),
+            Err(refused) => stream::once(future::ready(async_graphql::Response::from_errors(vec![refused]))).boxed(),
+        };
+        responses.map(error_codes::with_codes).boxed()
+    }
 }
 
 /// The schema in SDL, as committed in schema.graphql (sorted, so diffs are stable).

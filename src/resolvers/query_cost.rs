@@ -9,14 +9,12 @@
 //! Introspection fields cost one each, so GraphiQL's schema query always passes.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
 use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, FragmentDefinition, OperationDefinition, OperationType, Selection,
     SelectionSet,
 };
-use async_graphql::{Name, Positioned, ServerError, ServerResult, Variables};
+use async_graphql::{Name, Positioned, ServerError, Variables};
 use async_graphql_value::{ConstValue, Value};
 
 use crate::domain::search::model::MAX_PAGE;
@@ -56,32 +54,7 @@ fn size_of(field: &str) -> Size {
     }
 }
 
-pub struct QueryCost {
-    pub limit: u64,
-}
-
-impl ExtensionFactory for QueryCost {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(QueryCost { limit: self.limit })
-    }
-}
-
-#[async_trait::async_trait]
-impl Extension for QueryCost {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        check(&document, variables, self.limit).map_err(too_complex)?;
-        Ok(document)
-    }
-}
-
-fn too_complex(message: String) -> ServerError {
+pub(super) fn too_complex(message: String) -> ServerError {
     let mut error = ServerError::new(message, None);
     error.extensions.get_or_insert_with(Default::default).set("code", ErrorCode::QueryTooComplex.as_str());
     error

@@ -3,54 +3,12 @@
 //! test reads it). A request with several root fields counts under `multiple`.
 
 use std::collections::HashSet;
-use std::sync::{Arc, LazyLock, OnceLock, PoisonError, RwLock};
+use std::sync::{LazyLock, PoisonError, RwLock};
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery};
 use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, Selection};
-use async_graphql::{Response, ServerResult, Variables};
-
-use crate::db::scoped;
-
-pub struct StatementScope;
-
-impl ExtensionFactory for StatementScope {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(RequestScope::default())
-    }
-}
-
-#[derive(Default)]
-struct RequestScope(OnceLock<&'static str>);
-
-#[async_trait::async_trait]
-impl Extension for RequestScope {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        let _ = self.0.set(root_field(&document));
-        Ok(document)
-    }
-
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
-        match self.0.get() {
-            Some(scope) => scoped(scope, next.run(ctx, operation_name)).await,
-            None => next.run(ctx, operation_name).await,
-        }
-    }
-}
 
 /// The one root field the document's (first) operation selects, or `multiple`.
-fn root_field(document: &ExecutableDocument) -> &'static str {
+pub(super) fn root_field(document: &ExecutableDocument) -> &'static str {
     let operation = match &document.operations {
         DocumentOperations::Single(operation) => Some(operation),
         DocumentOperations::Multiple(operations) => operations.values().next(),

@@ -17,6 +17,9 @@ mod search;
 mod statement_scope;
 pub mod types;
 
+use std::sync::Arc;
+
+use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{Context, Executor, MergedObject, MergedSubscription, Schema, SchemaBuilder};
 use futures::stream::{self, BoxStream};
 use futures::{StreamExt, future};
@@ -66,8 +69,15 @@ pub fn build_schema(app: AppContext) -> ShopExecutor {
     let config = app.config.clone();
     let schema =
         builder().limit_depth(config.max_query_depth).limit_recursive_depth(32).limit_directives(16).data(app).finish();
-    ShopExecutor { schema, max_query_cost: config.max_query_cost }
+    let documents = moka::sync::Cache::builder()
+        .weigher(|query: &String, _: &Arc<ExecutableDocument>| u32::try_from(query.len()).unwrap_or(u32::MAX))
+        .max_capacity(PARSED_QUERY_BYTES)
+        .build();
+    ShopExecutor { schema, max_query_cost: config.max_query_cost, documents }
 }
+
+/// The text of the documents kept parsed (their parsed form takes several times as much).
+const PARSED_QUERY_BYTES: u64 = 2 << 20;
 
 /// The schema with what every request gets around it: its document refused whole when it costs
 /// too much (`query_cost`), its statements counted under its root field (`statement_scope`),
@@ -77,16 +87,27 @@ pub fn build_schema(app: AppContext) -> ShopExecutor {
 pub struct ShopExecutor {
     schema: ShopSchema,
     max_query_cost: u64,
+    /// Documents parsed before, by their text: clients send the same few again and again, and
+    /// parsing one took a tenth of a product page's CPU. Only their parse is kept: the cost
+    /// depends on the variables too, and is checked every time.
+    documents: moka::sync::Cache<String, Arc<ExecutableDocument>>,
 }
 
 impl ShopExecutor {
-    /// Parses the document (once: the schema runs the parsed one) and checks its cost; the
-    /// root field it selects.
+    /// The request's document, parsed (or as parsed before) and handed to the schema, if its
+    /// cost is within the limit; the root field it selects.
     fn admit(&self, request: &mut async_graphql::Request) -> Result<&'static str, async_graphql::ServerError> {
-        let document = async_graphql::parser::parse_query(&request.query)?;
+        let document = match self.documents.get(&request.query) {
+            Some(document) => document,
+            None => {
+                let document = Arc::new(async_graphql::parser::parse_query(&request.query)?);
+                self.documents.insert(request.query.clone(), document.clone());
+                document
+            }
+        };
         query_cost::check(&document, &request.variables, self.max_query_cost).map_err(query_cost::too_complex)?;
         let scope = statement_scope::root_field(&document);
-        request.set_parsed_query(document);
+        request.set_parsed_query(ExecutableDocument::clone(&document));
         Ok(scope)
     }
 }
@@ -103,7 +124,7 @@ impl Executor for ShopExecutor {
     fn execute_stream(
         &self,
         mut request: async_graphql::Request,
-        session_data: Option<std::sync::Arc<async_graphql::Data>>,
+        session_data: Option<Arc<async_graphql::Data>>,
     ) -> BoxStream<'static, async_graphql::Response> {
         let responses = match self.admit(&mut request) {
             Ok(_) => self.schema.execute_stream_with_session_data(request, session_data.unwrap_or_default()),

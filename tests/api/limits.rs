@@ -182,4 +182,7 @@ on_both_backends!(costly_queries_are_refused_whole_before_they_run, |backend: Ba
     assert!(refused["errors"][0]["message"].as_str().is_some_and(|m| m.contains("filter.brands")), "{refused:#}");
     let few = server.data(search, json!({ "f": { "brands": ["brand 1"] } }), None).await;
     assert!(few["searchProducts"]["totalCount"].is_number());
+    // The same document again: kept parsed, its cost still depends on this request's variables.
+    let refused = server.gql(search, json!({ "f": { "brands": brands } }), None).await;
+    assert_eq!(error_code(&refused), "QUERY_TOO_COMPLEX");
 });

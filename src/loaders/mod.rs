@@ -7,6 +7,8 @@ mod orders;
 mod products;
 mod related;
 
+use std::sync::{Arc, OnceLock};
+
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 
 pub use categories::{CategoryChildrenLoader, CategoryLoader};
@@ -20,44 +22,73 @@ use crate::app::AppContext;
 /// Keys per store query: well under SQLite's bound-parameter limit.
 const MAX_BATCH: usize = 500;
 
+/// The loaders of one request, each made the first time a resolver asks for it: a product
+/// page needs three of the six, and making and dropping a loader costs several allocations.
 pub struct Loaders {
-    pub products: DataLoader<ProductLoader, HashMapCache>,
-    pub categories: DataLoader<CategoryLoader, HashMapCache>,
-    pub category_children: DataLoader<CategoryChildrenLoader, HashMapCache>,
-    pub stock: DataLoader<StockLoader, HashMapCache>,
-    pub order_events: DataLoader<OrderEventsLoader, HashMapCache>,
-    pub payments: DataLoader<PaymentLoader, HashMapCache>,
+    app: Arc<AppContext>,
+    /// Whether a loader keeps what it loaded for the rest of the request.
+    cached: bool,
+    products: OnceLock<DataLoader<ProductLoader, HashMapCache>>,
+    categories: OnceLock<DataLoader<CategoryLoader, HashMapCache>>,
+    category_children: OnceLock<DataLoader<CategoryChildrenLoader, HashMapCache>>,
+    stock: OnceLock<DataLoader<StockLoader, HashMapCache>>,
+    order_events: OnceLock<DataLoader<OrderEventsLoader, HashMapCache>>,
+    payments: OnceLock<DataLoader<PaymentLoader, HashMapCache>>,
+}
+
+/// `loaders.name()`: the request's loader of that name, made on first use from the service it
+/// reads.
+macro_rules! loader {
+    ($name:ident: $loader:ident($service:ident)) => {
+        pub fn $name(&self) -> &DataLoader<$loader, HashMapCache> {
+            self.made(&self.$name, |app| $loader(app.$service.clone()))
+        }
+    };
 }
 
 impl Loaders {
-    /// For one HTTP request.
-    pub fn new(app: &AppContext) -> Self {
-        // Cached for the request only: two fields asking for the same key (inStock and
-        // availableQuantity) cost one lookup, and nothing stale outlives the request.
-        fn loader<T: Loader<String>>(inner: T) -> DataLoader<T, HashMapCache> {
-            DataLoader::with_cache(inner, tokio::spawn, HashMapCache::default()).max_batch_size(MAX_BATCH)
-        }
-        let catalog = &app.catalog;
-        Self {
-            products: loader(ProductLoader(catalog.clone())),
-            categories: loader(CategoryLoader(catalog.clone())),
-            category_children: loader(CategoryChildrenLoader(catalog.clone())),
-            stock: loader(StockLoader(catalog.clone())),
-            order_events: loader(OrderEventsLoader(app.orders.clone())),
-            payments: loader(PaymentLoader(app.orders.clone())),
-        }
+    /// For one HTTP request. Cached for the request only: two fields asking for the same key
+    /// (inStock and availableQuantity) cost one lookup, and nothing stale outlives the request.
+    pub fn new(app: &Arc<AppContext>) -> Self {
+        Self::with_cache(app, true)
     }
 
     /// For a websocket connection, which may live for hours: batching without caching, so
     /// every pushed update shows today's prices and stock.
-    pub fn uncached(app: &AppContext) -> Self {
-        let loaders = Self::new(app);
-        loaders.products.enable_all_cache(false);
-        loaders.categories.enable_all_cache(false);
-        loaders.category_children.enable_all_cache(false);
-        loaders.stock.enable_all_cache(false);
-        loaders.order_events.enable_all_cache(false);
-        loaders.payments.enable_all_cache(false);
-        loaders
+    pub fn uncached(app: &Arc<AppContext>) -> Self {
+        Self::with_cache(app, false)
     }
+
+    fn with_cache(app: &Arc<AppContext>, cached: bool) -> Self {
+        Self {
+            app: app.clone(),
+            cached,
+            products: OnceLock::new(),
+            categories: OnceLock::new(),
+            category_children: OnceLock::new(),
+            stock: OnceLock::new(),
+            order_events: OnceLock::new(),
+            payments: OnceLock::new(),
+        }
+    }
+
+    fn made<'a, T: Loader<String>>(
+        &'a self,
+        loader: &'a OnceLock<DataLoader<T, HashMapCache>>,
+        inner: impl FnOnce(&AppContext) -> T,
+    ) -> &'a DataLoader<T, HashMapCache> {
+        loader.get_or_init(|| {
+            let made = DataLoader::with_cache(inner(&self.app), tokio::spawn, HashMapCache::default())
+                .max_batch_size(MAX_BATCH);
+            made.enable_all_cache(self.cached);
+            made
+        })
+    }
+
+    loader!(products: ProductLoader(catalog));
+    loader!(categories: CategoryLoader(catalog));
+    loader!(category_children: CategoryChildrenLoader(catalog));
+    loader!(stock: StockLoader(catalog));
+    loader!(order_events: OrderEventsLoader(orders));
+    loader!(payments: PaymentLoader(orders));
 }

@@ -73,6 +73,7 @@ pub fn build_schema(app: AppContext) -> ShopExecutor {
         .weigher(|query: &String, _: &Arc<ExecutableDocument>| u32::try_from(query.len()).unwrap_or(u32::MAX))
         .max_capacity(PARSED_QUERY_BYTES)
         .build();
+    let documents = Arc::new(documents);
     ShopExecutor { schema, max_query_cost: config.max_query_cost, documents }
 }
 
@@ -89,8 +90,9 @@ pub struct ShopExecutor {
     max_query_cost: u64,
     /// Documents parsed before, by their text: clients send the same few again and again, and
     /// parsing one took a tenth of a product page's CPU. Only their parse is kept: the cost
-    /// depends on the variables too, and is checked every time.
-    documents: moka::sync::Cache<String, Arc<ExecutableDocument>>,
+    /// depends on the variables too, and is checked every time. Behind an `Arc`: axum clones
+    /// this for every request, and a moka cache's own clone copies several handles.
+    documents: Arc<moka::sync::Cache<String, Arc<ExecutableDocument>>>,
 }
 
 impl ShopExecutor {

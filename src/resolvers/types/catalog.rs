@@ -66,12 +66,12 @@ impl Category {
     }
 
     async fn load(ctx: &Context<'_>, ids: Vec<String>) -> ApiResult<HashMap<String, Category>> {
-        let found = loaders(ctx).categories.load_many(ids).await?;
+        let found = loaders(ctx).categories().load_many(ids).await?;
         Ok(Category::batch(found.into_values().collect()).into_iter().map(|c| (c.id.to_string(), c)).collect())
     }
 
     async fn load_children(ctx: &Context<'_>, parent_ids: Vec<String>) -> ApiResult<HashMap<String, Vec<Category>>> {
-        let found = loaders(ctx).category_children.load_many(parent_ids).await?;
+        let found = loaders(ctx).category_children().load_many(parent_ids).await?;
         let mut by_parent: HashMap<String, Vec<Category>> = HashMap::new();
         for child in Category::batch(found.values().flat_map(|children| children.iter().cloned()).collect()) {
             by_parent.entry(child.parent_id.clone().unwrap_or_default()).or_default().push(child);
@@ -184,7 +184,7 @@ impl Product {
 
 impl Product {
     async fn available(&self, ctx: &Context<'_>) -> ApiResult<i32> {
-        let level = self.siblings.stock.get(&self.record.id, |ids| loaders(ctx).stock.load_many(ids)).await?;
+        let level = self.siblings.stock.get(&self.record.id, |ids| loaders(ctx).stock().load_many(ids)).await?;
         Ok(level.map_or(0, |l| l.available))
     }
 }

@@ -220,12 +220,12 @@ impl Order {
     /// The charge; null while the order waits for review.
     async fn payment(&self, ctx: &Context<'_>) -> ApiResult<Option<Payment>> {
         let Some(id) = &self.0.payment_id else { return Ok(None) };
-        Ok(loaders(ctx).payments.load_one(id.clone()).await?.map(Payment::from))
+        Ok(loaders(ctx).payments().load_one(id.clone()).await?.map(Payment::from))
     }
 
     /// Event-sourced history: every state change, oldest first.
     async fn events(&self, ctx: &Context<'_>) -> ApiResult<Vec<OrderEvent>> {
-        let events = loaders(ctx).order_events.load_one(self.0.placed.id.clone()).await?;
+        let events = loaders(ctx).order_events().load_one(self.0.placed.id.clone()).await?;
         Ok(events.unwrap_or_default().into_iter().map(OrderEvent::from).collect())
     }
 

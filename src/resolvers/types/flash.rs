@@ -84,7 +84,7 @@ pub struct FlashSaleEntry {
 impl FlashSale {
     async fn product(&self, ctx: &Context<'_>) -> ApiResult<Product> {
         loaders(ctx)
-            .products
+            .products()
             .load_one(self.product_id.clone())
             .await?
             .ok_or_else(|| ApiError::internal("flash sales", &format!("product {} of a sale is gone", self.product_id)))

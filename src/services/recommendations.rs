@@ -44,6 +44,10 @@ const CATEGORY_LIST_TTL: std::time::Duration = std::time::Duration::from_secs(2)
 const CATEGORY_LIST_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
 /// Products of a category a list is drawn from.
 const CATEGORY_LIST_LENGTH: usize = 4 * MAX_PICKS;
+/// Browsing may be a second stale (a product just sold out may still be picked).
+const ANONYMOUS_PICKS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+/// One list per length a client may ask for, and a few model versions.
+const ANONYMOUS_PICK_LISTS: u64 = 4 * MAX_PICKS as u64;
 
 /// Weights of the sources blended into a list.
 const SAME_KIND_AS_VIEWED: f32 = 2.0;
@@ -64,6 +68,10 @@ pub struct RecommendationService {
     /// `CATEGORY_LIST_TTL` while the others keep using it, so a busy category is read once per
     /// `CATEGORY_LIST_TTL`, never by every request that finds it stale at once.
     category_lists: moka::sync::Cache<String, (Instant, Arc<Vec<String>>)>,
+    /// The picks of a caller without a session, by model version and length: they are the same
+    /// for everyone (trending and best rated, in stock), so one list serves them all for
+    /// `ANONYMOUS_PICKS_TTL`; a new model is a new key.
+    anonymous_picks: moka::sync::Cache<(i64, usize), Arc<Vec<String>>>,
     /// Categories whose list a request is reading from the store now.
     refreshing: Arc<Mutex<HashSet<String>>>,
 }
@@ -79,12 +87,20 @@ impl RecommendationService {
                 .max_capacity(CATEGORY_LISTS)
                 .time_to_idle(CATEGORY_LIST_IDLE)
                 .build(),
+            anonymous_picks: moka::sync::Cache::builder()
+                .max_capacity(ANONYMOUS_PICK_LISTS)
+                .time_to_live(ANONYMOUS_PICKS_TTL)
+                .build(),
             refreshing: Arc::default(),
         }
     }
 
     fn model(&self) -> Arc<Model> {
-        self.model.read().map(|held| held.1.clone()).unwrap_or_default()
+        self.versioned_model().1
+    }
+
+    fn versioned_model(&self) -> (i64, Arc<Model>) {
+        self.model.read().map(|held| (held.0, held.1.clone())).unwrap_or_default()
     }
 
     fn version(&self) -> i64 {
@@ -146,8 +162,13 @@ impl RecommendationService {
         if count == 0 {
             return Ok(Vec::new());
         }
-        let model = self.model();
+        let (version, model) = self.versioned_model();
         let shopper = viewer.map(Viewer::shopper);
+        if shopper.is_none()
+            && let Some(picks) = self.anonymous_picks.get(&(version, count))
+        {
+            return Ok(picks.to_vec());
+        }
         let (latest, bought) = match &shopper {
             Some(shopper) => {
                 self.db
@@ -208,7 +229,11 @@ impl RecommendationService {
                 (id, category)
             })
             .collect();
-        Ok(pick_varied(ranked, count))
+        let picks = pick_varied(ranked, count);
+        if shopper.is_none() {
+            self.anonymous_picks.insert((version, count), Arc::new(picks.clone()));
+        }
+        Ok(picks)
     }
 
     async fn in_stock_of_category(&self, category_id: &str) -> StoreResult<Arc<Vec<String>>> {

@@ -309,19 +309,31 @@ async fn closed_loop(
     duration: Duration,
     next: impl Fn(usize) -> (&'static str, Value) + Send + Sync + 'static,
 ) -> anyhow::Result<(Histogram<u64>, u64, f64)> {
+    closed_loop_as(client, Arc::new(Vec::new()), connections, duration, next).await
+}
+
+/// `closed_loop` where connection `w` sends `tokens[w % tokens.len()]` (none if there are none).
+async fn closed_loop_as(
+    client: &Client,
+    tokens: Arc<Vec<String>>,
+    connections: usize,
+    duration: Duration,
+    next: impl Fn(usize) -> (&'static str, Value) + Send + Sync + 'static,
+) -> anyhow::Result<(Histogram<u64>, u64, f64)> {
     let next = Arc::new(next);
     let deadline = Instant::now() + duration;
     let started = Instant::now();
     let mut workers = Vec::new();
     for worker in 0..connections {
         let (client, next) = (client.clone(), next.clone());
+        let token = (!tokens.is_empty()).then(|| tokens[worker % tokens.len()].clone());
         workers.push(tokio::spawn(async move {
             let (mut latencies, mut errors) = (histogram(), 0u64);
             let mut count = worker * 7;
             while Instant::now() < deadline {
                 let (query, variables) = next(count);
                 let sent = Instant::now();
-                match client.gql(query, variables, None).await {
+                match client.gql(query, variables, token.as_deref()).await {
                     Ok(_) => {
                         let _ = latencies.record(sent.elapsed().as_micros() as u64);
                     }
@@ -731,9 +743,23 @@ async fn recommend_scenario(options: &Options, server: &Server) -> anyhow::Resul
         .await?;
     let (picks, picks_errors, picks_seconds) =
         closed_loop(&client, options.connections, options.duration, |_| (PICKS, json!({}))).await?;
+    // One guest per connection, each having just viewed three products: its picks are its own,
+    // read with its recent views from the store on every request.
+    const VIEW: &str = "mutation($p: ID!) { recordProductView(productId: $p) }";
+    let tokens = guests(&client, options.connections, options.connections).await;
+    for (guest, token) in tokens.iter().enumerate() {
+        for view in 0..3 {
+            let id = (guest * 3 + view) * 104_729 % products + 1;
+            client.gql(VIEW, json!({ "p": format!("prod-{id:07}") }), Some(token)).await?;
+        }
+    }
+    let (personal, personal_errors, personal_seconds) =
+        closed_loop_as(&client, Arc::new(tokens), options.connections, options.duration, |_| (PICKS, json!({})))
+            .await?;
     let rows = vec![
         row("productRecommendations", &related, related_errors, related_seconds),
         row("recommendedProducts (anonymous)", &picks, picks_errors, picks_seconds),
+        row("recommendedProducts (guest, 3 views)", &personal, personal_errors, personal_seconds),
     ];
     report(options, server, rows, json!({ "connections": options.connections })).await
 }

@@ -44,15 +44,15 @@ const APPLICATION_JSON: &str = "application/json";
 #[derive(Clone)]
 pub(crate) struct HttpState {
     pub(crate) app: Arc<AppContext>,
-    pub(crate) schema: ShopExecutor,
+    pub(crate) executor: ShopExecutor,
     pub(crate) sockets: OpenSockets,
     /// Cancelled at shutdown: websockets close with 1001.
     pub(crate) closing: CancellationToken,
 }
 
-pub fn router(app: AppContext, schema: ShopExecutor, closing: CancellationToken) -> Router {
+pub fn router(app: AppContext, executor: ShopExecutor, closing: CancellationToken) -> Router {
     let body_limit = app.config.max_body_bytes;
-    let state = HttpState { app: Arc::new(app), schema, sockets: OpenSockets::default(), closing };
+    let state = HttpState { app: Arc::new(app), executor, sockets: OpenSockets::default(), closing };
     let cors = CorsLayer::new().allow_origin(Any).allow_methods([Method::GET, Method::POST]).allow_headers([
         header::AUTHORIZATION,
         header::CONTENT_TYPE,
@@ -147,7 +147,7 @@ async fn execute(
     };
     let mut request = request;
     request.data = request_data(viewer, client, Loaders::new(&state.app));
-    let response = state.schema.execute(request).await;
+    let response = state.executor.execute(request).await;
     // A request error (parse, validation, cost: refused before execution, so no error has a
     // path) has no `data` entry at all, and under graphql-response+json it is a 400.
     let refused = response.data == async_graphql::Value::Null
@@ -258,7 +258,7 @@ async fn graphql_get(
     if request.query.is_empty() {
         return request_error(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, "missing `query` parameter");
     }
-    if !is_query_operation(&request) {
+    if !is_query_operation(&state.executor, &request) {
         let mut response = request_error(
             StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::BadUserInput,
@@ -272,8 +272,8 @@ async fn graphql_get(
 
 /// Whether the operation a request selects is a query. Unparsable documents count as queries:
 /// execution then reports the syntax error.
-fn is_query_operation(request: &async_graphql::Request) -> bool {
-    let Ok(document) = async_graphql::parser::parse_query(&request.query) else { return true };
+fn is_query_operation(executor: &ShopExecutor, request: &async_graphql::Request) -> bool {
+    let Ok(document) = executor.document(&request.query) else { return true };
     let selected = match (&document.operations, request.operation_name.as_deref()) {
         (DocumentOperations::Single(operation), _) => Some(operation.node.ty),
         (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name).map(|op| op.node.ty),

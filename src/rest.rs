@@ -69,7 +69,7 @@ async fn run(
     };
     let mut request = async_graphql::Request::new(document).variables(Variables::from_json(variables));
     request.data = request_data(viewer, client, Loaders::new(&state.app));
-    let mut response = state.schema.execute(request).await;
+    let mut response = state.executor.execute(request).await;
     if let Some(error) = response.errors.first() {
         let code = error
             .extensions

@@ -16,7 +16,7 @@ use crate::connections::{self, ConnectionLimits};
 use crate::domain::clock::SystemClock;
 use crate::http;
 use crate::ports::Clock;
-use crate::resolvers::build_schema;
+use crate::resolvers::build_executor;
 use crate::workers::Workers;
 
 /// Seed of the first-start demo catalog, so every fresh install shows the same products.
@@ -62,7 +62,7 @@ pub async fn start(app: AppContext) -> anyhow::Result<RunningServer> {
         .with_context(|| format!("binding {}", app.config.listen))?;
     let addr = listener.local_addr()?;
     let closing = CancellationToken::new();
-    let router = http::router(app.clone(), build_schema(app.clone()), closing.clone());
+    let router = http::router(app.clone(), build_executor(app.clone()), closing.clone());
     let (shutdown, stopped) = oneshot::channel::<()>();
     let limits = ConnectionLimits {
         max_connections: app.config.http_max_connections,

@@ -154,7 +154,7 @@ async fn serve(state: HttpState, client: ClientAddress, protocol: GraphQLProtoco
     });
 
     let app = state.app.clone();
-    let handler = GraphQLWebSocket::new_with_pair(outgoing, guarded, state.schema.clone(), protocol)
+    let handler = GraphQLWebSocket::new_with_pair(outgoing, guarded, state.executor.clone(), protocol)
         .on_connection_init(move |payload| async move {
             let authorization =
                 ["Authorization", "authorization"].iter().find_map(|key| payload.get(*key).and_then(|v| v.as_str()));

@@ -64,8 +64,9 @@ fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot::default())
 }
 
-/// The executable schema, with the limits from the config and the application as data.
-pub fn build_schema(app: AppContext) -> ShopExecutor {
+/// The executable schema, with the limits from the config and the application as data, and
+/// the checks around it.
+pub fn build_executor(app: AppContext) -> ShopExecutor {
     let config = app.config.clone();
     let schema =
         builder().limit_depth(config.max_query_depth).limit_recursive_depth(32).limit_directives(16).data(app).finish();
@@ -96,17 +97,20 @@ pub struct ShopExecutor {
 }
 
 impl ShopExecutor {
+    /// `query` parsed, or as parsed before.
+    pub(crate) fn document(&self, query: &str) -> Result<Arc<ExecutableDocument>, async_graphql::ServerError> {
+        if let Some(document) = self.documents.get(query) {
+            return Ok(document);
+        }
+        let document = Arc::new(async_graphql::parser::parse_query(query)?);
+        self.documents.insert(query.to_owned(), document.clone());
+        Ok(document)
+    }
+
     /// The request's document, parsed (or as parsed before) and handed to the schema, if its
     /// cost is within the limit; the root field it selects.
     fn admit(&self, request: &mut async_graphql::Request) -> Result<&'static str, async_graphql::ServerError> {
-        let document = match self.documents.get(&request.query) {
-            Some(document) => document,
-            None => {
-                let document = Arc::new(async_graphql::parser::parse_query(&request.query)?);
-                self.documents.insert(request.query.clone(), document.clone());
-                document
-            }
-        };
+        let document = self.document(&request.query)?;
         query_cost::check(&document, &request.variables, self.max_query_cost).map_err(query_cost::too_complex)?;
         let scope = statement_scope::root_field(&document);
         request.set_parsed_query(ExecutableDocument::clone(&document));

@@ -389,10 +389,10 @@ impl FlashSaleService {
     }
 
     /// Lets one entry that came due while waiting through, in a transaction of its own.
-    async fn admit_due(&self, sale: &FlashSale, entry: &Entry, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let session = self.hold_session(sale, entry, now)?;
+    async fn admit_due(&self, sale: &FlashSale, mut entry: Entry, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let session = self.hold_session(sale, &entry, now)?;
         let started = Instant::now();
-        let admitted = self.db.transaction(async |c| admit(c, sale, &mut entry.clone(), &session, now).await).await;
+        let admitted = self.db.transaction(async |c| admit(c, sale, &mut entry, &session, now).await).await;
         self.metrics.flash_gate.observe(started.elapsed().as_secs_f64());
         match admitted {
             Ok(kind) => {
@@ -433,8 +433,8 @@ impl FlashSaleService {
         for entry in
             self.db.with_conn(async |c| flash_sales::due(c, &sale.id, due_up_to, ADMISSIONS_PER_ROUND).await).await?
         {
-            self.admit_due(&sale, &entry, now).await?;
-            changed.push(entry.shopper);
+            changed.push(entry.shopper.clone());
+            self.admit_due(&sale, entry, now).await?;
         }
         self.sell_out_if_gone(&sale.id).await?;
         self.nudge(&sale.id, changed.iter().map(String::as_str)).await;

@@ -258,22 +258,13 @@ impl RecommendationService {
         Ok(list)
     }
 
-    /// The first `wanted` of `ranked` that are in stock, in order. Stock is looked up a page at
-    /// a time, since most products are in stock: a list of 200 candidates for 10 picks costs
-    /// one page of lookups, not 200.
+    /// The first `wanted` of `ranked` that are in stock, in order (see `first_found`).
     async fn first_in_stock(&self, ranked: Vec<String>, wanted: usize) -> StoreResult<Vec<String>> {
-        let page = wanted.max(STOCK_PAGE);
-        let mut picked = Vec::with_capacity(wanted);
-        for ids in ranked.chunks(page) {
+        first_found(&ranked, wanted, |ids| async move {
             let levels = self.catalog.stock_levels(ids).await?;
-            let in_stock: HashSet<&str> =
-                levels.iter().filter(|level| level.available > 0).map(|level| level.product_id.as_str()).collect();
-            picked.extend(ids.iter().filter(|id| in_stock.contains(id.as_str())).take(wanted - picked.len()).cloned());
-            if picked.len() == wanted {
-                break;
-            }
-        }
-        Ok(picked)
+            Ok(levels.into_iter().filter(|level| level.available > 0).map(|level| level.product_id).collect())
+        })
+        .await
     }
 
     /// Trains a new model if no other instance is training; the version it stored, if it
@@ -363,6 +354,29 @@ impl RecommendationService {
     }
 }
 
+/// The first `wanted` of `ranked` that `found` finds, in order, asked a page at a time: most
+/// products are in stock, so a list of 200 candidates for 10 picks costs one page of lookups,
+/// not 200.
+async fn first_found<'a, E, Found>(
+    ranked: &'a [String],
+    wanted: usize,
+    found: impl Fn(&'a [String]) -> Found,
+) -> Result<Vec<String>, E>
+where
+    Found: Future<Output = Result<HashSet<String>, E>>,
+{
+    let page = wanted.max(STOCK_PAGE);
+    let mut picked = Vec::with_capacity(wanted);
+    for ids in ranked.chunks(page) {
+        let found = found(ids).await?;
+        picked.extend(ids.iter().filter(|id| found.contains(*id)).take(wanted - picked.len()).cloned());
+        if picked.len() == wanted {
+            break;
+        }
+    }
+    Ok(picked)
+}
+
 /// One request's claim to refresh a category list; given up when the request ends, however it
 /// ends (a caller that hangs up mid-read must not leave the list stale for good).
 struct Refresh<'a> {
@@ -394,4 +408,27 @@ fn list_length(first: i32) -> RecommendResult<usize> {
     let first = usize::try_from(first)
         .map_err(|_| RecommendError::InvalidInput { field: "first", message: "must not be negative".to_owned() })?;
     Ok(first.min(MAX_PICKS))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn stock_is_asked_a_page_at_a_time_until_the_list_is_full() {
+        let ranked: Vec<String> = (0..100).map(|n| n.to_string()).collect();
+        let asked = Mutex::new(Vec::new());
+        // Every other candidate is in stock: the first page of 16 gives 8, the second 8 more.
+        let even = |ids: &[String]| {
+            asked.lock().expect("asked").push(ids.len());
+            let found = ids.iter().filter(|id| id.parse::<u32>().is_ok_and(|n| n % 2 == 0)).cloned().collect();
+            std::future::ready(Ok::<_, Infallible>(found))
+        };
+        let picked = first_found(&ranked, 10, even).await.expect("picked");
+        assert_eq!(picked, ["0", "2", "4", "6", "8", "10", "12", "14", "16", "18"]);
+        assert_eq!(*asked.lock().expect("asked"), [16, 16], "two pages, not all 100");
+    }
 }

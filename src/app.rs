@@ -147,7 +147,7 @@ impl AppContext {
         );
         let flash_sales =
             FlashSaleService::new(db.clone(), bus.clone(), clock.clone(), config.pricing.clone(), metrics.clone());
-        let recommendations = RecommendationService::new(db.clone(), catalog.clone(), clock.clone());
+        let recommendations = RecommendationService::new(db.clone(), catalog.clone(), clock.clone(), bus.clone());
         let notifier: Arc<dyn Notifier> = Arc::new(FileNotifier { path: config.data_dir.join("notifications.log") });
         tracing::info!(backend = db.backend_name(), redis = config.redis_url.is_some(), "store ready");
         Ok(Self {

@@ -10,7 +10,8 @@ use super::prepared::PrepareOnce;
 use super::schema::outbox;
 use super::writes::Write;
 use super::{store_error, to_json};
-use crate::domain::events::{CATALOG_TOPIC, CATALOG_TOPICS, STOCK_TOPIC};
+use crate::domain::events::{CATALOG_TOPIC, CATALOG_TOPICS, SHOPPER_ACTIVITY_TOPIC, STOCK_TOPIC};
+use crate::domain::primitives::Shopper;
 use crate::ports::{Event, StoreResult};
 
 #[derive(Debug, Clone, Insertable)]
@@ -35,6 +36,11 @@ impl OutboxRow {
     /// The same for products whose stock alone changed.
     pub fn stock(product_ids: &[String], at: DateTime<Utc>) -> StoreResult<Self> {
         Self::new(STOCK_TOPIC.to_owned(), &product_ids, at)
+    }
+
+    /// The event that tells every instance's recommender that `shopper`'s history changed.
+    pub fn shopper_activity(shopper: &Shopper, at: DateTime<Utc>) -> StoreResult<Self> {
+        Self::new(SHOPPER_ACTIVITY_TOPIC.to_owned(), &shopper.key(), at)
     }
 
     /// The event as the bus carries it, if it is a catalog or stock event.

@@ -13,6 +13,10 @@ pub const STOCK_TOPIC: &str = "catalog.stock";
 /// Both, for what follows every change that search or browsing can see.
 pub const CATALOG_TOPICS: [&str; 2] = [CATALOG_TOPIC, STOCK_TOPIC];
 
+/// A shopper's views, orders or sign-in changed what their picks leave out or lean on; the
+/// payload is the shopper's key. Every instance drops what it holds of that shopper.
+pub const SHOPPER_ACTIVITY_TOPIC: &str = "shopper.activity";
+
 /// Every version of one shopper's cart.
 pub fn cart_topic(owner: &Shopper) -> String {
     format!("cart.{owner}")

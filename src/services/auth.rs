@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 
+use crate::db::outbox::{self, OutboxRow};
 use crate::db::{Pool, recommendations, users};
 use crate::domain::auth::model::{AuthPayload, NewRefreshToken, RefreshTokenUse, User, Viewer};
 use crate::domain::auth::tokens::{TokenIssuer, hash_refresh_token, new_refresh_token};
@@ -199,8 +200,12 @@ impl AuthService {
         if let Some(guest @ Viewer::Guest { .. }) = current {
             let signed_in = Viewer::User { user_id: user.id, is_admin: user.is_admin };
             payload.capped_cart_lines = self.carts.merge_guest_cart(guest, &signed_in).await?;
+            let now = self.clock.now();
             self.db
-                .atomically(async |c| recommendations::reassign(c, &guest.shopper(), &signed_in.shopper()).await)
+                .atomically(async |c| {
+                    recommendations::reassign(c, &guest.shopper(), &signed_in.shopper()).await?;
+                    outbox::insert(c, vec![OutboxRow::shopper_activity(&signed_in.shopper(), now)?]).await
+                })
                 .await?;
         }
         Ok(payload)

@@ -247,7 +247,9 @@ impl OrderService {
                     writes = notifications::queue(writes, notification, now);
                 }
                 let event_row = OutboxRow::new(order_topic(owner), &event, now)?;
-                if writes.event(event_row).run(c, "changing an order").await?[0] == 0 {
+                // A paid, refunded or cancelled order changes what the owner's picks leave out.
+                let activity = OutboxRow::shopper_activity(owner, now)?;
+                if writes.event(event_row).event(activity).run(c, "changing an order").await?[0] == 0 {
                     return Err(OrderError::Conflict("the order changed meanwhile; read it and try again".to_owned()));
                 }
                 if effects.restock {

@@ -3,6 +3,7 @@
 //! the model under a lease so that one instance trains and every instance loads the result.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Instant;
 
@@ -12,12 +13,14 @@ use crate::db::{Pool, recommendations};
 use crate::domain::auth::Viewer;
 use crate::domain::catalog::generator::CatalogGenerator;
 use crate::domain::catalog::model::validate_id;
+use crate::domain::events::SHOPPER_ACTIVITY_TOPIC;
+use crate::domain::primitives::Shopper;
 use crate::domain::recommend::demo_history::planted_history;
 use crate::domain::recommend::{
     Candidates, History, Intent, Interaction, InteractionKind, MAX_PICKS, Model, RECENT_WINDOW, RecommendError,
-    baskets_of, pick_varied, train,
+    VariedPicks, baskets_of, train,
 };
-use crate::ports::{Clock, StoreError, StoreResult};
+use crate::ports::{Clock, Event, EventBus, StoreError, StoreResult};
 use crate::services::catalog::CatalogService;
 
 pub type RecommendResult<T> = Result<T, RecommendError>;
@@ -49,6 +52,13 @@ const ANONYMOUS_PICKS_TTL: std::time::Duration = std::time::Duration::from_secs(
 /// One list per length a client may ask for, and a few model versions.
 const ANONYMOUS_PICK_LISTS: u64 = 4 * MAX_PICKS as u64;
 
+/// Shoppers whose latest activity is held, and how long at most: an activity event lost on
+/// the bus leaves picks stale no longer than this.
+const ACTIVITIES: u64 = 100_000;
+const ACTIVITY_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long a shopper's drop is remembered: longer than any read of their activity takes.
+const DROP_MEMORY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Weights of the sources blended into a list.
 const SAME_KIND_AS_VIEWED: f32 = 2.0;
 const LIKED_WITH_VIEWED: f32 = 1.5;
@@ -61,6 +71,7 @@ pub struct RecommendationService {
     db: Pool,
     catalog: CatalogService,
     clock: Arc<dyn Clock>,
+    bus: Arc<dyn EventBus>,
     /// The model in use and its stored version (0: none yet).
     model: Arc<RwLock<(i64, Arc<Model>)>>,
     /// In-stock products of a category by popularity, with when they were read: the same few
@@ -74,14 +85,30 @@ pub struct RecommendationService {
     anonymous_picks: moka::sync::Cache<(i64, usize), Arc<Vec<String>>>,
     /// Categories whose list a request is reading from the store now.
     refreshing: Arc<Mutex<HashSet<String>>>,
+    /// What the store said of each shopper lately, so that their picks cost no store visit;
+    /// dropped on every instance when the shopper views, orders or signs in (`forget`).
+    activities: moka::sync::Cache<String, Arc<Activity>>,
+    /// Drops, numbered: a shopper's last one, and the last one of everyone's. An activity read
+    /// from the store before a drop of its shopper is not kept.
+    drops: Arc<AtomicU64>,
+    dropped: moka::sync::Cache<String, u64>,
+    everyone_dropped: Arc<AtomicU64>,
+}
+
+/// A shopper's latest interactions (newest first) and the products of their paid orders.
+#[derive(Debug, Default)]
+struct Activity {
+    latest: Vec<Interaction>,
+    bought: HashSet<String>,
 }
 
 impl RecommendationService {
-    pub fn new(db: Pool, catalog: CatalogService, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(db: Pool, catalog: CatalogService, clock: Arc<dyn Clock>, bus: Arc<dyn EventBus>) -> Self {
         Self {
             db,
             catalog,
             clock,
+            bus,
             model: Arc::new(RwLock::new((0, Arc::new(Model::default())))),
             category_lists: moka::sync::Cache::builder()
                 .max_capacity(CATEGORY_LISTS)
@@ -92,6 +119,10 @@ impl RecommendationService {
                 .time_to_live(ANONYMOUS_PICKS_TTL)
                 .build(),
             refreshing: Arc::default(),
+            activities: moka::sync::Cache::builder().max_capacity(ACTIVITIES).time_to_live(ACTIVITY_TTL).build(),
+            drops: Arc::default(),
+            dropped: moka::sync::Cache::builder().max_capacity(ACTIVITIES).time_to_live(DROP_MEMORY).build(),
+            everyone_dropped: Arc::default(),
         }
     }
 
@@ -113,14 +144,62 @@ impl RecommendationService {
         if self.catalog.products_by_ids(&[product_id.to_owned()]).await?.is_empty() {
             return Err(RecommendError::ProductNotFound(product_id.to_owned()));
         }
+        let shopper = viewer.shopper().key();
         let view = Interaction {
-            shopper: viewer.shopper().key(),
+            shopper: shopper.clone(),
             product_id: product_id.to_owned(),
             kind: InteractionKind::View,
             at: self.clock.now(),
         };
         self.db.atomically(async |c| recommendations::record(c, &[view]).await).await?;
+        // This instance's next picks see the view at once; the others' as the event arrives.
+        self.forget(&shopper);
+        let event = Event { topic: SHOPPER_ACTIVITY_TOPIC.to_owned(), payload: serde_json::json!(shopper).to_string() };
+        if let Err(err) = self.bus.publish(&[event]).await {
+            tracing::warn!(error = %err, "announcing a product view failed; other instances see it within a minute");
+        }
         Ok(())
+    }
+
+    /// Drops what is held of one shopper's activity (their key), so the next picks read it.
+    pub fn forget(&self, shopper: &str) {
+        let drop = self.drops.fetch_add(1, Ordering::SeqCst) + 1;
+        self.dropped.insert(shopper.to_owned(), drop);
+        self.activities.invalidate(shopper);
+    }
+
+    /// Drops every shopper's activity (activity events were missed).
+    pub fn forget_everyone(&self) {
+        let drop = self.drops.fetch_add(1, Ordering::SeqCst) + 1;
+        self.everyone_dropped.store(drop, Ordering::SeqCst);
+        self.activities.invalidate_all();
+    }
+
+    /// The shopper's activity, held or read from the store. A read that a drop overtook is
+    /// used for this request but not kept: the drop is marked before the held entry goes, and
+    /// looked for here after the read one is kept, so one of the two sees the other.
+    async fn activity_of(&self, shopper: &Shopper) -> StoreResult<Arc<Activity>> {
+        let key = shopper.key();
+        if let Some(held) = self.activities.get(&key) {
+            return Ok(held);
+        }
+        let began = self.drops.load(Ordering::SeqCst);
+        let (latest, bought) = self
+            .db
+            .with_conn(async |c| {
+                let latest = recommendations::latest_of(c, shopper, LATEST_INTERACTIONS).await?;
+                let bought = recommendations::bought_by(c, shopper).await?;
+                Ok::<_, StoreError>((latest, bought))
+            })
+            .await?;
+        let activity = Arc::new(Activity { latest, bought });
+        self.activities.insert(key.clone(), activity.clone());
+        let overtaken = self.dropped.get(&key).is_some_and(|drop| drop > began)
+            || self.everyone_dropped.load(Ordering::SeqCst) > began;
+        if overtaken {
+            self.activities.invalidate(&key);
+        }
+        Ok(activity)
     }
 
     /// RELATED: products of the same leaf category first (those the same shoppers liked
@@ -169,18 +248,11 @@ impl RecommendationService {
         {
             return Ok(picks.to_vec());
         }
-        let (latest, bought) = match &shopper {
-            Some(shopper) => {
-                self.db
-                    .with_conn(async |c| {
-                        let latest = recommendations::latest_of(c, shopper, LATEST_INTERACTIONS).await?;
-                        let bought = recommendations::bought_by(c, shopper).await?;
-                        Ok::<_, StoreError>((latest, bought))
-                    })
-                    .await?
-            }
-            None => (Vec::new(), HashSet::new()),
+        let activity = match &shopper {
+            Some(shopper) => self.activity_of(shopper).await?,
+            None => Arc::default(),
         };
+        let Activity { latest, bought } = &*activity;
         let since = self.clock.now() - RECENT_WINDOW;
         let mut recent: Vec<&str> = Vec::new();
         for interaction in latest.iter().filter(|i| i.kind == InteractionKind::View && i.at >= since) {
@@ -214,22 +286,7 @@ impl RecommendationService {
         candidates.add_ranked(model.best_rated().iter().take(enough), BEST_RATED);
 
         let ranked = candidates.ranked(|id| !excluded.contains(id));
-        let shortlist = self.first_in_stock(ranked, count * 4).await?;
-        let categories: HashMap<String, Option<String>> = self
-            .catalog
-            .products_by_ids(&shortlist)
-            .await?
-            .iter()
-            .map(|product| (product.id.clone(), product.category_id.clone()))
-            .collect();
-        let ranked = shortlist
-            .into_iter()
-            .map(|id| {
-                let category = categories.get(&id).cloned().flatten();
-                (id, category)
-            })
-            .collect();
-        let picks = pick_varied(ranked, count);
+        let picks = self.varied_in_stock(ranked, count).await?;
         if shopper.is_none() {
             self.anonymous_picks.insert((version, count), Arc::new(picks.clone()));
         }
@@ -258,13 +315,62 @@ impl RecommendationService {
         Ok(list)
     }
 
-    /// The first `wanted` of `ranked` that are in stock, in order (see `first_found`).
+    /// The first `wanted` of `ranked` that are in stock, in order.
     async fn first_in_stock(&self, ranked: Vec<String>, wanted: usize) -> StoreResult<Vec<String>> {
-        first_found(&ranked, wanted, |ids| async move {
-            let levels = self.catalog.stock_levels(ids).await?;
-            Ok(levels.into_iter().filter(|level| level.available > 0).map(|level| level.product_id).collect())
-        })
-        .await
+        let mut picked = Vec::with_capacity(wanted);
+        if wanted > 0 {
+            let take = |id| {
+                picked.push(id);
+                picked.len() == wanted
+            };
+            take_found(&ranked, wanted.max(STOCK_PAGE), |ids| self.in_stock(ids), take).await?;
+        }
+        Ok(picked)
+    }
+
+    /// `count` picks from `ranked`, in stock and varied across leaf categories (`VariedPicks`),
+    /// drawn from the first `count * 4` in stock; the catalog is asked only until they are full.
+    async fn varied_in_stock(&self, ranked: Vec<String>, count: usize) -> StoreResult<Vec<String>> {
+        let mut picks = VariedPicks::new(count);
+        let mut offered = 0;
+        let with_categories = |ids| async move {
+            let in_stock = self.in_stock(ids).await?;
+            let mut categories: HashMap<String, Option<String>> = self
+                .catalog
+                .products_by_ids(&in_stock)
+                .await?
+                .into_iter()
+                .map(|product| (product.id.clone(), product.category_id.clone()))
+                .collect();
+            Ok::<_, StoreError>(
+                in_stock
+                    .into_iter()
+                    .map(|id| {
+                        let category = categories.remove(&id).flatten();
+                        (id, category)
+                    })
+                    .collect(),
+            )
+        };
+        let take = |(id, category)| {
+            offered += 1;
+            picks.offer(id, category) || offered == count * 4
+        };
+        take_found(&ranked, count.max(STOCK_PAGE), with_categories, take).await?;
+        Ok(picks.finish())
+    }
+
+    /// Those of `ids` in stock, in their order.
+    async fn in_stock(&self, ids: &[String]) -> StoreResult<Vec<String>> {
+        let available: HashSet<String> = self
+            .catalog
+            .stock_levels(ids)
+            .await?
+            .into_iter()
+            .filter(|level| level.available > 0)
+            .map(|level| level.product_id)
+            .collect();
+        Ok(ids.iter().filter(|id| available.contains(*id)).cloned().collect())
     }
 
     /// Trains a new model if no other instance is training; the version it stored, if it
@@ -354,27 +460,26 @@ impl RecommendationService {
     }
 }
 
-/// The first `wanted` of `ranked` that `found` finds, in order, asked a page at a time: most
-/// products are in stock, so a list of 200 candidates for 10 picks costs one page of lookups,
-/// not 200.
-async fn first_found<'a, E, Found>(
+/// Looks `ranked` up `page` at a time: `look_up` answers what it found of a page, in order, and
+/// `take` gets each find in rank order until it says it has enough. Most products are in
+/// stock, so a list of 200 candidates for 10 picks costs one page of lookups, not 200.
+async fn take_found<'a, T, E, Found>(
     ranked: &'a [String],
-    wanted: usize,
-    found: impl Fn(&'a [String]) -> Found,
-) -> Result<Vec<String>, E>
+    page: usize,
+    look_up: impl Fn(&'a [String]) -> Found,
+    mut take: impl FnMut(T) -> bool,
+) -> Result<(), E>
 where
-    Found: Future<Output = Result<HashSet<String>, E>>,
+    Found: Future<Output = Result<Vec<T>, E>>,
 {
-    let page = wanted.max(STOCK_PAGE);
-    let mut picked = Vec::with_capacity(wanted);
-    for ids in ranked.chunks(page) {
-        let found = found(ids).await?;
-        picked.extend(ids.iter().filter(|id| found.contains(*id)).take(wanted - picked.len()).cloned());
-        if picked.len() == wanted {
-            break;
+    for ids in ranked.chunks(page.max(1)) {
+        for found in look_up(ids).await? {
+            if take(found) {
+                return Ok(());
+            }
         }
     }
-    Ok(picked)
+    Ok(())
 }
 
 /// One request's claim to refresh a category list; given up when the request ends, however it
@@ -427,7 +532,12 @@ mod tests {
             let found = ids.iter().filter(|id| id.parse::<u32>().is_ok_and(|n| n % 2 == 0)).cloned().collect();
             std::future::ready(Ok::<_, Infallible>(found))
         };
-        let picked = first_found(&ranked, 10, even).await.expect("picked");
+        let mut picked = Vec::new();
+        let take = |id| {
+            picked.push(id);
+            picked.len() == 10
+        };
+        take_found(&ranked, 16, even, take).await.expect("picked");
         assert_eq!(picked, ["0", "2", "4", "6", "8", "10", "12", "14", "16", "18"]);
         assert_eq!(*asked.lock().expect("asked"), [16, 16], "two pages, not all 100");
     }

@@ -1,6 +1,6 @@
 //! Keeps recommendations current: trains every `recommender_interval` (one instance at a time,
 //! by the store's lease) and loads whatever any instance, or `shop train-recommendations`,
-//! trained last.
+//! trained last; and follows shoppers' activity from every instance.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -8,9 +8,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::next_round;
+use super::{next_delivery, next_round};
 use crate::app::AppContext;
 use crate::db::scoped;
+use crate::domain::events::SHOPPER_ACTIVITY_TOPIC;
+use crate::ports::Delivery;
 
 /// How soon a model trained elsewhere is in use here.
 const RELOAD_POLL: Duration = Duration::from_secs(2);
@@ -41,6 +43,23 @@ pub async fn run(app: AppContext, cancel: CancellationToken) {
         }
         if let Err(err) = scoped(IDLE_SCOPE, service.refresh()).await {
             tracing::warn!(error = %err, "loading the recommendation model failed; keeping the one held");
+        }
+    }
+}
+
+/// Drops the recommender's hold of a shopper's activity when any instance records that they
+/// viewed, ordered or signed in.
+pub async fn follow_activity(app: AppContext, cancel: CancellationToken) {
+    let mut deliveries = app.bus.subscribe(SHOPPER_ACTIVITY_TOPIC);
+    // A restarted follower may have missed events before it subscribed again.
+    app.recommendations.forget_everyone();
+    while let Some(delivery) = next_delivery(&cancel, &mut deliveries).await {
+        match delivery {
+            Delivery::Event(event) => match serde_json::from_str::<String>(&event.payload) {
+                Ok(shopper) => app.recommendations.forget(&shopper),
+                Err(err) => tracing::warn!(error = %err, "ignoring a malformed shopper activity event"),
+            },
+            Delivery::Lagged => app.recommendations.forget_everyone(),
         }
     }
 }

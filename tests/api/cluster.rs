@@ -90,6 +90,32 @@ async fn two_instances_on_postgres_and_redis_behave_as_one() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    // A view recorded through B reaches the picks A holds for the viewer within a second:
+    // the product viewed leaves them.
+    let picks = "{ recommendedProducts(first: 10) { id } }";
+    // The picks appear once the first start's training reaches A.
+    let started = std::time::Instant::now();
+    let viewed = loop {
+        let held = gql(&a.process.base, picks, json!({}), Some(&user)).await;
+        if let Some(first) = held["recommendedProducts"][0]["id"].as_str() {
+            break first.to_owned();
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no picks: {held}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let view = "mutation($p: ID!) { recordProductView(productId: $p) }";
+    gql(&b.process.base, view, json!({ "p": viewed }), Some(&user)).await;
+    let started = std::time::Instant::now();
+    loop {
+        let now_on_a = gql(&a.process.base, picks, json!({}), Some(&user)).await;
+        if !now_on_a["recommendedProducts"].as_array().expect("picks").iter().any(|pick| pick["id"] == viewed.as_str())
+        {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(1), "instance A kept the picks from before the view");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
     // A catalog change made through B reaches A's own search index.
     let upsert = "mutation { adminUpsertProduct(input: { id: \"kazoo-1\", title: \"Quartzline Kazoo\", description: \"\", priceCents: 499 }) { id } }";
     gql(&b.process.base, upsert, json!({}), Some(&admin)).await;

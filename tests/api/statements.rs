@@ -27,7 +27,7 @@ struct Budget {
 fn budget(backend: Backend) -> Budget {
     match backend {
         Backend::Postgres => Budget { add: 4.0, update: 4.0, initiate: 6.0, place: 12.0, background: 6.0 },
-        Backend::Sqlite => Budget { add: 6.0, update: 5.0, initiate: 8.0, place: 25.0, background: 6.0 },
+        Backend::Sqlite => Budget { add: 6.0, update: 5.0, initiate: 8.0, place: 26.0, background: 6.0 },
     }
 }
 

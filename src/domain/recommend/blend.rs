@@ -6,8 +6,9 @@ use std::collections::HashMap;
 /// Candidate products and their scores, in the order they were first proposed.
 #[derive(Debug, Default)]
 pub struct Candidates {
-    scores: HashMap<String, f32>,
-    order: Vec<String>,
+    /// Where each product sits in `scored`.
+    index: HashMap<String, usize>,
+    scored: Vec<(String, f32)>,
 }
 
 impl Candidates {
@@ -16,51 +17,67 @@ impl Candidates {
     pub fn add_ranked<'a>(&mut self, ranked: impl IntoIterator<Item = &'a String>, weight: f32) {
         for (rank, id) in ranked.into_iter().enumerate() {
             let score = weight / (1.0 + rank as f32 * 0.1);
-            match self.scores.get_mut(id) {
-                Some(total) => *total += score,
+            match self.index.get(id) {
+                Some(&at) => self.scored[at].1 += score,
                 None => {
-                    self.scores.insert(id.clone(), score);
-                    self.order.push(id.clone());
+                    self.index.insert(id.clone(), self.scored.len());
+                    self.scored.push((id.clone(), score));
                 }
             }
         }
     }
 
-    pub fn ids(&self) -> &[String] {
-        &self.order
-    }
-
     /// The candidates `keep` accepts, best score first (ties: first proposed first).
     pub fn ranked(self, keep: impl Fn(&str) -> bool) -> Vec<String> {
-        let Candidates { scores, order } = self;
-        let mut kept: Vec<(usize, String)> = order.into_iter().enumerate().filter(|(_, id)| keep(id)).collect();
-        kept.sort_by(|(a_rank, a), (b_rank, b)| scores[b].total_cmp(&scores[a]).then(a_rank.cmp(b_rank)));
-        kept.into_iter().map(|(_, id)| id).collect()
+        let mut kept: Vec<(String, f32)> = self.scored.into_iter().filter(|(id, _)| keep(id)).collect();
+        // A stable sort keeps ties in the order they were proposed.
+        kept.sort_by(|(_, a), (_, b)| b.total_cmp(a));
+        kept.into_iter().map(|(id, _)| id).collect()
     }
 }
 
-/// The first `count` of `ranked` (id, leaf category), with at most 70% of them from one leaf
-/// category while others are on offer; when there are too few others, the list is filled in
-/// rank order.
-pub fn pick_varied(ranked: Vec<(String, Option<String>)>, count: usize) -> Vec<String> {
-    let per_category = if count <= 1 { count } else { count - (count * 3 / 10).max(1) };
-    let mut taken: HashMap<Option<String>, usize> = HashMap::new();
-    let (mut picks, mut passed) = (Vec::with_capacity(count), Vec::new());
-    for (id, category) in ranked {
-        if picks.len() == count {
-            break;
-        }
-        let used = taken.entry(category).or_default();
-        if *used < per_category {
-            *used += 1;
-            picks.push(id);
-        } else {
-            passed.push(id);
-        }
+/// Picks `count` products offered in rank order (id, leaf category), with at most 70% of them
+/// from one leaf category while others are on offer; when there are too few others, the list
+/// is filled in rank order from those passed over.
+#[derive(Debug)]
+pub struct VariedPicks {
+    count: usize,
+    per_category: usize,
+    taken: HashMap<Option<String>, usize>,
+    picks: Vec<String>,
+    passed: Vec<String>,
+}
+
+impl VariedPicks {
+    pub fn new(count: usize) -> Self {
+        let per_category = if count <= 1 { count } else { count - (count * 3 / 10).max(1) };
+        Self { count, per_category, taken: HashMap::new(), picks: Vec::with_capacity(count), passed: Vec::new() }
     }
-    let missing = count - picks.len();
-    picks.extend(passed.into_iter().take(missing));
-    picks
+
+    /// Offers the next candidate; whether the picks are full (later ones cannot change them).
+    pub fn offer(&mut self, id: String, category: Option<String>) -> bool {
+        if self.is_full() {
+            return true;
+        }
+        let used = self.taken.entry(category).or_default();
+        if *used < self.per_category {
+            *used += 1;
+            self.picks.push(id);
+        } else {
+            self.passed.push(id);
+        }
+        self.is_full()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.picks.len() == self.count
+    }
+
+    pub fn finish(mut self) -> Vec<String> {
+        let missing = self.count - self.picks.len();
+        self.picks.extend(self.passed.into_iter().take(missing));
+        self.picks
+    }
 }
 
 #[cfg(test)]
@@ -77,6 +94,16 @@ mod tests {
         candidates.add_ranked(&ids(&["a", "b", "c"]), 1.0);
         candidates.add_ranked(&ids(&["c", "d"]), 1.0);
         assert_eq!(candidates.ranked(|id| id != "d"), ids(&["c", "a", "b"]));
+    }
+
+    fn pick_varied(ranked: Vec<(String, Option<String>)>, count: usize) -> Vec<String> {
+        let mut picks = VariedPicks::new(count);
+        for (id, category) in ranked {
+            if picks.offer(id, category) {
+                break;
+            }
+        }
+        picks.finish()
     }
 
     #[test]

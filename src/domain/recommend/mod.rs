@@ -8,7 +8,7 @@ pub mod training;
 
 use chrono::{DateTime, Utc};
 
-pub use blend::{Candidates, pick_varied};
+pub use blend::{Candidates, VariedPicks};
 pub use model::Model;
 pub use training::{History, baskets_of, train};
 

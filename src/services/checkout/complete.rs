@@ -238,7 +238,8 @@ impl CheckoutService {
                     writes = notifications::queue(writes, notification, now);
                 }
                 let event = OutboxRow::new(order_topic(owner), &first, now)?;
-                let changed = writes.event(event).run(c, "creating an order").await?;
+                let bought = OutboxRow::shopper_activity(owner, now)?;
+                let changed = writes.event(event).event(bought).run(c, "creating an order").await?;
                 if changed[0] == 0 {
                     // The saga is no longer CHARGING: another request (or recovery) made the
                     // order. Nothing of this one may stay.

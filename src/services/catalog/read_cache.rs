@@ -13,17 +13,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-
-use moka::sync::Cache;
+use std::time::{Duration, Instant};
 
 use crate::domain::catalog::model::{Category, Product, StockLevel};
 use crate::domain::events::STOCK_TOPIC;
 use crate::ports::Event;
 
 /// Product and stock entries; a catalog of this size fits whole.
-const PRODUCT_ENTRIES: u64 = 200_000;
-const CATEGORY_ENTRIES: u64 = 20_000;
+const PRODUCT_ENTRIES: usize = 200_000;
+const CATEGORY_ENTRIES: usize = 20_000;
 /// A safety net for catalog events lost on their way (a bus outage): entries are dropped by
 /// events, and this bounds how long a missed one can leave an entry stale.
 const ENTRY_TTL: Duration = Duration::from_secs(60);
@@ -31,29 +29,57 @@ const ENTRY_TTL: Duration = Duration::from_secs(60);
 const ROOTS: &str = "";
 
 pub struct CatalogReadCache {
-    products: Cache<String, Arc<Product>>,
-    stock: Cache<String, StockLevel>,
+    products: Cache<Arc<Product>>,
+    stock: Cache<StockLevel>,
     /// `None`: the store has no such category (a search filter naming a path, not an id).
-    categories_by_id: Cache<String, Option<Category>>,
-    categories_by_path: Cache<String, Option<Category>>,
-    children: Cache<String, Arc<Vec<Category>>>,
+    categories_by_id: Cache<Option<Category>>,
+    categories_by_path: Cache<Option<Category>>,
+    children: Cache<Arc<Vec<Category>>>,
     /// Counts drops, so a load can tell that one overlapped it.
     drops: AtomicU64,
 }
 
 impl Default for CatalogReadCache {
     fn default() -> Self {
-        fn cache<V: Clone + Send + Sync + 'static>(entries: u64) -> Cache<String, V> {
-            Cache::builder().max_capacity(entries).time_to_live(ENTRY_TTL).build()
-        }
         Self {
-            products: cache(PRODUCT_ENTRIES),
-            stock: cache(PRODUCT_ENTRIES),
-            categories_by_id: cache(CATEGORY_ENTRIES),
-            categories_by_path: cache(CATEGORY_ENTRIES),
-            children: cache(CATEGORY_ENTRIES),
+            products: Cache::new(PRODUCT_ENTRIES),
+            stock: Cache::new(PRODUCT_ENTRIES),
+            categories_by_id: Cache::new(CATEGORY_ENTRIES),
+            categories_by_path: Cache::new(CATEGORY_ENTRIES),
+            children: Cache::new(CATEGORY_ENTRIES),
             drops: AtomicU64::new(0),
         }
+    }
+}
+
+/// Bounded entries that lapse `ENTRY_TTL` after they were kept. `quick_cache` rather than
+/// `moka`: every page reads dozens of entries, and a read here is a hash and a shard's read
+/// lock, where moka's also queues the read for its eviction bookkeeping (a third of a
+/// recommendation request's CPU).
+struct Cache<V> {
+    entries: quick_cache::sync::Cache<String, (Instant, V)>,
+}
+
+impl<V: Clone> Cache<V> {
+    fn new(capacity: usize) -> Self {
+        Self { entries: quick_cache::sync::Cache::new(capacity) }
+    }
+
+    fn get(&self, key: &str) -> Option<V> {
+        let (kept_at, value) = self.entries.get(key)?;
+        (kept_at.elapsed() < ENTRY_TTL).then_some(value)
+    }
+
+    fn insert(&self, key: String, value: V) {
+        self.entries.insert(key, (Instant::now(), value));
+    }
+
+    fn invalidate(&self, key: &str) {
+        self.entries.remove(key);
+    }
+
+    fn invalidate_all(&self) {
+        self.entries.clear();
     }
 }
 
@@ -152,7 +178,7 @@ impl CatalogReadCache {
     /// `read_through` for values that carry their key.
     async fn listed<V, E>(
         &self,
-        cache: &Cache<String, V>,
+        cache: &Cache<V>,
         keys: &[String],
         key_of: fn(&V) -> &String,
         load: impl AsyncFnOnce(Vec<String>) -> Result<Vec<V>, E>,
@@ -167,7 +193,7 @@ impl CatalogReadCache {
     /// `read_through` that also remembers which keys the store does not know.
     async fn categories<E>(
         &self,
-        cache: &Cache<String, Option<Category>>,
+        cache: &Cache<Option<Category>>,
         keys: &[String],
         key_of: fn(&Category) -> &String,
         load: impl AsyncFnOnce(Vec<String>) -> Result<Vec<Category>, E>,
@@ -187,7 +213,7 @@ impl CatalogReadCache {
     /// result.
     async fn read_through<V, E>(
         &self,
-        cache: &Cache<String, V>,
+        cache: &Cache<V>,
         keys: &[String],
         load: impl AsyncFnOnce(Vec<String>) -> Result<HashMap<String, V>, E>,
     ) -> Result<HashMap<String, V>, E>

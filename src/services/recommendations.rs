@@ -223,14 +223,14 @@ impl RecommendationService {
         related.add_ranked(liked.iter().filter(|id| same_kind.contains(id)), 2.0);
         related.add_ranked(&same_kind, 1.0);
         related.add_ranked(liked.iter().filter(|id| !same_kind.contains(id)), 0.5);
-        let mut ranked = Vec::new();
+        let mut ranked: Vec<&str> = Vec::new();
         if intent == Intent::Complementary {
-            ranked.extend(model.bought_together(product_id).iter().cloned());
+            ranked.extend(model.bought_together(product_id).iter().map(String::as_str));
         }
         ranked.extend(related.ranked(|_| true));
-        let mut seen = HashSet::from([product_id.to_owned()]);
-        ranked.retain(|id| seen.insert(id.clone()));
-        Ok(self.first_in_stock(ranked, count).await?)
+        let mut seen = HashSet::from([product_id]);
+        ranked.retain(|id| seen.insert(id));
+        Ok(self.first_in_stock(&ranked, count).await?)
     }
 
     /// The caller's picks: products like the ones they viewed in the last half hour, their
@@ -264,29 +264,36 @@ impl RecommendationService {
         excluded.extend(bought.iter().map(String::as_str));
         excluded.extend(latest.iter().filter(|i| i.kind == InteractionKind::Purchase).map(|i| i.product_id.as_str()));
 
-        let mut candidates = Candidates::default();
         let latest_viewed: Vec<String> = recent.iter().take(RECENT_VIEWS_USED).map(|id| (*id).to_owned()).collect();
         let mut viewed = self.catalog.products_by_ids(&latest_viewed).await?;
         // The catalog answers in no particular order; the latest view weighs most.
         viewed.sort_by_key(|product| latest_viewed.iter().position(|id| *id == product.id));
-        for (position, product) in viewed.iter().enumerate() {
+        let mut same_kinds = Vec::with_capacity(viewed.len());
+        for product in &viewed {
+            same_kinds.push(match &product.category_id {
+                Some(category) => self.in_stock_of_category(category).await?,
+                None => Arc::default(),
+            });
+        }
+        let personal = match &shopper {
+            Some(shopper) => model.personal(&shopper.key(), count * 3 + excluded.len()),
+            None => Vec::new(),
+        };
+
+        let mut candidates = Candidates::default();
+        for (position, (product, same_kind)) in viewed.iter().zip(&same_kinds).enumerate() {
             let recency = 1.0 / (1.0 + position as f32);
-            if let Some(category) = &product.category_id {
-                let same_kind = self.in_stock_of_category(category).await?;
-                candidates.add_ranked(same_kind.iter().take(count * 2), SAME_KIND_AS_VIEWED * recency);
-            }
+            candidates.add_ranked(same_kind.iter().take(count * 2), SAME_KIND_AS_VIEWED * recency);
             candidates.add_ranked(model.also_liked(&product.id), LIKED_WITH_VIEWED * recency);
         }
-        if let Some(shopper) = &shopper {
-            candidates.add_ranked(&model.personal(&shopper.key(), count * 3 + excluded.len()), PERSONAL);
-        }
+        candidates.add_ranked(&personal, PERSONAL);
         // Enough of each list to fill the picks after what the caller bought or viewed is gone.
         let enough = count * 4 + excluded.len();
         candidates.add_ranked(model.trending().iter().take(enough), TRENDING);
         candidates.add_ranked(model.best_rated().iter().take(enough), BEST_RATED);
 
         let ranked = candidates.ranked(|id| !excluded.contains(id));
-        let picks = self.varied_in_stock(ranked, count).await?;
+        let picks = self.varied_in_stock(&ranked, count).await?;
         if shopper.is_none() {
             self.anonymous_picks.insert((version, count), Arc::new(picks.clone()));
         }
@@ -316,24 +323,24 @@ impl RecommendationService {
     }
 
     /// The first `wanted` of `ranked` that are in stock, in order.
-    async fn first_in_stock(&self, ranked: Vec<String>, wanted: usize) -> StoreResult<Vec<String>> {
+    async fn first_in_stock(&self, ranked: &[&str], wanted: usize) -> StoreResult<Vec<String>> {
         let mut picked = Vec::with_capacity(wanted);
         if wanted > 0 {
             let take = |id| {
                 picked.push(id);
                 picked.len() == wanted
             };
-            take_found(&ranked, wanted.max(STOCK_PAGE), |ids| self.in_stock(ids), take).await?;
+            take_found(ranked, wanted.max(STOCK_PAGE), |ids| self.in_stock(ids), take).await?;
         }
         Ok(picked)
     }
 
     /// `count` picks from `ranked`, in stock and varied across leaf categories (`VariedPicks`),
     /// drawn from the first `count * 4` in stock; the catalog is asked only until they are full.
-    async fn varied_in_stock(&self, ranked: Vec<String>, count: usize) -> StoreResult<Vec<String>> {
+    async fn varied_in_stock(&self, ranked: &[&str], count: usize) -> StoreResult<Vec<String>> {
         let mut picks = VariedPicks::new(count);
         let mut offered = 0;
-        let with_categories = |ids| async move {
+        let with_categories = |ids: Vec<String>| async move {
             let in_stock = self.in_stock(ids).await?;
             let mut categories: HashMap<String, Option<String>> = self
                 .catalog
@@ -356,21 +363,22 @@ impl RecommendationService {
             offered += 1;
             picks.offer(id, category) || offered == count * 4
         };
-        take_found(&ranked, count.max(STOCK_PAGE), with_categories, take).await?;
+        take_found(ranked, count.max(STOCK_PAGE), with_categories, take).await?;
         Ok(picks.finish())
     }
 
     /// Those of `ids` in stock, in their order.
-    async fn in_stock(&self, ids: &[String]) -> StoreResult<Vec<String>> {
+    async fn in_stock(&self, mut ids: Vec<String>) -> StoreResult<Vec<String>> {
         let available: HashSet<String> = self
             .catalog
-            .stock_levels(ids)
+            .stock_levels(&ids)
             .await?
             .into_iter()
             .filter(|level| level.available > 0)
             .map(|level| level.product_id)
             .collect();
-        Ok(ids.iter().filter(|id| available.contains(*id)).cloned().collect())
+        ids.retain(|id| available.contains(id));
+        Ok(ids)
     }
 
     /// Trains a new model if no other instance is training; the version it stored, if it
@@ -463,17 +471,17 @@ impl RecommendationService {
 /// Looks `ranked` up `page` at a time: `look_up` answers what it found of a page, in order, and
 /// `take` gets each find in rank order until it says it has enough. Most products are in
 /// stock, so a list of 200 candidates for 10 picks costs one page of lookups, not 200.
-async fn take_found<'a, T, E, Found>(
-    ranked: &'a [String],
+async fn take_found<T, E, Found>(
+    ranked: &[&str],
     page: usize,
-    look_up: impl Fn(&'a [String]) -> Found,
+    look_up: impl Fn(Vec<String>) -> Found,
     mut take: impl FnMut(T) -> bool,
 ) -> Result<(), E>
 where
     Found: Future<Output = Result<Vec<T>, E>>,
 {
     for ids in ranked.chunks(page.max(1)) {
-        for found in look_up(ids).await? {
+        for found in look_up(ids.iter().map(|id| (*id).to_owned()).collect()).await? {
             if take(found) {
                 return Ok(());
             }
@@ -524,12 +532,13 @@ mod tests {
 
     #[tokio::test]
     async fn stock_is_asked_a_page_at_a_time_until_the_list_is_full() {
-        let ranked: Vec<String> = (0..100).map(|n| n.to_string()).collect();
+        let numbers: Vec<String> = (0..100).map(|n| n.to_string()).collect();
+        let ranked: Vec<&str> = numbers.iter().map(String::as_str).collect();
         let asked = Mutex::new(Vec::new());
         // Every other candidate is in stock: the first page of 16 gives 8, the second 8 more.
-        let even = |ids: &[String]| {
+        let even = |ids: Vec<String>| {
             asked.lock().expect("asked").push(ids.len());
-            let found = ids.iter().filter(|id| id.parse::<u32>().is_ok_and(|n| n % 2 == 0)).cloned().collect();
+            let found = ids.into_iter().filter(|id| id.parse::<u32>().is_ok_and(|n| n % 2 == 0)).collect();
             std::future::ready(Ok::<_, Infallible>(found))
         };
         let mut picked = Vec::new();

@@ -7,8 +7,9 @@ use std::collections::HashMap;
 /// borrowed from the lists they came from: a request blends a few hundred and keeps ten.
 #[derive(Debug, Default)]
 pub struct Candidates<'a> {
-    /// Where each product sits in `scored`.
-    index: HashMap<&'a str, usize>,
+    /// Where each product sits in `scored`. foldhash: a request hashes a few hundred ids, all
+    /// from the model and the store, none from the caller.
+    index: foldhash::HashMap<&'a str, usize>,
     scored: Vec<(&'a str, f32)>,
 }
 
@@ -16,7 +17,10 @@ impl<'a> Candidates<'a> {
     /// Adds a ranked list from one source: its first product scores `weight`, later ones less.
     /// A product several sources propose gets the sum.
     pub fn add_ranked(&mut self, ranked: impl IntoIterator<Item = &'a String>, weight: f32) {
-        for (rank, id) in ranked.into_iter().enumerate() {
+        let ranked = ranked.into_iter();
+        self.index.reserve(ranked.size_hint().0);
+        self.scored.reserve(ranked.size_hint().0);
+        for (rank, id) in ranked.enumerate() {
             let score = weight / (1.0 + rank as f32 * 0.1);
             match self.index.get(id.as_str()) {
                 Some(&at) => self.scored[at].1 += score,

@@ -744,7 +744,7 @@ async fn recommend_scenario(options: &Options, server: &Server) -> anyhow::Resul
     let (picks, picks_errors, picks_seconds) =
         closed_loop(&client, options.connections, options.duration, |_| (PICKS, json!({}))).await?;
     // One guest per connection, each having just viewed three products: its picks are its own,
-    // read with its recent views from the store on every request.
+    // blended on every request from its activity (read from the store once, then held).
     const VIEW: &str = "mutation($p: ID!) { recordProductView(productId: $p) }";
     let tokens = guests(&client, options.connections, options.connections).await;
     for (guest, token) in tokens.iter().enumerate() {

@@ -43,11 +43,14 @@ impl OutboxRow {
         Self::new(SHOPPER_ACTIVITY_TOPIC.to_owned(), &shopper.key(), at)
     }
 
+    /// The event as the bus carries it.
+    pub fn event(&self) -> Event {
+        Event { topic: self.topic.clone(), payload: self.payload.clone() }
+    }
+
     /// The event as the bus carries it, if it is a catalog or stock event.
     pub fn catalog_event(&self) -> Option<Event> {
-        CATALOG_TOPICS
-            .contains(&self.topic.as_str())
-            .then(|| Event { topic: self.topic.clone(), payload: self.payload.clone() })
+        CATALOG_TOPICS.contains(&self.topic.as_str()).then(|| self.event())
     }
 }
 

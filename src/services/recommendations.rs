@@ -9,18 +9,18 @@ use std::time::Instant;
 
 use chrono::TimeDelta;
 
+use crate::db::outbox::OutboxRow;
 use crate::db::{Pool, recommendations};
 use crate::domain::auth::Viewer;
 use crate::domain::catalog::generator::CatalogGenerator;
 use crate::domain::catalog::model::validate_id;
-use crate::domain::events::SHOPPER_ACTIVITY_TOPIC;
 use crate::domain::primitives::Shopper;
 use crate::domain::recommend::demo_history::planted_history;
 use crate::domain::recommend::{
     Candidates, History, Intent, Interaction, InteractionKind, MAX_PICKS, Model, RECENT_WINDOW, RecommendError,
     VariedPicks, baskets_of, train,
 };
-use crate::ports::{Clock, Event, EventBus, StoreError, StoreResult};
+use crate::ports::{Clock, EventBus, StoreError, StoreResult};
 use crate::services::catalog::CatalogService;
 
 pub type RecommendResult<T> = Result<T, RecommendError>;
@@ -87,12 +87,7 @@ pub struct RecommendationService {
     refreshing: Arc<Mutex<HashSet<String>>>,
     /// What the store said of each shopper lately, so that their picks cost no store visit;
     /// dropped on every instance when the shopper views, orders or signs in (`forget`).
-    activities: moka::sync::Cache<String, Arc<Activity>>,
-    /// Drops, numbered: a shopper's last one, and the last one of everyone's. An activity read
-    /// from the store before a drop of its shopper is not kept.
-    drops: Arc<AtomicU64>,
-    dropped: moka::sync::Cache<String, u64>,
-    everyone_dropped: Arc<AtomicU64>,
+    activities: Arc<HeldActivities>,
 }
 
 /// A shopper's latest interactions (newest first) and the products of their paid orders.
@@ -119,10 +114,7 @@ impl RecommendationService {
                 .time_to_live(ANONYMOUS_PICKS_TTL)
                 .build(),
             refreshing: Arc::default(),
-            activities: moka::sync::Cache::builder().max_capacity(ACTIVITIES).time_to_live(ACTIVITY_TTL).build(),
-            drops: Arc::default(),
-            dropped: moka::sync::Cache::builder().max_capacity(ACTIVITIES).time_to_live(DROP_MEMORY).build(),
-            everyone_dropped: Arc::default(),
+            activities: Arc::default(),
         }
     }
 
@@ -144,17 +136,20 @@ impl RecommendationService {
         if self.catalog.products_by_ids(&[product_id.to_owned()]).await?.is_empty() {
             return Err(RecommendError::ProductNotFound(product_id.to_owned()));
         }
-        let shopper = viewer.shopper().key();
+        let shopper = viewer.shopper();
+        let now = self.clock.now();
         let view = Interaction {
-            shopper: shopper.clone(),
+            shopper: shopper.key(),
             product_id: product_id.to_owned(),
             kind: InteractionKind::View,
-            at: self.clock.now(),
+            at: now,
         };
-        self.db.atomically(async |c| recommendations::record(c, &[view]).await).await?;
+        // Published at once rather than through the outbox: views are many, and a lost one
+        // only leaves other instances' picks stale until `ACTIVITY_TTL`.
+        let event = OutboxRow::shopper_activity(&shopper, now)?.event();
+        self.db.atomically(async |c| recommendations::record(c, std::slice::from_ref(&view)).await).await?;
         // This instance's next picks see the view at once; the others' as the event arrives.
-        self.forget(&shopper);
-        let event = Event { topic: SHOPPER_ACTIVITY_TOPIC.to_owned(), payload: serde_json::json!(shopper).to_string() };
+        self.forget(&view.shopper);
         if let Err(err) = self.bus.publish(&[event]).await {
             tracing::warn!(error = %err, "announcing a product view failed; other instances see it within a minute");
         }
@@ -163,27 +158,20 @@ impl RecommendationService {
 
     /// Drops what is held of one shopper's activity (their key), so the next picks read it.
     pub fn forget(&self, shopper: &str) {
-        let drop = self.drops.fetch_add(1, Ordering::SeqCst) + 1;
-        self.dropped.insert(shopper.to_owned(), drop);
-        self.activities.invalidate(shopper);
+        self.activities.forget(shopper);
     }
 
     /// Drops every shopper's activity (activity events were missed).
     pub fn forget_everyone(&self) {
-        let drop = self.drops.fetch_add(1, Ordering::SeqCst) + 1;
-        self.everyone_dropped.store(drop, Ordering::SeqCst);
-        self.activities.invalidate_all();
+        self.activities.forget_everyone();
     }
 
-    /// The shopper's activity, held or read from the store. A read that a drop overtook is
-    /// used for this request but not kept: the drop is marked before the held entry goes, and
-    /// looked for here after the read one is kept, so one of the two sees the other.
-    async fn activity_of(&self, shopper: &Shopper) -> StoreResult<Arc<Activity>> {
-        let key = shopper.key();
-        if let Some(held) = self.activities.get(&key) {
+    /// The activity of the shopper whose key is `key`, held or read from the store.
+    async fn activity_of(&self, shopper: &Shopper, key: &str) -> StoreResult<Arc<Activity>> {
+        if let Some(held) = self.activities.get(key) {
             return Ok(held);
         }
-        let began = self.drops.load(Ordering::SeqCst);
+        let began = self.activities.began();
         let (latest, bought) = self
             .db
             .with_conn(async |c| {
@@ -193,12 +181,7 @@ impl RecommendationService {
             })
             .await?;
         let activity = Arc::new(Activity { latest, bought });
-        self.activities.insert(key.clone(), activity.clone());
-        let overtaken = self.dropped.get(&key).is_some_and(|drop| drop > began)
-            || self.everyone_dropped.load(Ordering::SeqCst) > began;
-        if overtaken {
-            self.activities.invalidate(&key);
-        }
+        self.activities.keep(key, activity.clone(), began);
         Ok(activity)
     }
 
@@ -242,14 +225,18 @@ impl RecommendationService {
             return Ok(Vec::new());
         }
         let (version, model) = self.versioned_model();
-        let shopper = viewer.map(Viewer::shopper);
+        let shopper = viewer.map(|viewer| {
+            let shopper = viewer.shopper();
+            let key = shopper.key();
+            (shopper, key)
+        });
         if shopper.is_none()
             && let Some(picks) = self.anonymous_picks.get(&(version, count))
         {
             return Ok(picks.to_vec());
         }
         let activity = match &shopper {
-            Some(shopper) => self.activity_of(shopper).await?,
+            Some((shopper, key)) => self.activity_of(shopper, key).await?,
             None => Arc::default(),
         };
         let Activity { latest, bought } = &*activity;
@@ -276,7 +263,7 @@ impl RecommendationService {
             });
         }
         let personal = match &shopper {
-            Some(shopper) => model.personal(&shopper.key(), count * 3 + excluded.len()),
+            Some((_, key)) => model.personal(key, count * 3 + excluded.len()),
             None => Vec::new(),
         };
 
@@ -468,6 +455,62 @@ impl RecommendationService {
     }
 }
 
+/// Shoppers' activities, held until their shopper's next drop (or `ACTIVITY_TTL`). A read from
+/// the store that a drop of its shopper overtook is used by its request but not kept: drops
+/// are numbered, a reader notes the number before it reads (`began`), and `keep` keeps the
+/// entry first and looks for a later drop after, while a drop is marked before the entry goes,
+/// so one of the two always sees the other.
+struct HeldActivities {
+    held: moka::sync::Cache<String, Arc<Activity>>,
+    drops: AtomicU64,
+    /// Each shopper's last drop, remembered longer than any read takes.
+    dropped: moka::sync::Cache<String, u64>,
+    everyone_dropped: AtomicU64,
+}
+
+impl Default for HeldActivities {
+    fn default() -> Self {
+        Self {
+            held: moka::sync::Cache::builder().max_capacity(ACTIVITIES).time_to_live(ACTIVITY_TTL).build(),
+            drops: AtomicU64::new(0),
+            dropped: moka::sync::Cache::builder().max_capacity(ACTIVITIES).time_to_live(DROP_MEMORY).build(),
+            everyone_dropped: AtomicU64::new(0),
+        }
+    }
+}
+
+impl HeldActivities {
+    fn get(&self, key: &str) -> Option<Arc<Activity>> {
+        self.held.get(key)
+    }
+
+    /// The drop a read about to begin must not be overtaken by.
+    fn began(&self) -> u64 {
+        self.drops.load(Ordering::SeqCst)
+    }
+
+    fn keep(&self, key: &str, activity: Arc<Activity>, began: u64) {
+        self.held.insert(key.to_owned(), activity);
+        let overtaken = self.dropped.get(key).is_some_and(|drop| drop > began)
+            || self.everyone_dropped.load(Ordering::SeqCst) > began;
+        if overtaken {
+            self.held.invalidate(key);
+        }
+    }
+
+    fn forget(&self, key: &str) {
+        let drop = self.drops.fetch_add(1, Ordering::SeqCst) + 1;
+        self.dropped.insert(key.to_owned(), drop);
+        self.held.invalidate(key);
+    }
+
+    fn forget_everyone(&self) {
+        let drop = self.drops.fetch_add(1, Ordering::SeqCst) + 1;
+        self.everyone_dropped.store(drop, Ordering::SeqCst);
+        self.held.invalidate_all();
+    }
+}
+
 /// Looks `ranked` up `page` at a time: `look_up` answers what it found of a page, in order, and
 /// `take` gets each find in rank order until it says it has enough. Most products are in
 /// stock, so a list of 200 candidates for 10 picks costs one page of lookups, not 200.
@@ -529,6 +572,24 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+
+    #[test]
+    fn a_read_overtaken_by_its_shoppers_drop_is_not_kept_and_others_are() {
+        let held = HeldActivities::default();
+        let began = held.began();
+        held.forget("guest:a");
+        held.keep("guest:a", Arc::default(), began);
+        assert!(held.get("guest:a").is_none(), "read before the drop, kept after it");
+        held.keep("guest:b", Arc::default(), began);
+        assert!(held.get("guest:b").is_some(), "another shopper's drop does not spoil this read");
+        let began = held.began();
+        held.keep("guest:a", Arc::default(), began);
+        assert!(held.get("guest:a").is_some(), "read after the drop");
+        held.forget_everyone();
+        assert!(held.get("guest:a").is_none() && held.get("guest:b").is_none());
+        held.keep("guest:b", Arc::default(), began);
+        assert!(held.get("guest:b").is_none(), "read before everyone's drop");
+    }
 
     #[tokio::test]
     async fn stock_is_asked_a_page_at_a_time_until_the_list_is_full() {

@@ -13,11 +13,11 @@ use crate::domain::auth::tokens::TokenIssuer;
 use crate::domain::cart::CartLimits;
 use crate::domain::search::Synonyms;
 use crate::domain::search::synonyms::DEFAULT_SYNONYMS;
-use crate::kv::{LocalBus, LocalCache, LocalRateLimiter, RedisBackend, connect_redis};
+use crate::kv::{LocalBus, LocalCache, LocalFlashGate, LocalRateLimiter, RedisBackend, connect_redis};
 use crate::metrics::Metrics;
 use crate::notifier::FileNotifier;
 use crate::payments::{StripeGateway, TestGateway};
-use crate::ports::{Cache, Clock, EventBus, Notifier, PaymentGateway, RateLimiter, SearchIndex};
+use crate::ports::{Cache, Clock, EventBus, FlashGate, Notifier, PaymentGateway, RateLimiter, SearchIndex};
 use crate::search::{OpenSearchIndex, TantivyIndex};
 use crate::services::auth::AuthService;
 use crate::services::cart::CartService;
@@ -69,7 +69,8 @@ impl AppContext {
             Pool::open(&config.store_url(), config.db_pool_size, Arc::new(move |scope| statements.statement(scope)))
                 .await
                 .context("opening the store")?;
-        let SharedState { bus, cart_cache, search_cache, limiter, redis } = SharedState::open(&config, &clock).await?;
+        let SharedState { bus, cart_cache, search_cache, limiter, flash_gate, redis } =
+            SharedState::open(&config, &clock).await?;
         let limits = RateLimitService::new(limiter, config.rate_limits.clone());
         let cart_limits = CartLimits {
             max_lines: config.cart_max_lines,
@@ -145,8 +146,14 @@ impl AppContext {
             clock.clone(),
             config.reservation_ttl,
         );
-        let flash_sales =
-            FlashSaleService::new(db.clone(), bus.clone(), clock.clone(), config.pricing.clone(), metrics.clone());
+        let flash_sales = FlashSaleService::new(
+            db.clone(),
+            flash_gate,
+            bus.clone(),
+            clock.clone(),
+            config.pricing.clone(),
+            metrics.clone(),
+        );
         let recommendations = RecommendationService::new(db.clone(), catalog.clone(), clock.clone(), bus.clone());
         let notifier: Arc<dyn Notifier> = Arc::new(FileNotifier { path: config.data_dir.join("notifications.log") });
         tracing::info!(backend = db.backend_name(), redis = config.redis_url.is_some(), "store ready");
@@ -178,6 +185,7 @@ struct SharedState {
     cart_cache: Arc<dyn Cache>,
     search_cache: Arc<dyn Cache>,
     limiter: Arc<dyn RateLimiter>,
+    flash_gate: Arc<dyn FlashGate>,
     redis: Option<RedisBackend>,
 }
 
@@ -192,6 +200,7 @@ impl SharedState {
                     cart_cache: redis.cache(),
                     search_cache: redis.cache(),
                     limiter: redis.rate_limiter(),
+                    flash_gate: redis.flash_gate(),
                     redis: Some(redis),
                 }
             }
@@ -204,6 +213,7 @@ impl SharedState {
                     config.rate_limits.longest_period(),
                     clock.clone(),
                 )),
+                flash_gate: Arc::new(LocalFlashGate::default()),
                 redis: None,
             },
         })

@@ -179,6 +179,7 @@ impl From<FlashSaleError> for ApiError {
             FlashSaleError::SaleNotActive => ApiError::new(ErrorCode::SaleNotActive, message),
             FlashSaleError::RateLimited { retry_after } => ApiError::from(RateLimited { retry_after }),
             FlashSaleError::Store(cause) => ApiError::internal("flash sales", &cause),
+            FlashSaleError::Gate(cause) => ApiError::internal("flash sales", &cause),
         }
     }
 }

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 
+use crate::domain::flash::gate::{Attempt, GateAnswer};
 use crate::domain::limits::{Acquire, Admission, Quota};
 use crate::domain::notify::Notification;
 use crate::domain::primitives::Money;
@@ -138,6 +139,29 @@ pub struct LimiterError(pub String);
 #[async_trait]
 pub trait RateLimiter: Send + Sync {
     async fn acquire(&self, key: &str, quota: Quota, acquire: Acquire) -> Result<Admission, LimiterError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("flash sale gate: {0}")]
+pub struct GateError(pub String);
+
+/// The front of each flash sale's stock gate (`domain::flash::gate`): in process, or in Redis
+/// where every instance shares it. The store stays the truth behind it.
+#[async_trait]
+pub trait FlashGate: Send + Sync {
+    /// Loads a sale's counters unless they are there: its units and, once its waiting room is
+    /// open, the tickets handed out. They live `ttl`.
+    async fn load(&self, sale_id: &str, units: i32, tickets: Option<i64>, ttl: Duration) -> Result<(), GateError>;
+    /// One `joinFlashSale` attempt; what the gate writes lives `ttl`.
+    async fn enter(&self, sale_id: &str, attempt: &Attempt<'_>, ttl: Duration) -> Result<GateAnswer, GateError>;
+    /// Undoes an entry the store did not take (`SaleGate::put_back`).
+    async fn put_back(&self, sale_id: &str, shopper: Option<&str>, units: i32) -> Result<(), GateError>;
+    /// Sets a loaded sale's units to the store's count.
+    async fn set_units(&self, sale_id: &str, units: i32) -> Result<(), GateError>;
+    /// Attempts refused by note 16's limit so far.
+    async fn rate_limited(&self, sale_id: &str) -> Result<i64, GateError>;
+    /// Forgets an ended sale.
+    async fn close(&self, sale_id: &str) -> Result<(), GateError>;
 }
 
 /// Injected time, so that expiries can be tested without sleeping. Times have microsecond

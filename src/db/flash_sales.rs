@@ -1,6 +1,6 @@
-//! Flash sales and their entries. A sale's `remaining` is its stock gate: units are taken by a
-//! conditional UPDATE, so concurrent admissions on any number of instances never take more
-//! than there are.
+//! Flash sales and their entries. A sale's `remaining` is the exact end of its stock gate:
+//! units are taken by a conditional UPDATE, so concurrent admissions on any number of
+//! instances never take more than there are, whatever the gate's counters said.
 
 use std::collections::HashMap;
 
@@ -11,7 +11,7 @@ use diesel_async::RunQueryDsl;
 use super::inventory;
 use super::pool::{Conn, on_conn};
 use super::prepared::PrepareOnce;
-use super::schema::{checkout_sessions, flash_sale_attempts, flash_sale_entries, flash_sales};
+use super::schema::{checkout_sessions, flash_sale_entries, flash_sales};
 use super::writes::Writes;
 use super::{converted, parsed, store_error};
 use crate::domain::checkout::CheckoutSession;
@@ -34,7 +34,6 @@ struct SaleRow {
     per_user_limit: i32,
     admission_per_minute: i32,
     hold_seconds: i32,
-    tickets: i64,
     shuffled: bool,
     rate_limited: i32,
     returned_to_stock: i32,
@@ -55,7 +54,6 @@ impl From<&FlashSale> for SaleRow {
             per_user_limit: sale.per_user_limit,
             admission_per_minute: sale.admission_per_minute,
             hold_seconds: sale.hold_seconds,
-            tickets: sale.tickets,
             shuffled: sale.shuffled,
             rate_limited: sale.rate_limited,
             returned_to_stock: sale.returned_to_stock,
@@ -79,7 +77,6 @@ impl TryFrom<SaleRow> for FlashSale {
             per_user_limit: row.per_user_limit,
             admission_per_minute: row.admission_per_minute,
             hold_seconds: row.hold_seconds,
-            tickets: row.tickets,
             shuffled: row.shuffled,
             rate_limited: row.rate_limited,
             returned_to_stock: row.returned_to_stock,
@@ -131,6 +128,8 @@ pub struct EntryCounts {
     pub purchased_units: i64,
     pub expired: i64,
     pub sold_out: i64,
+    /// The highest ticket of any entry.
+    pub last_ticket: i64,
 }
 
 pub async fn insert_sale(conn: &mut Conn<'_>, sale: &FlashSale) -> StoreResult<()> {
@@ -190,73 +189,14 @@ pub async fn insert_entry(conn: &mut Conn<'_>, entry: &Entry) -> StoreResult<boo
         status: entry.status.as_str().to_owned(),
         quantity: entry.quantity,
         ticket: entry.ticket,
-        checkout_session_id: None,
-        expires_at: None,
-        admitted_at: None,
+        checkout_session_id: entry.checkout_session_id.clone(),
+        expires_at: entry.expires_at.map(|at| at.naive_utc()),
+        admitted_at: entry.admitted_at.map(|at| at.naive_utc()),
         joined_at: entry.joined_at.naive_utc(),
     };
     on_conn!(conn, c => diesel::insert_into(flash_sale_entries::table).values(row).on_conflict_do_nothing().prepared().execute(c).await)
         .map(|inserted| inserted == 1)
         .map_err(store_error("joining a flash sale"))
-}
-
-/// Counts one `joinFlashSale` call of the shopper for the sale (note 16): `Err` with the wait
-/// when it is one too many. The count's row is locked from its read to the end of the caller's
-/// transaction.
-pub async fn count_attempt(
-    conn: &mut Conn<'_>,
-    sale_id: &str,
-    shopper: &str,
-    now: DateTime<Utc>,
-) -> StoreResult<Result<(), std::time::Duration>> {
-    let fresh = (
-        flash_sale_attempts::sale_id.eq(sale_id),
-        flash_sale_attempts::shopper.eq(shopper),
-        flash_sale_attempts::attempts.eq(0),
-        flash_sale_attempts::since.eq(now.naive_utc()),
-    );
-    // Inserts the shopper's count, or locks and reads the one there, in one statement.
-    let (attempts, since): (i32, NaiveDateTime) = on_conn!(conn, c => diesel::insert_into(flash_sale_attempts::table)
-        .values(fresh)
-        .on_conflict((flash_sale_attempts::sale_id, flash_sale_attempts::shopper))
-        .do_update()
-        .set(flash_sale_attempts::attempts.eq(flash_sale_attempts::attempts))
-        .returning((flash_sale_attempts::attempts, flash_sale_attempts::since))
-        .prepared()
-        .get_result(c)
-        .await)
-    .map_err(store_error("counting a join attempt"))?;
-    match crate::domain::flash::count_attempt(attempts, since.and_utc(), now) {
-        Ok((attempts, since)) => {
-            on_conn!(conn, c => diesel::update(flash_sale_attempts::table.find((sale_id, shopper)))
-                .set((flash_sale_attempts::attempts.eq(attempts), flash_sale_attempts::since.eq(since.naive_utc())))
-                .prepared()
-                .execute(c)
-                .await)
-            .map_err(store_error("counting a join attempt"))?;
-            Ok(Ok(()))
-        }
-        Err(wait) => {
-            on_conn!(conn, c => diesel::update(flash_sales::table.find(sale_id))
-                .set(flash_sales::rate_limited.eq(flash_sales::rate_limited + 1))
-                .prepared()
-                .execute(c)
-                .await)
-            .map_err(store_error("counting a refused attempt"))?;
-            Ok(Err(wait))
-        }
-    }
-}
-
-/// The next ticket of the sale's waiting room.
-pub async fn next_ticket(conn: &mut Conn<'_>, sale_id: &str) -> StoreResult<i64> {
-    on_conn!(conn, c => diesel::update(flash_sales::table.find(sale_id))
-        .set(flash_sales::tickets.eq(flash_sales::tickets + 1))
-        .returning(flash_sales::tickets)
-        .prepared()
-        .get_result(c)
-        .await)
-    .map_err(store_error("handing out a ticket"))
 }
 
 /// Shoppers who joined before the start and have no ticket yet, in joining order.
@@ -272,22 +212,22 @@ pub async fn unticketed(conn: &mut Conn<'_>, sale_id: &str) -> StoreResult<Vec<S
     .map_err(store_error("loading the early arrivals"))
 }
 
-/// Gives the early arrivals the tickets after those handed out, in the order given, once.
+/// Gives the early arrivals the first tickets, in the order given, once: no ticket is handed
+/// out before (the gate opens the waiting room only once this is done).
 pub async fn shuffle_in(conn: &mut Conn<'_>, sale_id: &str, shoppers: &[String]) -> StoreResult<bool> {
     let claimed =
         on_conn!(conn, c => diesel::update(flash_sales::table.find(sale_id).filter(flash_sales::shuffled.eq(false)))
-        .set((flash_sales::shuffled.eq(true), flash_sales::tickets.eq(flash_sales::tickets + shoppers.len() as i64)))
-        .returning(flash_sales::tickets)
+        .set(flash_sales::shuffled.eq(true))
         .prepared()
-        .get_result::<i64>(c)
-        .await
-        .optional())
+        .execute(c)
+        .await)
         .map_err(store_error("shuffling the early arrivals"))?;
-    let Some(last) = claimed else { return Ok(false) };
-    let first = last - shoppers.len() as i64 + 1;
-    for (offset, shopper) in shoppers.iter().enumerate() {
+    if claimed == 0 {
+        return Ok(false);
+    }
+    for (ticket, shopper) in (1_i64..).zip(shoppers) {
         on_conn!(conn, c => diesel::update(flash_sale_entries::table.find((sale_id, shopper)))
-            .set(flash_sale_entries::ticket.eq(first + offset as i64))
+            .set(flash_sale_entries::ticket.eq(ticket))
             .prepared()
             .execute(c)
             .await)
@@ -425,12 +365,19 @@ pub async fn release_hold(conn: &mut Conn<'_>, sale_id: &str, session: &Checkout
     .map_err(store_error("expiring a hold"))
 }
 
-/// Ends the sale once, setting aside what remains as returned to regular stock. The units
-/// returned, or `None` when it had ended already.
-pub async fn end(conn: &mut Conn<'_>, sale: &FlashSale, now: DateTime<Utc>) -> StoreResult<Option<i32>> {
+/// Ends the sale once, setting aside what remains as returned to regular stock and keeping
+/// the count of refused attempts its gate held. The units returned, or `None` when it had
+/// ended already.
+pub async fn end(
+    conn: &mut Conn<'_>,
+    sale: &FlashSale,
+    rate_limited: i32,
+    now: DateTime<Utc>,
+) -> StoreResult<Option<i32>> {
     on_conn!(conn, c => diesel::update(flash_sales::table.find(&sale.id).filter(flash_sales::ended_at.is_null()))
         .set((
             flash_sales::ended_at.eq(now.naive_utc()),
+            flash_sales::rate_limited.eq(rate_limited),
             flash_sales::returned_to_stock.eq(flash_sales::remaining),
             flash_sales::remaining.eq(0),
         ))
@@ -467,9 +414,12 @@ pub async fn any_held(conn: &mut Conn<'_>, sale_id: &str) -> StoreResult<bool> {
     Ok(held.is_some())
 }
 
+/// Per sale and status: entries, their units, those admitted, the highest ticket.
+type StatusCounts = (String, String, i64, Option<i64>, i64, Option<i64>);
+
 /// What the entries of each sale add up to, in one query for all of them.
 pub async fn counts_of(conn: &mut Conn<'_>, sale_ids: &[String]) -> StoreResult<HashMap<String, EntryCounts>> {
-    let rows: Vec<(String, String, i64, Option<i64>, i64)> = on_conn!(conn, c => flash_sale_entries::table
+    let rows: Vec<StatusCounts> = on_conn!(conn, c => flash_sale_entries::table
         .filter(flash_sale_entries::sale_id.eq_any(sale_ids))
         .group_by((flash_sale_entries::sale_id, flash_sale_entries::status))
         .select((
@@ -478,14 +428,16 @@ pub async fn counts_of(conn: &mut Conn<'_>, sale_ids: &[String]) -> StoreResult<
             diesel::dsl::count_star(),
             diesel::dsl::sum(flash_sale_entries::quantity),
             diesel::dsl::count(flash_sale_entries::admitted_at),
+            diesel::dsl::max(flash_sale_entries::ticket),
         ))
         .load(c)
         .await)
     .map_err(store_error("counting flash sale entries"))?;
     let mut all: HashMap<String, EntryCounts> =
         sale_ids.iter().map(|id| (id.clone(), EntryCounts::default())).collect();
-    for (sale_id, status, entries, units, admitted) in rows {
+    for (sale_id, status, entries, units, admitted, last_ticket) in rows {
         let counts = all.entry(sale_id).or_default();
+        counts.last_ticket = counts.last_ticket.max(last_ticket.unwrap_or_default());
         let units = units.unwrap_or_default();
         counts.joined += entries;
         counts.admitted += admitted;

@@ -224,7 +224,6 @@ diesel::table! {
         per_user_limit -> Integer,
         admission_per_minute -> Integer,
         hold_seconds -> Integer,
-        tickets -> BigInt,
         shuffled -> Bool,
         rate_limited -> Integer,
         returned_to_stock -> Integer,
@@ -243,15 +242,6 @@ diesel::table! {
         expires_at -> Nullable<Timestamp>,
         admitted_at -> Nullable<Timestamp>,
         joined_at -> Timestamp,
-    }
-}
-
-diesel::table! {
-    flash_sale_attempts (sale_id, shopper) {
-        sale_id -> Text,
-        shopper -> Text,
-        attempts -> Integer,
-        since -> Timestamp,
     }
 }
 
@@ -278,6 +268,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     interactions,
     recommender_models,
     flash_sales,
-    flash_sale_entries,
-    flash_sale_attempts
+    flash_sale_entries
 );

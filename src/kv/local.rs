@@ -11,9 +11,10 @@ use moka::ops::compute::Op;
 use tokio::sync::broadcast;
 
 use crate::domain::events::CATALOG_TOPICS;
+use crate::domain::flash::gate::{Attempt, GateAnswer, SaleGate};
 use crate::domain::limits::{Acquire, Admission, Quota, gcra};
 use crate::ports::{BusError, Delivery, Event, EventBus};
-use crate::ports::{Cache, CacheError, Clock, LimiterError, RateLimiter};
+use crate::ports::{Cache, CacheError, Clock, FlashGate, GateError, LimiterError, RateLimiter};
 
 /// Events a slow subscriber may fall behind by before it is told it lagged.
 const TOPIC_BUFFER: usize = 64;
@@ -152,6 +153,52 @@ impl RateLimiter for LocalRateLimiter {
             store.map_or(Op::Nop, Op::Put)
         });
         Ok(admission)
+    }
+}
+
+/// Flash-sale gates of this instance alone (the embedded default): each sale's `SaleGate`,
+/// decided under one lock. A sale's gate is forgotten when it ends, so no expiry is kept.
+#[derive(Default)]
+pub struct LocalFlashGate {
+    sales: Mutex<HashMap<String, SaleGate>>,
+}
+
+impl LocalFlashGate {
+    fn with<T>(&self, sale_id: &str, act: impl FnOnce(&mut SaleGate) -> T) -> Option<T> {
+        self.sales.lock().unwrap_or_else(PoisonError::into_inner).get_mut(sale_id).map(act)
+    }
+}
+
+#[async_trait]
+impl FlashGate for LocalFlashGate {
+    async fn load(&self, sale_id: &str, units: i32, tickets: Option<i64>, _ttl: Duration) -> Result<(), GateError> {
+        let mut sales = self.sales.lock().unwrap_or_else(PoisonError::into_inner);
+        let gate = sales.entry(sale_id.to_owned()).or_insert_with(|| SaleGate::new(units, None));
+        gate.tickets = gate.tickets.or(tickets);
+        Ok(())
+    }
+
+    async fn enter(&self, sale_id: &str, attempt: &Attempt<'_>, _ttl: Duration) -> Result<GateAnswer, GateError> {
+        Ok(self.with(sale_id, |gate| gate.enter(attempt)).unwrap_or(GateAnswer::Unloaded))
+    }
+
+    async fn put_back(&self, sale_id: &str, shopper: Option<&str>, units: i32) -> Result<(), GateError> {
+        self.with(sale_id, |gate| gate.put_back(shopper, units));
+        Ok(())
+    }
+
+    async fn set_units(&self, sale_id: &str, units: i32) -> Result<(), GateError> {
+        self.with(sale_id, |gate| gate.units = units);
+        Ok(())
+    }
+
+    async fn rate_limited(&self, sale_id: &str) -> Result<i64, GateError> {
+        Ok(self.with(sale_id, |gate| gate.rate_limited).unwrap_or_default())
+    }
+
+    async fn close(&self, sale_id: &str) -> Result<(), GateError> {
+        self.sales.lock().unwrap_or_else(PoisonError::into_inner).remove(sale_id);
+        Ok(())
     }
 }
 

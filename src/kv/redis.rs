@@ -15,9 +15,11 @@ use fred::prelude::{
 use futures::stream::BoxStream;
 
 use super::LocalBus;
+use crate::domain::flash::gate::{Attempt, GateAnswer};
+use crate::domain::flash::{ATTEMPT_WINDOW, ATTEMPTS_PER_WINDOW};
 use crate::domain::limits::{Acquire, Admission, Quota};
 use crate::ports::{BusError, Delivery, Event, EventBus};
-use crate::ports::{Cache, CacheError, LimiterError, RateLimiter};
+use crate::ports::{Cache, CacheError, FlashGate, GateError, LimiterError, RateLimiter};
 
 /// Sets the value unless the stored one carries a higher version (`<version>|<value>`).
 const PUT_VERSIONED: &str = r"
@@ -45,6 +47,64 @@ local allowed_from = next_tat - period
 if allowed_from > now then return allowed_from - now end
 if ARGV[3] == '1' then redis.call('SET', KEYS[1], next_tat, 'PX', next_tat - now) end
 return 0
+";
+
+/// `SaleGate::enter` (`domain::flash::gate`) on a sale's keys, the same steps in the same order.
+/// KEYS: units, tickets, entrants, the shopper's attempts, rate-limited count. ARGV: shopper,
+/// quantity, per-user limit, tickets let through (-1: waiting room not open), attempts per
+/// window, window ms, TTL ms. Returns {answer} or {answer, value}: 0 unloaded, 1 rate limited
+/// (ms to wait), 2 returning, 3 bad quantity, 4 early, 5 sold out, 6 waiting (ticket), 7
+/// admitted (ticket).
+const GATE_ENTER: &str = r"
+local units = redis.call('GET', KEYS[1])
+if not units then return {0} end
+local admitted = tonumber(ARGV[4])
+local tickets = redis.call('GET', KEYS[2])
+if admitted >= 0 and not tickets then return {0} end
+local attempts = redis.call('INCR', KEYS[4])
+if attempts == 1 then redis.call('PEXPIRE', KEYS[4], ARGV[6]) end
+if attempts > tonumber(ARGV[5]) then
+  redis.call('INCR', KEYS[5])
+  redis.call('PEXPIRE', KEYS[5], ARGV[7])
+  return {1, redis.call('PTTL', KEYS[4])}
+end
+if redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 1 then return {2} end
+local quantity = tonumber(ARGV[2])
+if quantity < 1 or quantity > tonumber(ARGV[3]) then return {3} end
+redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('PEXPIRE', KEYS[3], ARGV[7])
+if admitted < 0 then return {4} end
+local ticket = tonumber(tickets) + 1
+if ticket > admitted then
+  redis.call('INCR', KEYS[2])
+  return {6, ticket}
+end
+if tonumber(units) < quantity then return {5} end
+redis.call('DECRBY', KEYS[1], quantity)
+redis.call('INCR', KEYS[2])
+return {7, ticket}
+";
+
+/// Loads a sale's units, and its tickets when ARGV[2] >= 0, unless there. KEYS: units,
+/// tickets. ARGV: units, tickets, TTL ms.
+const GATE_LOAD: &str = r"
+redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[3])
+if tonumber(ARGV[2]) >= 0 then redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) end
+return 1
+";
+
+/// Gives units back to a loaded sale and, when ARGV[2] is not empty, lets that shopper enter
+/// again. KEYS: units, entrants.
+const GATE_PUT_BACK: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], ARGV[1]) end
+if ARGV[2] ~= '' then redis.call('SREM', KEYS[2], ARGV[2]) end
+return 1
+";
+
+/// Sets a loaded sale's units. KEYS: units.
+const GATE_SET_UNITS: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL') end
+return 1
 ";
 
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
@@ -140,6 +200,26 @@ impl RedisBackend {
         Arc::new(self.clone())
     }
 
+    pub fn flash_gate(&self) -> Arc<dyn FlashGate> {
+        Arc::new(self.clone())
+    }
+
+    /// A sale's key; the hash tag keeps one sale's keys on one cluster slot, so a script may
+    /// touch them all.
+    fn sale_key(&self, sale_id: &str, part: &str) -> String {
+        self.key(&format!("flash:{{{sale_id}}}:{part}"))
+    }
+
+    async fn gate_script<R: fred::types::FromValue>(
+        &self,
+        script: &str,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> Result<R, GateError> {
+        self.reachable().map_err(GateError)?;
+        self.client.eval(script, keys, args).await.map_err(|e| GateError(e.to_string()))
+    }
+
     /// Fails at once while the connection is down, instead of each command waiting out its
     /// timeout: with Redis gone, a request that would touch it several times stays fast.
     fn reachable(&self) -> Result<(), String> {
@@ -208,5 +288,71 @@ impl RateLimiter for RedisBackend {
             Ok(wait) if wait > 0 => Admission::RetryAfter(Duration::from_millis(wait)),
             _ => Admission::Allowed,
         })
+    }
+}
+
+fn millis(duration: Duration) -> String {
+    duration.as_millis().to_string()
+}
+
+#[async_trait]
+impl FlashGate for RedisBackend {
+    async fn load(&self, sale_id: &str, units: i32, tickets: Option<i64>, ttl: Duration) -> Result<(), GateError> {
+        let keys = vec![self.sale_key(sale_id, "units"), self.sale_key(sale_id, "tickets")];
+        let args = vec![units.to_string(), tickets.unwrap_or(-1).to_string(), millis(ttl)];
+        self.gate_script::<i64>(GATE_LOAD, keys, args).await.map(drop)
+    }
+
+    async fn enter(&self, sale_id: &str, attempt: &Attempt<'_>, ttl: Duration) -> Result<GateAnswer, GateError> {
+        let keys = ["units", "tickets", "entrants", &format!("attempts:{}", attempt.shopper), "rate_limited"]
+            .map(|part| self.sale_key(sale_id, part))
+            .to_vec();
+        let window = ATTEMPT_WINDOW.to_std().unwrap_or_default();
+        let args = vec![
+            attempt.shopper.to_owned(),
+            attempt.quantity.to_string(),
+            attempt.per_user_limit.to_string(),
+            attempt.admitted.unwrap_or(-1).to_string(),
+            ATTEMPTS_PER_WINDOW.to_string(),
+            millis(window),
+            millis(ttl),
+        ];
+        let answer: Vec<i64> = self.gate_script(GATE_ENTER, keys, args).await?;
+        let value = answer.get(1).copied().unwrap_or_default();
+        Ok(match answer.first() {
+            Some(1) => GateAnswer::RateLimited(Duration::from_millis(u64::try_from(value).unwrap_or_default())),
+            Some(2) => GateAnswer::Returning,
+            Some(3) => GateAnswer::BadQuantity,
+            Some(4) => GateAnswer::Early,
+            Some(5) => GateAnswer::SoldOut,
+            Some(6) => GateAnswer::Waiting(value),
+            Some(7) => GateAnswer::Admitted(value),
+            _ => GateAnswer::Unloaded,
+        })
+    }
+
+    async fn put_back(&self, sale_id: &str, shopper: Option<&str>, units: i32) -> Result<(), GateError> {
+        let keys = vec![self.sale_key(sale_id, "units"), self.sale_key(sale_id, "entrants")];
+        let args = vec![units.to_string(), shopper.unwrap_or_default().to_owned()];
+        self.gate_script::<i64>(GATE_PUT_BACK, keys, args).await.map(drop)
+    }
+
+    async fn set_units(&self, sale_id: &str, units: i32) -> Result<(), GateError> {
+        let keys = vec![self.sale_key(sale_id, "units")];
+        self.gate_script::<i64>(GATE_SET_UNITS, keys, vec![units.to_string()]).await.map(drop)
+    }
+
+    async fn rate_limited(&self, sale_id: &str) -> Result<i64, GateError> {
+        self.reachable().map_err(GateError)?;
+        let count: Option<i64> =
+            self.client.get(self.sale_key(sale_id, "rate_limited")).await.map_err(|e| GateError(e.to_string()))?;
+        Ok(count.unwrap_or_default())
+    }
+
+    async fn close(&self, sale_id: &str) -> Result<(), GateError> {
+        self.reachable().map_err(GateError)?;
+        let keys: Vec<String> =
+            ["units", "tickets", "entrants", "rate_limited"].map(|part| self.sale_key(sale_id, part)).to_vec();
+        self.client.del::<i64, _>(keys).await.map(drop).map_err(|e| GateError(e.to_string()))
     }
 }

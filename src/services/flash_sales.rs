@@ -4,8 +4,11 @@
 //! back to the sale, paid holds marked PURCHASED, and the end. Joins settle their own ticket at
 //! once; the flash-sale worker settles every open sale several times a second.
 //!
-//! The stock gate is the sale row's `remaining`, taken by a conditional UPDATE, so any number
-//! of instances on one store never hand out more units than the sale has.
+//! A join asks the sale's gate first (counters in process or in Redis, `ports::FlashGate`),
+//! which counts the attempt, hands out tickets and turns the sold-out crowd away without the
+//! store. A hold's units are taken again from the sale row's `remaining` by a conditional
+//! UPDATE, so any number of instances on one store never hand out more units than the sale
+//! has, whatever the gate knows; each round of `settle` sets the gate's units to the row's.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -24,13 +27,14 @@ use crate::domain::cart::CartLine;
 use crate::domain::catalog::model::validate_id;
 use crate::domain::checkout::{CheckoutSession, CheckoutStatus, PricingRules};
 use crate::domain::events::{flash_entry_topic, flash_sale_topic};
+use crate::domain::flash::gate::{Attempt, GateAnswer};
 use crate::domain::flash::{
     DEFAULT_ADMISSION_PER_MINUTE, DEFAULT_HOLD_SECONDS, Entry, EntryStatus, EntryView, FlashSale, FlashSaleError,
-    NewSale, NowServing, SaleStatus,
+    NewSale, NowServing, SaleStatus, quantity_refusal,
 };
 use crate::domain::primitives::Money;
 use crate::metrics::{Metrics, SaleLabels};
-use crate::ports::{Clock, Delivery, Event, EventBus, StoreError};
+use crate::ports::{Clock, Delivery, Event, EventBus, FlashGate, GateError, StoreError, StoreResult};
 use crate::services::checkout::close_session;
 
 pub type FlashResult<T> = Result<T, FlashSaleError>;
@@ -62,6 +66,7 @@ pub struct SaleReport {
 #[derive(Clone)]
 pub struct FlashSaleService {
     db: Pool,
+    gate: Arc<dyn FlashGate>,
     bus: Arc<dyn EventBus>,
     clock: Arc<dyn Clock>,
     pricing: PricingRules,
@@ -78,12 +83,13 @@ fn known_format(id: &str) -> bool {
 impl FlashSaleService {
     pub fn new(
         db: Pool,
+        gate: Arc<dyn FlashGate>,
         bus: Arc<dyn EventBus>,
         clock: Arc<dyn Clock>,
         pricing: PricingRules,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Self { db, bus, clock, pricing, metrics, announced: Arc::default() }
+        Self { db, gate, bus, clock, pricing, metrics, announced: Arc::default() }
     }
 
     pub async fn create(&self, input: NewSale) -> FlashResult<SaleState> {
@@ -118,7 +124,6 @@ impl FlashSaleService {
                     per_user_limit: input.per_user_limit.unwrap_or(1),
                     admission_per_minute: input.admission_per_minute.unwrap_or(DEFAULT_ADMISSION_PER_MINUTE),
                     hold_seconds: input.hold_seconds.unwrap_or(DEFAULT_HOLD_SECONDS),
-                    tickets: 0,
                     // A sale that has started has no early arrivals to shuffle.
                     shuffled: input.starts_at <= now,
                     rate_limited: 0,
@@ -130,6 +135,11 @@ impl FlashSaleService {
                 Ok::<_, FlashSaleError>(sale)
             })
             .await?;
+        // Warmed now, so the first joins find it; a join loads it too, should this fail.
+        let tickets = sale.shuffled.then_some(0);
+        if let Err(err) = self.gate.load(&sale.id, sale.quantity, tickets, gate_ttl(&sale, now)).await {
+            tracing::warn!(error = %err, sale = sale.id, "loading a new flash sale's gate failed");
+        }
         Ok(self.states_of(vec![sale], now).await?.remove(0))
     }
 
@@ -176,47 +186,80 @@ impl FlashSaleService {
 
     /// Note 15: joins the waiting room (or returns the caller's entry), and lets the caller
     /// through at once when their ticket is due. Every call counts towards note 16's limit.
-    /// The sale's read, the count, the entry and the admission are one transaction, and the
-    /// entry shown is the one it wrote: a join costs the store one visit.
+    /// The gate answers first (`domain::flash::gate`): a refused, returning or sold-out caller
+    /// costs the store only the sale's read and, when new, the entry's insert. A hold's units
+    /// are then taken again from the sale row, which stays exact whatever the gate knows.
     pub async fn join(&self, viewer: Option<&Viewer>, sale_id: &str, quantity: i32) -> FlashResult<EntryView> {
         let shopper = Viewer::shopper_or(viewer, FlashSaleError::Unauthenticated)?.key();
-        let not_found = || FlashSaleError::NotFound(format!("flash sale {sale_id}"));
-        if !known_format(sale_id) {
-            return Err(not_found());
-        }
+        let mut sale = self.existing(sale_id).await?;
         let now = self.clock.now();
         self.metrics.flash("join", 1);
+        if sale.is_over(now) {
+            return Err(FlashSaleError::SaleNotActive);
+        }
+        // The early arrivals go first, even if the worker has not shuffled them in yet.
+        if now >= sale.starts_at && !sale.shuffled {
+            self.shuffle(&sale.id).await?;
+            sale = self.existing(sale_id).await?;
+        }
         let started = Instant::now();
-        // A refused join still commits: its attempt counts.
-        let (sale, joined) = self
-            .db
-            .transaction(async |c| {
-                let mut sale = flash_sales::sale(c, sale_id).await?.ok_or_else(not_found)?;
-                // The early arrivals go first, even if the worker has not shuffled them in yet.
-                if now >= sale.starts_at && !sale.shuffled && !sale.is_over(now) && shuffle_early(c, sale_id).await? {
-                    sale = flash_sales::sale(c, sale_id).await?.ok_or_else(not_found)?;
-                }
-                if let Err(retry_after) = flash_sales::count_attempt(c, sale_id, &shopper, now).await? {
-                    return Ok((sale, Err(FlashSaleError::RateLimited { retry_after })));
-                }
-                if sale.is_over(now) {
-                    return Ok((sale, Err(FlashSaleError::SaleNotActive)));
-                }
-                if let Some(entry) = flash_sales::entry(c, sale_id, &shopper).await? {
-                    return Ok((sale, Ok(Joined::Before(entry))));
-                }
-                if let Err(invalid) = sale.check_quantity(quantity) {
-                    return Ok((sale, Err(invalid)));
-                }
-                let joined = self.enter(c, &sale, &shopper, quantity, now).await?;
-                Ok::<_, FlashSaleError>((sale, Ok(joined)))
-            })
-            .await?;
-        let entry = match joined? {
+        let mut answer = self.enter_gate(&sale, &shopper, quantity, now).await?;
+        if answer == GateAnswer::Returning {
+            if let Some(entry) = self.entry_once_written(&sale.id, &shopper).await? {
+                return Ok(self.view_of(&sale, entry).await?);
+            }
+            // The gate knew the shopper, the store never got their entry (its undo was lost):
+            // they enter anew.
+            self.gate.put_back(&sale.id, Some(&shopper), 0).await?;
+            answer = self.enter_gate(&sale, &shopper, quantity, now).await?;
+        }
+        let mut entry = Entry {
+            sale_id: sale.id.clone(),
+            shopper: shopper.clone(),
+            status: EntryStatus::Waiting,
+            quantity,
+            ticket: None,
+            checkout_session_id: None,
+            expires_at: None,
+            admitted_at: None,
+            joined_at: now,
+        };
+        let taken = match answer {
+            GateAnswer::RateLimited(retry_after) => return Err(FlashSaleError::RateLimited { retry_after }),
+            GateAnswer::BadQuantity => {
+                let refusal = quantity_refusal(sale.per_user_limit, quantity);
+                return Err(refusal.unwrap_or_else(|| FlashSaleError::invalid("quantity", "refused")));
+            }
+            GateAnswer::Unloaded | GateAnswer::Returning => {
+                return Err(FlashSaleError::Gate(GateError(format!("no answer for {shopper} in {}", sale.id))));
+            }
+            GateAnswer::SoldOut => {
+                entry.status = EntryStatus::SoldOut;
+                0
+            }
+            GateAnswer::Early => 0,
+            GateAnswer::Waiting(ticket) => {
+                entry.ticket = Some(ticket);
+                0
+            }
+            GateAnswer::Admitted(ticket) => {
+                entry.ticket = Some(ticket);
+                quantity
+            }
+        };
+        let written = self.write_entry(&sale, entry, taken, now).await;
+        if let Err(err) = &written {
+            // Nothing was written: the shopper may come again, and the units are the sale's.
+            tracing::warn!(error = %err, sale = sale.id, "writing a flash sale entry failed; undoing its gate");
+            self.gate.put_back(&sale.id, Some(&shopper), taken).await?;
+        }
+        let entry = match written? {
             Joined::Before(entry) => entry,
             Joined::Entered(entry, kind) => {
-                if let Some(kind) = kind {
+                if kind == "admission" {
                     self.metrics.flash_gate.observe(started.elapsed().as_secs_f64());
+                }
+                if kind != "wait" {
                     self.metrics.flash(kind, 1);
                 }
                 // Only a new entry is news to the shopper's watchers.
@@ -227,50 +270,94 @@ impl FlashSaleService {
         Ok(self.view_of(&sale, entry).await?)
     }
 
-    /// Adds the caller's entry: SOLD_OUT when nothing is left or held (or too little is left
-    /// for a ticket due at once), else WAITING with the next ticket (none before the start:
-    /// early arrivals are shuffled at the start), admitted at once when that ticket is due.
-    async fn enter(
+    /// Asks the gate about one attempt, loading the sale into it from the store first when it
+    /// does not hold it.
+    async fn enter_gate(
         &self,
-        c: &mut Conn<'_>,
         sale: &FlashSale,
         shopper: &str,
         quantity: i32,
         now: DateTime<Utc>,
-    ) -> Result<Joined, StoreError> {
-        let sold_out =
-            sale.turns_away(quantity, now) || (sale.remaining == 0 && !flash_sales::any_held(c, &sale.id).await?);
-        let ticket = if sold_out || now < sale.starts_at || !sale.shuffled {
-            None
-        } else {
-            Some(flash_sales::next_ticket(c, &sale.id).await?)
-        };
-        let mut entry = Entry {
-            sale_id: sale.id.clone(),
-            shopper: shopper.to_owned(),
-            status: if sold_out { EntryStatus::SoldOut } else { EntryStatus::Waiting },
+    ) -> FlashResult<GateAnswer> {
+        let open = sale.shuffled && now >= sale.starts_at;
+        let attempt = Attempt {
+            shopper,
             quantity,
-            ticket,
-            checkout_session_id: None,
-            expires_at: None,
-            admitted_at: None,
-            joined_at: now,
+            per_user_limit: sale.per_user_limit,
+            admitted: open.then(|| sale.admitted_tickets(now)),
+            now,
         };
-        // A concurrent join of the same shopper may have come first; it keeps its entry.
-        if !flash_sales::insert_entry(c, &entry).await? {
-            let theirs = flash_sales::entry(c, &sale.id, shopper).await?;
-            return theirs.map(Joined::Before).ok_or_else(|| StoreError::Conflict("an entry came and went".to_owned()));
+        let answer = self.gate.enter(&sale.id, &attempt, gate_ttl(sale, now)).await?;
+        if answer != GateAnswer::Unloaded {
+            return Ok(answer);
         }
-        if sold_out {
-            return Ok(Joined::Entered(entry, Some("sold_out")));
-        }
-        match ticket {
-            Some(ticket) if ticket <= sale.admitted_tickets(now) => {
-                let session = self.hold_session(sale, &entry, now)?;
-                let kind = admit(c, sale, &mut entry, &session, now).await?;
-                Ok(Joined::Entered(entry, kind))
+        let counts =
+            self.db.with_conn(async |c| flash_sales::counts_of(c, std::slice::from_ref(&sale.id)).await).await?;
+        let last_ticket = counts.get(&sale.id).map(|counts| counts.last_ticket).unwrap_or_default();
+        self.gate.load(&sale.id, sale.remaining, open.then_some(last_ticket), gate_ttl(sale, now)).await?;
+        Ok(self.gate.enter(&sale.id, &attempt, gate_ttl(sale, now)).await?)
+    }
+
+    /// A returning shopper's entry; a first join of theirs still being written is waited for
+    /// briefly.
+    async fn entry_once_written(&self, sale_id: &str, shopper: &str) -> FlashResult<Option<Entry>> {
+        for _ in 0..10 {
+            if let Some(entry) = self.db.with_conn(async |c| flash_sales::entry(c, sale_id, shopper).await).await? {
+                return Ok(Some(entry));
             }
-            _ => Ok(Joined::Entered(entry, None)),
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(None)
+    }
+
+    /// Writes a new entry as the gate answered it. A waiting entry of a sale with nothing left
+    /// or held is SOLD_OUT. With `taken` units, the hold: the units taken from the sale row
+    /// (SOLD_OUT if it has too few after all), reserved in stock, and the session at the sale
+    /// price, in one transaction. A concurrent first join of the same shopper keeps its entry.
+    async fn write_entry(&self, sale: &FlashSale, entry: Entry, taken: i32, now: DateTime<Utc>) -> FlashResult<Joined> {
+        let session = if taken > 0 { Some(self.hold_session(sale, &entry, now)?) } else { None };
+        let settled = entry.status == EntryStatus::SoldOut || sale.remaining > 0;
+        let joined = match &session {
+            // One statement, so no transaction: most of a flash crowd ends here.
+            None if settled => self.db.write(async |c| insert_new(c, entry.clone()).await).await,
+            None => {
+                self.db
+                    .transaction(async |c| {
+                        let mut entry = entry.clone();
+                        if !flash_sales::any_held(c, &sale.id).await? {
+                            entry.status = EntryStatus::SoldOut;
+                            entry.ticket = None;
+                        }
+                        insert_new(c, entry).await
+                    })
+                    .await
+            }
+            Some(session) => {
+                self.db
+                    .transaction(async |c| {
+                        let mut entry = entry.clone();
+                        hold(c, sale, &mut entry, session, now).await?;
+                        insert_new(c, entry).await
+                    })
+                    .await
+            }
+        };
+        match joined {
+            Err(StoreError::Conflict(_)) => {
+                if taken > 0 {
+                    self.gate.put_back(&sale.id, None, taken).await?;
+                }
+                let theirs = self.db.with_conn(async |c| flash_sales::entry(c, &sale.id, &entry.shopper).await).await?;
+                theirs
+                    .map(Joined::Before)
+                    .ok_or_else(|| StoreError::Conflict("an entry came and went".to_owned()).into())
+            }
+            Ok(Joined::Entered(entry, "sold_out")) if taken > 0 => {
+                // The gate had units the sale row did not: it learns the row's count.
+                self.sync_gate(&sale.id).await;
+                Ok(Joined::Entered(entry, "sold_out"))
+            }
+            other => Ok(other?),
         }
     }
 
@@ -300,6 +387,7 @@ impl FlashSaleService {
             EntryStatus::Reserved => {
                 if let Some(session_id) = &entry.checkout_session_id {
                     self.give_back(session_id, CheckoutStatus::Cancelled, now).await?;
+                    self.sync_gate(sale_id).await;
                 }
             }
             _ => {}
@@ -310,8 +398,13 @@ impl FlashSaleService {
 
     pub async fn report(&self, sale_id: &str) -> FlashResult<SaleReport> {
         let now = self.clock.now();
-        let state =
+        let mut state =
             self.sale(sale_id).await?.ok_or_else(|| FlashSaleError::NotFound(format!("flash sale {sale_id}")))?;
+        // An open sale's refused attempts are counted in its gate; an ended one's were kept.
+        if state.sale.ended_at.is_none() {
+            let refused = self.gate.rate_limited(sale_id).await?;
+            state.sale.rate_limited = i32::try_from(refused).unwrap_or(i32::MAX);
+        }
         let sale = &state.sale;
         let counts = &state.counts;
         let gate = i64::from(sale.remaining) + i64::from(sale.returned_to_stock);
@@ -329,19 +422,20 @@ impl FlashSaleService {
         self.report(sale_id).await
     }
 
-    async fn finish(&self, sale: &FlashSale, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn finish(&self, sale: &FlashSale, now: DateTime<Utc>) -> FlashResult<()> {
         let holds = self.db.with_conn(async |c| flash_sales::holds(c, &sale.id, None).await).await?;
         for hold in &holds {
             if let Some(session_id) = &hold.checkout_session_id {
                 self.give_back(session_id, CheckoutStatus::Cancelled, now).await?;
             }
         }
+        let refused = i32::try_from(self.gate.rate_limited(&sale.id).await?).unwrap_or(i32::MAX);
         let sold_out = self
             .db
             .transaction(async |c| {
                 let sold_out =
                     flash_sales::move_entries(c, &sale.id, None, EntryStatus::Waiting, EntryStatus::SoldOut).await?;
-                if let Some(returned) = flash_sales::end(c, sale, now).await?.filter(|units| *units > 0) {
+                if let Some(returned) = flash_sales::end(c, sale, refused, now).await?.filter(|units| *units > 0) {
                     let stock_event = OutboxRow::stock(std::slice::from_ref(&sale.product_id), now)?;
                     Writes::new(inventory::give_back(&sale.product_id, returned, false))
                         .event(stock_event)
@@ -352,9 +446,26 @@ impl FlashSaleService {
             })
             .await?;
         self.metrics.flash("sold_out", sold_out as u64);
+        if let Err(err) = self.gate.close(&sale.id).await {
+            tracing::warn!(error = %err, sale = sale.id, "forgetting an ended sale's gate failed; it expires");
+        }
         self.nudge(&sale.id, holds.iter().map(|hold| hold.shopper.as_str())).await;
         self.announce(&sale.id).await;
         Ok(())
+    }
+
+    /// Sets the gate's units to the sale row's, which units given back (lapsed, left, cancelled
+    /// or unpaid holds) reach first.
+    async fn sync_gate(&self, sale_id: &str) {
+        let synced = async {
+            if let Some(sale) = self.db.with_conn(async |c| flash_sales::sale(c, sale_id).await).await? {
+                self.gate.set_units(sale_id, sale.remaining).await?;
+            }
+            Ok::<_, FlashSaleError>(())
+        };
+        if let Err(err) = synced.await {
+            tracing::warn!(error = %err, sale = sale_id, "setting a flash sale gate's units failed");
+        }
     }
 
     /// Closes a hold's session and gives its units back to the sale; nothing if a payment
@@ -407,7 +518,7 @@ impl FlashSaleService {
     }
 
     /// Moves one sale along to `now`; see the module's doc.
-    pub async fn settle(&self, sale_id: &str) -> Result<(), StoreError> {
+    pub async fn settle(&self, sale_id: &str) -> FlashResult<()> {
         let now = self.clock.now();
         let Some(sale) = self.db.with_conn(async |c| flash_sales::sale(c, sale_id).await).await? else { return Ok(()) };
         if sale.ended_at.is_some() {
@@ -437,6 +548,7 @@ impl FlashSaleService {
             self.admit_due(&sale, entry, now).await?;
         }
         self.sell_out_if_gone(&sale.id).await?;
+        self.sync_gate(&sale.id).await;
         self.nudge(&sale.id, changed.iter().map(String::as_str)).await;
         self.announce(&sale.id).await;
         Ok(())
@@ -524,7 +636,7 @@ impl FlashSaleService {
         }
         let serving = NowServing {
             // Not past the last ticket handed out: a drained queue's tick stays the same.
-            admitted: state.sale.admitted_tickets(now).min(state.sale.tickets),
+            admitted: state.sale.admitted_tickets(now).min(state.counts.last_ticket),
             remaining: state.sale.remaining,
             waiting: state.counts.waiting,
             status: state.status,
@@ -627,12 +739,18 @@ impl FlashSaleService {
     }
 }
 
+/// How long a sale's gate keeps what it writes: past the sale's end, then it is forgotten
+/// even if no instance closes it.
+fn gate_ttl(sale: &FlashSale, now: DateTime<Utc>) -> Duration {
+    (sale.ends_at - now + chrono::TimeDelta::hours(1)).to_std().unwrap_or(Duration::from_secs(3600))
+}
+
 /// What a join found or wrote.
 enum Joined {
     /// The shopper's entry from before: nothing was written.
     Before(Entry),
-    /// A new entry, and the metric kind of what became of it (`None`: it waits).
-    Entered(Entry, Option<&'static str>),
+    /// A new entry, and the metric kind of what became of it ("wait": none yet).
+    Entered(Entry, &'static str),
 }
 
 /// At the start, everyone who came early gets a ticket in a random order, once; whether this
@@ -643,18 +761,60 @@ async fn shuffle_early(c: &mut Conn<'_>, sale_id: &str) -> Result<bool, StoreErr
     flash_sales::shuffle_in(c, sale_id, &early).await
 }
 
-/// Lets one due entry through, in the caller's transaction: `session`'s units taken from the
-/// sale's gate and held, or SOLD_OUT when none are left; `entry` becomes what was written. The
-/// metric kind (`None` when the entry had left the queue); `Conflict` when another round let
-/// this shopper through first, so that the caller's transaction gives the units back.
+/// Takes a hold's units from the sale row and reserves them in stock under `session`, in the
+/// caller's transaction; `false`, with nothing written, when the sale has too few left.
+async fn hold_units(c: &mut Conn<'_>, sale: &FlashSale, quantity: i32, session: &CheckoutSession) -> StoreResult<bool> {
+    if !flash_sales::take_units(c, &sale.id, quantity).await? {
+        return Ok(false);
+    }
+    Writes::new(inventory::hold(&sale.product_id, quantity)).run(c, "holding a sale's units").await?;
+    Writes::new(checkout::insert(session)?).run(c, "creating a flash sale hold").await?;
+    Ok(true)
+}
+
+/// A new entry's hold (see `write_entry`), before the entry is inserted: RESERVED, or
+/// SOLD_OUT when the sale row has too few units after all.
+async fn hold(
+    c: &mut Conn<'_>,
+    sale: &FlashSale,
+    entry: &mut Entry,
+    session: &CheckoutSession,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    if hold_units(c, sale, entry.quantity, session).await? {
+        reserve(entry, session, now);
+    } else {
+        entry.status = EntryStatus::SoldOut;
+    }
+    Ok(())
+}
+
+/// Inserts a new entry with the metric kind of what became of it; `Conflict` when the
+/// shopper has one already, so that a transaction around it undoes its other writes.
+async fn insert_new(c: &mut Conn<'_>, entry: Entry) -> StoreResult<Joined> {
+    if !flash_sales::insert_entry(c, &entry).await? {
+        return Err(StoreError::Conflict("joined already".to_owned()));
+    }
+    let kind = match entry.status {
+        EntryStatus::Reserved => "admission",
+        EntryStatus::SoldOut => "sold_out",
+        _ => "wait",
+    };
+    Ok(Joined::Entered(entry, kind))
+}
+
+/// Lets one due waiting entry through, in the caller's transaction: its hold, or SOLD_OUT when
+/// too few units are left; `entry` becomes what was written. The metric kind (`None` when the
+/// entry had left the queue); `Conflict` when another round let this shopper through first, so
+/// that the caller's transaction gives the units back.
 async fn admit(
     c: &mut Conn<'_>,
     sale: &FlashSale,
     entry: &mut Entry,
     session: &CheckoutSession,
     now: DateTime<Utc>,
-) -> Result<Option<&'static str>, StoreError> {
-    if !flash_sales::take_units(c, &sale.id, entry.quantity).await? {
+) -> StoreResult<Option<&'static str>> {
+    if !hold_units(c, sale, entry.quantity, session).await? {
         let moved =
             flash_sales::move_entries(c, &sale.id, Some(&entry.shopper), EntryStatus::Waiting, EntryStatus::SoldOut)
                 .await?;
@@ -667,13 +827,15 @@ async fn admit(
     if !flash_sales::admit(c, entry, &session.id, session.expires_at, now).await? {
         return Err(StoreError::Conflict("admitted already".to_owned()));
     }
-    Writes::new(inventory::hold(&sale.product_id, entry.quantity)).run(c, "holding a sale's units").await?;
-    Writes::new(checkout::insert(session)?).run(c, "creating a flash sale hold").await?;
+    reserve(entry, session, now);
+    Ok(Some("admission"))
+}
+
+fn reserve(entry: &mut Entry, session: &CheckoutSession, now: DateTime<Utc>) {
     entry.status = EntryStatus::Reserved;
     entry.checkout_session_id = Some(session.id.clone());
     entry.expires_at = Some(session.expires_at);
     entry.admitted_at = Some(now);
-    Ok(Some("admission"))
 }
 
 /// What wakes an entry's watcher.

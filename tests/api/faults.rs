@@ -15,7 +15,7 @@ use shop::ports::Clock;
 use crate::checkout::{OFFER, P1, add, initiate, order_input, place};
 use crate::helpers::{
     Backend, CuttableProxy, RedisServer, Subscription, TestDatabase, TestServer, gql_response, postgres_enabled,
-    serve_stub, unique_namespace,
+    serve_stub,
 };
 use crate::on_both_backends;
 
@@ -137,11 +137,7 @@ on_both_backends!(
     a_redis_killed_under_traffic_costs_no_request_and_subscriptions_resume,
     |backend: Backend| async move {
         let mut redis = RedisServer::start().await;
-        let db = TestDatabase::new(backend).await;
-        let mut config = db.seeded_config();
-        config.redis_url = Some(Secret(redis.url()));
-        config.redis_namespace = unique_namespace();
-        let server = TestServer::start_on(db, config, Arc::new(SystemClock)).await;
+        let server = TestServer::start_on_redis(backend, &redis).await;
         let admin = server.admin_token().await;
         server.data(OFFER, json!({ "p": P1, "q": 50 }), Some(&admin)).await;
         let guest = server.guest_token().await;

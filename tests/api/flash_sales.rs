@@ -1,7 +1,8 @@
 //! Flash sales against a running server, on SQLite and PostgreSQL: many shoppers racing for few
 //! units get exactly those units and the rest SOLD_OUT, holds lapse to the next shopper, the
 //! waiting room shuffles early arrivals and keeps later ones in order, attempts are limited,
-//! ending returns unsold units once, and bad input loses nothing.
+//! ending returns unsold units once, bad input loses nothing, and a gate lost with Redis is
+//! rebuilt from the store.
 
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use shop::ports::Clock;
 use tokio::sync::Semaphore;
 
 use crate::checkout::{order_input, place, stock};
-use crate::helpers::{Backend, ServerOptions, Subscription, TestServer, error_code};
+use crate::helpers::{Backend, RedisServer, ServerOptions, Subscription, TestServer, error_code};
 use crate::on_both_backends;
 
 const PRODUCT: &str = "prod-flash";
@@ -25,12 +26,40 @@ const REPORT: &str = "joined admitted reserved purchased expired soldOut rateLim
 
 async fn shop(backend: Backend, clock: Option<ManualClock>) -> TestServer {
     let server = TestServer::start_with(backend, ServerOptions { clock, ..Default::default() }).await;
+    offer_product(&server).await;
+    server
+}
+
+/// The sale's product, 500 in stock.
+async fn offer_product(server: &TestServer) {
     let admin = server.admin_token().await;
     let product = "mutation { adminUpsertProduct(input: { id: \"prod-flash\", title: \"Flash Kazoo\", description: \"\", \
                    categoryPath: \"Toys/Music/Kazoos\", priceCents: 5000 }) { id } \
                    adminSetStock(productId: \"prod-flash\", quantity: 500) { id } }";
     server.data(product, json!({}), Some(&admin)).await;
-    server
+}
+
+/// `shoppers` new guests join the sale at once, 64 at a time; each one's token and entry.
+async fn race(server: &Arc<TestServer>, sale: &str, shoppers: usize) -> Vec<(String, Value)> {
+    let gate = Arc::new(Semaphore::new(64));
+    futures::stream::iter(0..shoppers)
+        .map(|_| {
+            let (server, gate, sale) = (server.clone(), gate.clone(), sale.to_owned());
+            async move {
+                let _permit = gate.acquire().await.expect("permit");
+                let token = server.guest_token().await;
+                let joined = join(&server, &token, &sale).await;
+                assert!(joined.get("errors").is_none(), "{joined:#}");
+                (token, joined["data"]["joinFlashSale"].clone())
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await
+}
+
+fn with_status<'a>(entries: &'a [(String, Value)], status: &str) -> Vec<&'a (String, Value)> {
+    entries.iter().filter(|(_, entry)| entry["status"] == status).collect()
 }
 
 /// Creates a sale of `quantity` units at $9.00 (other fields from `extra`); returns its id.
@@ -74,23 +103,9 @@ on_both_backends!(two_thousand_shoppers_race_for_a_hundred_units, |backend: Back
     let sale =
         create_sale(&server, 100, Utc::now() - Duration::seconds(1), json!({ "admissionPerMinute": 1_000_000 })).await;
     assert_eq!(stock(&server, PRODUCT).await, (400, 0), "the sale's units left regular stock");
-    let gate = Arc::new(Semaphore::new(64));
-    let shoppers = futures::stream::iter(0..2_000)
-        .map(|_| {
-            let (server, gate, sale) = (server.clone(), gate.clone(), sale.clone());
-            async move {
-                let _permit = gate.acquire().await.expect("permit");
-                let token = server.guest_token().await;
-                let joined = join(&server, &token, &sale).await;
-                assert!(joined.get("errors").is_none(), "{joined:#}");
-                (token, joined["data"]["joinFlashSale"].clone())
-            }
-        })
-        .buffer_unordered(64)
-        .collect::<Vec<_>>()
-        .await;
-    let reserved: Vec<&(String, Value)> = shoppers.iter().filter(|(_, e)| e["status"] == "RESERVED").collect();
-    let sold_out = shoppers.iter().filter(|(_, e)| e["status"] == "SOLD_OUT").count();
+    let shoppers = race(&server, &sale, 2_000).await;
+    let reserved = with_status(&shoppers, "RESERVED");
+    let sold_out = with_status(&shoppers, "SOLD_OUT").len();
     assert_eq!(reserved.len(), 100, "exactly the sale's units are held");
     assert_eq!(sold_out, 1_900, "everyone else is told SOLD_OUT");
     assert_eq!(stock(&server, PRODUCT).await, (400, 100), "held units are reserved stock");
@@ -326,3 +341,42 @@ on_both_backends!(waiting_watchers_move_up_with_the_ticks_without_reading_the_st
     // hundreds; only the few let through (each told by its own nudge) read their entry.
     assert!(reads <= 24.0, "{reads} statements for 30 watchers over 3 s");
 });
+
+// Redis restarted mid-sale (its keys gone): the next join rebuilds the gate from the store, so
+// the sale still sells exactly its units, and a shopper who held before keeps their one entry.
+on_both_backends!(
+    a_gate_lost_with_redis_is_rebuilt_from_the_store_and_nothing_is_oversold,
+    |backend: Backend| async move {
+        let mut redis = RedisServer::start().await;
+        let server = Arc::new(TestServer::start_on_redis(backend, &redis).await);
+        offer_product(&server).await;
+        let sale =
+            create_sale(&server, 50, Utc::now() - Duration::seconds(1), json!({ "admissionPerMinute": 1_000_000 }))
+                .await;
+        let before = race(&server, &sale, 30).await;
+        assert_eq!(with_status(&before, "RESERVED").len(), 30);
+
+        redis.kill();
+        redis.restart().await;
+        let probe = server.guest_token().await;
+        let mut probed = join(&server, &probe, &sale).await;
+        for _ in 0..50 {
+            if probed.get("errors").is_none() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            probed = join(&server, &probe, &sale).await;
+        }
+        assert_eq!(probed["data"]["joinFlashSale"]["status"], "RESERVED", "the gate is back: {probed:#}");
+        let after = race(&server, &sale, 100).await;
+        assert_eq!(with_status(&after, "RESERVED").len(), 19, "what the store has left, and no more");
+        assert_eq!(with_status(&after, "SOLD_OUT").len(), 81);
+        for (token, held) in before.iter().take(5) {
+            let again = join(&server, token, &sale).await;
+            assert_eq!(again["data"]["joinFlashSale"], *held, "their own entry, not a second hold");
+        }
+        assert_eq!(stock(&server, PRODUCT).await, (450, 50), "exactly the sale's units are held");
+        let report = report(&server, &sale).await;
+        assert_eq!((report["reserved"].clone(), report["discrepancy"].clone()), (json!(50), json!(0)), "{report:#}");
+    }
+);

@@ -216,6 +216,15 @@ impl TestServer {
         Self::start_on(db, config, clock).await
     }
 
+    /// A seeded server whose Redis is `redis`, a test's own, which the test may kill.
+    pub async fn start_on_redis(backend: Backend, redis: &RedisServer) -> Self {
+        let db = TestDatabase::new(backend).await;
+        let mut config = db.seeded_config();
+        config.redis_url = Some(Secret(redis.url()));
+        config.redis_namespace = unique_namespace();
+        Self::start_on(db, config, Arc::new(SystemClock)).await
+    }
+
     /// A server with this exact config over `db` (for tests that route the store elsewhere).
     pub async fn start_on(db: TestDatabase, config: Config, clock: Arc<dyn Clock>) -> Self {
         show_internal_errors();

@@ -6,6 +6,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::domain::primitives::Money;
 
+pub mod gate;
+
 /// Calls to `joinFlashSale` one shopper may make for one sale per `ATTEMPT_WINDOW` (note 16).
 pub const ATTEMPTS_PER_WINDOW: i32 = 5;
 pub const ATTEMPT_WINDOW: TimeDelta = TimeDelta::seconds(60);
@@ -29,6 +31,8 @@ pub enum FlashSaleError {
     RateLimited { retry_after: std::time::Duration },
     #[error(transparent)]
     Store(#[from] crate::ports::StoreError),
+    #[error(transparent)]
+    Gate(#[from] crate::ports::GateError),
 }
 
 impl FlashSaleError {
@@ -84,8 +88,6 @@ pub struct FlashSale {
     pub per_user_limit: i32,
     pub admission_per_minute: i32,
     pub hold_seconds: i32,
-    /// Tickets handed out: the waiting room's length so far, admitted included.
-    pub tickets: i64,
     pub shuffled: bool,
     pub rate_limited: i32,
     pub returned_to_stock: i32,
@@ -100,14 +102,7 @@ impl FlashSale {
 
     /// A new entry asks for at least one unit and at most the sale's limit per shopper.
     pub fn check_quantity(&self, quantity: i32) -> Result<(), FlashSaleError> {
-        if quantity < 1 {
-            return Err(FlashSaleError::invalid("quantity", "must be at least 1"));
-        }
-        if quantity > self.per_user_limit {
-            let limit = self.per_user_limit;
-            return Err(FlashSaleError::invalid("quantity", format!("at most {limit} per shopper in this sale")));
-        }
-        Ok(())
+        quantity_refusal(self.per_user_limit, quantity).map_or(Ok(()), Err)
     }
 
     /// `held`: units of RESERVED entries.
@@ -131,15 +126,6 @@ impl FlashSale {
         }
         let elapsed = (now - self.starts_at).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6;
         1 + (elapsed * f64::from(self.admission_per_minute) / 60.0) as i64
-    }
-
-    /// Whether a shopper arriving now, asking for `quantity`, is SOLD_OUT at once: the next
-    /// ticket would be let through at once, and fewer units are left than it asks for, so its
-    /// admission could only refuse it. (With nothing left and nothing held, every arrival is
-    /// SOLD_OUT; that needs the holds, which the store knows.)
-    pub fn turns_away(&self, quantity: i32, now: DateTime<Utc>) -> bool {
-        let next_due = self.shuffled && self.tickets < self.admitted_tickets(now);
-        next_due && self.remaining < quantity
     }
 
     /// When `ticket` is let through.
@@ -259,6 +245,17 @@ impl NewSale {
     }
 }
 
+/// Why a new entry may not ask for `quantity` units, if it may not.
+pub fn quantity_refusal(per_user_limit: i32, quantity: i32) -> Option<FlashSaleError> {
+    if quantity < 1 {
+        return Some(FlashSaleError::invalid("quantity", "must be at least 1"));
+    }
+    if quantity > per_user_limit {
+        return Some(FlashSaleError::invalid("quantity", format!("at most {per_user_limit} per shopper in this sale")));
+    }
+    None
+}
+
 /// The attempt window after one more `joinFlashSale` call at `now`: (attempts, window start),
 /// or how long until the next call is allowed.
 pub fn count_attempt(
@@ -305,30 +302,11 @@ mod tests {
             per_user_limit: 1,
             admission_per_minute: per_minute,
             hold_seconds: 120,
-            tickets: 0,
             shuffled: false,
             rate_limited: 0,
             returned_to_stock: 0,
             ended_at: None,
         }
-    }
-
-    #[test]
-    fn an_arrival_due_at_once_is_turned_away_only_when_too_few_units_are_left() {
-        let start = Utc::now();
-        let mut running = sale(start - TimeDelta::seconds(10), 60);
-        running.shuffled = true;
-        running.tickets = 5;
-        running.remaining = 1;
-        assert!(!running.turns_away(1, start), "one unit left for the one asked");
-        assert!(running.turns_away(2, start), "two asked, one left");
-        running.remaining = 0;
-        assert!(running.turns_away(1, start));
-        running.tickets = 11;
-        assert!(!running.turns_away(1, start), "its ticket is not due yet: it waits for lapsed holds");
-        let mut early = sale(start + TimeDelta::seconds(10), 60);
-        early.remaining = 0;
-        assert!(!early.turns_away(1, start), "before the start everyone waits for the shuffle");
     }
 
     #[test]

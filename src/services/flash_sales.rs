@@ -43,6 +43,10 @@ pub type FlashResult<T> = Result<T, FlashSaleError>;
 const POSITION_UPDATES: Duration = Duration::from_secs(1);
 /// Waiting shoppers let through per round of `settle`.
 const ADMISSIONS_PER_ROUND: i64 = 500;
+/// How long a join may use a sale read by an earlier one.
+const RECENT_SALE: Duration = Duration::from_secs(1);
+/// Sales kept read before the stale ones are dropped.
+const RECENT_SALES_KEPT: usize = 1024;
 
 /// A sale with what its entries add up to now.
 #[derive(Debug, Clone)]
@@ -73,6 +77,8 @@ pub struct FlashSaleService {
     metrics: Arc<Metrics>,
     /// What each sale's last tick told its watchers: a tick tells them only what changed.
     announced: Arc<Mutex<HashMap<String, NowServing>>>,
+    /// Sales as recently read, with when (`recent_sale`).
+    recent: Arc<Mutex<HashMap<String, (Instant, FlashSale)>>>,
 }
 
 /// Any id format is allowed in; one that cannot exist is simply not found.
@@ -89,7 +95,7 @@ impl FlashSaleService {
         pricing: PricingRules,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Self { db, gate, bus, clock, pricing, metrics, announced: Arc::default() }
+        Self { db, gate, bus, clock, pricing, metrics, announced: Arc::default(), recent: Arc::default() }
     }
 
     pub async fn create(&self, input: NewSale) -> FlashResult<SaleState> {
@@ -191,7 +197,7 @@ impl FlashSaleService {
     /// are then taken again from the sale row, which stays exact whatever the gate knows.
     pub async fn join(&self, viewer: Option<&Viewer>, sale_id: &str, quantity: i32) -> FlashResult<EntryView> {
         let shopper = Viewer::shopper_or(viewer, FlashSaleError::Unauthenticated)?.key();
-        let mut sale = self.existing(sale_id).await?;
+        let mut sale = self.recent_sale(sale_id).await?;
         let now = self.clock.now();
         self.metrics.flash("join", 1);
         if sale.is_over(now) {
@@ -200,10 +206,10 @@ impl FlashSaleService {
         // The early arrivals go first, even if the worker has not shuffled them in yet.
         if now >= sale.starts_at && !sale.shuffled {
             self.shuffle(&sale.id).await?;
-            sale = self.existing(sale_id).await?;
+            sale = self.fresh_sale(sale_id).await?;
         }
         let started = Instant::now();
-        let mut answer = self.enter_gate(&sale, &shopper, quantity, now).await?;
+        let mut answer = self.enter_gate(&mut sale, &shopper, quantity, now).await?;
         if answer == GateAnswer::Returning {
             if let Some(entry) = self.entry_once_written(&sale.id, &shopper).await? {
                 return Ok(self.view_of(&sale, entry).await?);
@@ -211,7 +217,7 @@ impl FlashSaleService {
             // The gate knew the shopper, the store never got their entry (its undo was lost):
             // they enter anew.
             self.gate.put_back(&sale.id, Some(&shopper), 0).await?;
-            answer = self.enter_gate(&sale, &shopper, quantity, now).await?;
+            answer = self.enter_gate(&mut sale, &shopper, quantity, now).await?;
         }
         let mut entry = Entry {
             sale_id: sale.id.clone(),
@@ -270,32 +276,52 @@ impl FlashSaleService {
         Ok(self.view_of(&sale, entry).await?)
     }
 
-    /// Asks the gate about one attempt, loading the sale into it from the store first when it
-    /// does not hold it.
+    /// Asks the gate about one attempt. A gate without the sale (new here, restarted, or
+    /// closed because the sale ended) is loaded from a fresh read of the store, which `sale`
+    /// becomes, and asked again.
     async fn enter_gate(
         &self,
-        sale: &FlashSale,
+        sale: &mut FlashSale,
         shopper: &str,
         quantity: i32,
         now: DateTime<Utc>,
     ) -> FlashResult<GateAnswer> {
-        let open = sale.shuffled && now >= sale.starts_at;
-        let attempt = Attempt {
-            shopper,
-            quantity,
-            per_user_limit: sale.per_user_limit,
-            admitted: open.then(|| sale.admitted_tickets(now)),
-            now,
-        };
-        let answer = self.gate.enter(&sale.id, &attempt, gate_ttl(sale, now)).await?;
+        let answer = self.gate.enter(&sale.id, &attempt_at(sale, shopper, quantity, now), gate_ttl(sale, now)).await?;
         if answer != GateAnswer::Unloaded {
             return Ok(answer);
         }
+        *sale = self.fresh_sale(&sale.id).await?;
+        if sale.is_over(now) {
+            return Err(FlashSaleError::SaleNotActive);
+        }
+        let attempt = attempt_at(sale, shopper, quantity, now);
         let counts =
             self.db.with_conn(async |c| flash_sales::counts_of(c, std::slice::from_ref(&sale.id)).await).await?;
         let last_ticket = counts.get(&sale.id).map(|counts| counts.last_ticket).unwrap_or_default();
-        self.gate.load(&sale.id, sale.remaining, open.then_some(last_ticket), gate_ttl(sale, now)).await?;
+        let tickets = attempt.admitted.map(|_| last_ticket);
+        self.gate.load(&sale.id, sale.remaining, tickets, gate_ttl(sale, now)).await?;
         Ok(self.gate.enter(&sale.id, &attempt, gate_ttl(sale, now)).await?)
+    }
+
+    /// The sale as read from the store within the last `RECENT_SALE` (joins read it from here):
+    /// only its `remaining` moves often, and the gate and the sale row decide on units.
+    async fn recent_sale(&self, sale_id: &str) -> FlashResult<FlashSale> {
+        let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner).get(sale_id).cloned();
+        match recent {
+            Some((read_at, sale)) if read_at.elapsed() < RECENT_SALE => Ok(sale),
+            _ => self.fresh_sale(sale_id).await,
+        }
+    }
+
+    /// The sale read from the store now, and kept for `recent_sale`.
+    async fn fresh_sale(&self, sale_id: &str) -> FlashResult<FlashSale> {
+        let sale = self.existing(sale_id).await?;
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        if recent.len() >= RECENT_SALES_KEPT {
+            recent.retain(|_, (read_at, _)| read_at.elapsed() < RECENT_SALE);
+        }
+        recent.insert(sale.id.clone(), (Instant::now(), sale.clone()));
+        Ok(sale)
     }
 
     /// A returning shopper's entry; a first join of theirs still being written is waited for
@@ -324,7 +350,9 @@ impl FlashSaleService {
                 self.db
                     .transaction(async |c| {
                         let mut entry = entry.clone();
-                        if !flash_sales::any_held(c, &sale.id).await? {
+                        // `sale` may be a second old: the row tells whether units came back.
+                        let left = flash_sales::sale(c, &sale.id).await?.map_or(0, |sale| sale.remaining);
+                        if left == 0 && !flash_sales::any_held(c, &sale.id).await? {
                             entry.status = EntryStatus::SoldOut;
                             entry.ticket = None;
                         }
@@ -446,6 +474,7 @@ impl FlashSaleService {
             })
             .await?;
         self.metrics.flash("sold_out", sold_out as u64);
+        self.recent.lock().unwrap_or_else(PoisonError::into_inner).remove(&sale.id);
         if let Err(err) = self.gate.close(&sale.id).await {
             tracing::warn!(error = %err, sale = sale.id, "forgetting an ended sale's gate failed; it expires");
         }
@@ -736,6 +765,18 @@ impl FlashSaleService {
             return Err(not_found());
         }
         self.db.with_conn(async |c| flash_sales::sale(c, sale_id).await).await?.ok_or_else(not_found)
+    }
+}
+
+/// One join as the gate sees it; tickets are let through once the early arrivals have theirs.
+fn attempt_at<'a>(sale: &FlashSale, shopper: &'a str, quantity: i32, now: DateTime<Utc>) -> Attempt<'a> {
+    let open = sale.shuffled && now >= sale.starts_at;
+    Attempt {
+        shopper,
+        quantity,
+        per_user_limit: sale.per_user_limit,
+        admitted: open.then(|| sale.admitted_tickets(now)),
+        now,
     }
 }
 

@@ -364,28 +364,35 @@ impl FlashSaleService {
                 self.db
                     .transaction(async |c| {
                         let mut entry = entry.clone();
-                        hold(c, sale, &mut entry, session, now).await?;
-                        insert_new(c, entry).await
+                        reserve(&mut entry, session, now);
+                        let joined = insert_new(c, entry).await?;
+                        hold_units(c, sale, session).await?;
+                        Ok(joined)
                     })
                     .await
             }
         };
-        match joined {
+        let Err(StoreError::Conflict(_)) = joined else { return Ok(joined?) };
+        if taken > 0 {
+            self.gate.put_back(&sale.id, None, taken).await?;
+        }
+        let theirs = self.db.with_conn(async |c| flash_sales::entry(c, &sale.id, &entry.shopper).await).await?;
+        if let Some(theirs) = theirs {
+            return Ok(Joined::Before(theirs));
+        }
+        // The sale row had fewer units than the gate: SOLD_OUT after all, and the gate learns
+        // the row's count.
+        self.sync_gate(&sale.id).await;
+        let sold_out = Entry { status: EntryStatus::SoldOut, ..entry };
+        match self.db.write(async |c| insert_new(c, sold_out.clone()).await).await {
             Err(StoreError::Conflict(_)) => {
-                if taken > 0 {
-                    self.gate.put_back(&sale.id, None, taken).await?;
-                }
-                let theirs = self.db.with_conn(async |c| flash_sales::entry(c, &sale.id, &entry.shopper).await).await?;
+                let theirs =
+                    self.db.with_conn(async |c| flash_sales::entry(c, &sale.id, &sold_out.shopper).await).await?;
                 theirs
                     .map(Joined::Before)
                     .ok_or_else(|| StoreError::Conflict("an entry came and went".to_owned()).into())
             }
-            Ok(Joined::Entered(entry, "sold_out")) if taken > 0 => {
-                // The gate had units the sale row did not: it learns the row's count.
-                self.sync_gate(&sale.id).await;
-                Ok(Joined::Entered(entry, "sold_out"))
-            }
-            other => Ok(other?),
+            written => Ok(written?),
         }
     }
 
@@ -529,21 +536,37 @@ impl FlashSaleService {
     }
 
     /// Lets one entry that came due while waiting through, in a transaction of its own.
-    async fn admit_due(&self, sale: &FlashSale, mut entry: Entry, now: DateTime<Utc>) -> Result<(), StoreError> {
+    /// A round that let it through first, or too few units left, ends the transaction with
+    /// `Conflict`; then it is SOLD_OUT unless it is no longer waiting.
+    async fn admit_due(&self, sale: &FlashSale, entry: Entry, now: DateTime<Utc>) -> Result<(), StoreError> {
         let session = self.hold_session(sale, &entry, now)?;
         let started = Instant::now();
-        let admitted = self.db.transaction(async |c| admit(c, sale, &mut entry, &session, now).await).await;
+        let admitted = self
+            .db
+            .transaction(async |c| {
+                if !flash_sales::admit(c, &entry, &session.id, session.expires_at, now).await? {
+                    return Err(StoreError::Conflict("admitted already".to_owned()));
+                }
+                hold_units(c, sale, &session).await
+            })
+            .await;
         self.metrics.flash_gate.observe(started.elapsed().as_secs_f64());
         match admitted {
-            Ok(kind) => {
-                if let Some(kind) = kind {
-                    self.metrics.flash(kind, 1);
-                }
-                Ok(())
+            Ok(()) => self.metrics.flash("admission", 1),
+            Err(StoreError::Conflict(_)) => {
+                let shopper = Some(entry.shopper.as_str());
+                let sold_out = self
+                    .db
+                    .write(async |c| {
+                        flash_sales::move_entries(c, &sale.id, shopper, EntryStatus::Waiting, EntryStatus::SoldOut)
+                            .await
+                    })
+                    .await?;
+                self.metrics.flash("sold_out", sold_out as u64);
             }
-            Err(StoreError::Conflict(_)) => Ok(()),
-            Err(other) => Err(other),
+            Err(other) => return Err(other),
         }
+        Ok(())
     }
 
     /// Moves one sale along to `now`; see the module's doc.
@@ -802,30 +825,16 @@ async fn shuffle_early(c: &mut Conn<'_>, sale_id: &str) -> Result<bool, StoreErr
     flash_sales::shuffle_in(c, sale_id, &early).await
 }
 
-/// Takes a hold's units from the sale row and reserves them in stock under `session`, in the
-/// caller's transaction; `false`, with nothing written, when the sale has too few left.
-async fn hold_units(c: &mut Conn<'_>, sale: &FlashSale, quantity: i32, session: &CheckoutSession) -> StoreResult<bool> {
-    if !flash_sales::take_units(c, &sale.id, quantity).await? {
-        return Ok(false);
-    }
-    Writes::new(inventory::hold(&sale.product_id, quantity)).run(c, "holding a sale's units").await?;
+/// Writes a hold's session, reserves its units in stock and takes them from the sale row, in
+/// the caller's transaction: the two rows every hold of the sale updates come last, so their
+/// locks are held only until the commit. `Conflict` when the row has too few units left, so
+/// that the caller's transaction undoes the rest.
+async fn hold_units(c: &mut Conn<'_>, sale: &FlashSale, session: &CheckoutSession) -> StoreResult<()> {
+    let quantity = session.lines.iter().map(|line| line.quantity).sum();
     Writes::new(checkout::insert(session)?).run(c, "creating a flash sale hold").await?;
-    Ok(true)
-}
-
-/// A new entry's hold (see `write_entry`), before the entry is inserted: RESERVED, or
-/// SOLD_OUT when the sale row has too few units after all.
-async fn hold(
-    c: &mut Conn<'_>,
-    sale: &FlashSale,
-    entry: &mut Entry,
-    session: &CheckoutSession,
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
-    if hold_units(c, sale, entry.quantity, session).await? {
-        reserve(entry, session, now);
-    } else {
-        entry.status = EntryStatus::SoldOut;
+    Writes::new(inventory::hold(&sale.product_id, quantity)).run(c, "holding a sale's units").await?;
+    if !flash_sales::take_units(c, &sale.id, quantity).await? {
+        return Err(StoreError::Conflict("too few units left".to_owned()));
     }
     Ok(())
 }
@@ -842,34 +851,6 @@ async fn insert_new(c: &mut Conn<'_>, entry: Entry) -> StoreResult<Joined> {
         _ => "wait",
     };
     Ok(Joined::Entered(entry, kind))
-}
-
-/// Lets one due waiting entry through, in the caller's transaction: its hold, or SOLD_OUT when
-/// too few units are left; `entry` becomes what was written. The metric kind (`None` when the
-/// entry had left the queue); `Conflict` when another round let this shopper through first, so
-/// that the caller's transaction gives the units back.
-async fn admit(
-    c: &mut Conn<'_>,
-    sale: &FlashSale,
-    entry: &mut Entry,
-    session: &CheckoutSession,
-    now: DateTime<Utc>,
-) -> StoreResult<Option<&'static str>> {
-    if !hold_units(c, sale, entry.quantity, session).await? {
-        let moved =
-            flash_sales::move_entries(c, &sale.id, Some(&entry.shopper), EntryStatus::Waiting, EntryStatus::SoldOut)
-                .await?;
-        if moved == 0 {
-            return Ok(None);
-        }
-        entry.status = EntryStatus::SoldOut;
-        return Ok(Some("sold_out"));
-    }
-    if !flash_sales::admit(c, entry, &session.id, session.expires_at, now).await? {
-        return Err(StoreError::Conflict("admitted already".to_owned()));
-    }
-    reserve(entry, session, now);
-    Ok(Some("admission"))
 }
 
 fn reserve(entry: &mut Entry, session: &CheckoutSession, now: DateTime<Utc>) {

@@ -9,7 +9,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use super::inventory;
-use super::pool::{Conn, on_conn};
+use super::pool::{Backend, Conn, on_conn};
 use super::prepared::PrepareOnce;
 use super::schema::{checkout_sessions, flash_sale_entries, flash_sales};
 use super::writes::Writes;
@@ -181,22 +181,44 @@ pub async fn entry(conn: &mut Conn<'_>, sale_id: &str, shopper: &str) -> StoreRe
     row.map(Entry::try_from).transpose()
 }
 
+impl From<&Entry> for EntryRow {
+    fn from(entry: &Entry) -> Self {
+        EntryRow {
+            sale_id: entry.sale_id.clone(),
+            shopper: entry.shopper.clone(),
+            status: entry.status.as_str().to_owned(),
+            quantity: entry.quantity,
+            ticket: entry.ticket,
+            checkout_session_id: entry.checkout_session_id.clone(),
+            expires_at: entry.expires_at.map(|at| at.naive_utc()),
+            admitted_at: entry.admitted_at.map(|at| at.naive_utc()),
+            joined_at: entry.joined_at.naive_utc(),
+        }
+    }
+}
+
 /// Adds the entry unless the shopper has one; whether it did.
 pub async fn insert_entry(conn: &mut Conn<'_>, entry: &Entry) -> StoreResult<bool> {
-    let row = EntryRow {
-        sale_id: entry.sale_id.clone(),
-        shopper: entry.shopper.clone(),
-        status: entry.status.as_str().to_owned(),
-        quantity: entry.quantity,
-        ticket: entry.ticket,
-        checkout_session_id: entry.checkout_session_id.clone(),
-        expires_at: entry.expires_at.map(|at| at.naive_utc()),
-        admitted_at: entry.admitted_at.map(|at| at.naive_utc()),
-        joined_at: entry.joined_at.naive_utc(),
-    };
+    let row = EntryRow::from(entry);
     on_conn!(conn, c => diesel::insert_into(flash_sale_entries::table).values(row).on_conflict_do_nothing().prepared().execute(c).await)
         .map(|inserted| inserted == 1)
         .map_err(store_error("joining a flash sale"))
+}
+
+/// Adds, in one statement, each entry whose shopper has none in its sale; (sale, shopper) of
+/// those added.
+pub async fn insert_entries(conn: &mut Conn<'_>, entries: &[Entry]) -> StoreResult<Vec<(String, String)>> {
+    let rows: Vec<EntryRow> = entries.iter().map(EntryRow::from).collect();
+    let insert = diesel::insert_into(flash_sale_entries::table)
+        .values(rows)
+        .on_conflict_do_nothing()
+        .returning((flash_sale_entries::sale_id, flash_sale_entries::shopper));
+    // A multi-row INSERT compiles for SQLite only through diesel's synchronous connection.
+    match &mut conn.backend {
+        Backend::Postgres(c) => diesel_async::RunQueryDsl::get_results(insert, &mut **c).await,
+        Backend::Sqlite(c) => c.spawn_blocking(move |sync| diesel::RunQueryDsl::get_results(insert, sync)).await,
+    }
+    .map_err(store_error("joining a flash sale"))
 }
 
 /// Shoppers who joined before the start and have no ticket yet, in joining order.

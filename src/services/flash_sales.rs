@@ -10,7 +10,7 @@
 //! UPDATE, so any number of instances on one store never hand out more units than the sale
 //! has, whatever the gate knows; each round of `settle` sets the gate's units to the row's.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream};
 use futures::{StreamExt, future};
 use rand::seq::SliceRandom;
+use tokio::sync::oneshot;
 
 use crate::db::flash_sales::{self, EntryCounts};
 use crate::db::outbox::{self, OutboxRow};
@@ -79,6 +80,7 @@ pub struct FlashSaleService {
     announced: Arc<Mutex<HashMap<String, NowServing>>>,
     /// Sales as recently read, with when (`recent_sale`).
     recent: Arc<Mutex<HashMap<String, (Instant, FlashSale)>>>,
+    batch: Arc<EntryBatch>,
 }
 
 /// Any id format is allowed in; one that cannot exist is simply not found.
@@ -95,7 +97,17 @@ impl FlashSaleService {
         pricing: PricingRules,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Self { db, gate, bus, clock, pricing, metrics, announced: Arc::default(), recent: Arc::default() }
+        Self {
+            db,
+            gate,
+            bus,
+            clock,
+            pricing,
+            metrics,
+            announced: Arc::default(),
+            recent: Arc::default(),
+            batch: Arc::default(),
+        }
     }
 
     pub async fn create(&self, input: NewSale) -> FlashResult<SaleState> {
@@ -344,8 +356,13 @@ impl FlashSaleService {
         let session = if taken > 0 { Some(self.hold_session(sale, &entry, now)?) } else { None };
         let settled = entry.status == EntryStatus::SoldOut || sale.remaining > 0;
         let joined = match &session {
-            // One statement, so no transaction: most of a flash crowd ends here.
-            None if settled => self.db.write(async |c| insert_new(c, entry.clone()).await).await,
+            // One INSERT, written with the others queued at the same time: most of a flash crowd
+            // ends here.
+            None if settled => match self.batch.insert(&self.db, entry.clone()).await {
+                Ok(true) => Ok(Joined::Entered(entry.clone(), kind_of(&entry))),
+                Ok(false) => Err(StoreError::Conflict("joined already".to_owned())),
+                Err(err) => Err(err),
+            },
             None => {
                 self.db
                     .transaction(async |c| {
@@ -845,12 +862,74 @@ async fn insert_new(c: &mut Conn<'_>, entry: Entry) -> StoreResult<Joined> {
     if !flash_sales::insert_entry(c, &entry).await? {
         return Err(StoreError::Conflict("joined already".to_owned()));
     }
-    let kind = match entry.status {
+    let kind = kind_of(&entry);
+    Ok(Joined::Entered(entry, kind))
+}
+
+/// The metric kind of what became of a new entry.
+fn kind_of(entry: &Entry) -> &'static str {
+    match entry.status {
         EntryStatus::Reserved => "admission",
         EntryStatus::SoldOut => "sold_out",
         _ => "wait",
-    };
-    Ok(Joined::Entered(entry, kind))
+    }
+}
+
+/// Entries a join writes with their INSERT alone, written together (group commit): a join
+/// queues its entry, and when no round is being written one is started, which writes what is
+/// queued, up to `ENTRIES_PER_ROUND` in one statement, until nothing is. A flash crowd's
+/// SOLD_OUT entries cost the store one statement per round instead of one each.
+#[derive(Default)]
+struct EntryBatch {
+    queue: Mutex<EntryQueue>,
+}
+
+#[derive(Default)]
+struct EntryQueue {
+    /// Each entry with where to say whether it was added (false: the shopper had one).
+    queued: Vec<(Entry, oneshot::Sender<Result<bool, String>>)>,
+    writing: bool,
+}
+
+const ENTRIES_PER_ROUND: usize = 500;
+
+impl EntryBatch {
+    /// Whether the entry was added; `false` when its shopper has one already.
+    async fn insert(self: &Arc<Self>, db: &Pool, entry: Entry) -> StoreResult<bool> {
+        let (added, answer) = oneshot::channel();
+        let start = {
+            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            queue.queued.push((entry, added));
+            !std::mem::replace(&mut queue.writing, true)
+        };
+        if start {
+            tokio::spawn(self.clone().write_rounds(db.clone()));
+        }
+        let outcome = answer.await.unwrap_or_else(|_| Err("its round was dropped".to_owned()));
+        outcome.map_err(|err| StoreError::internal("writing flash sale entries", std::io::Error::other(err)))
+    }
+
+    async fn write_rounds(self: Arc<Self>, db: Pool) {
+        loop {
+            let round: Vec<_> = {
+                let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                if queue.queued.is_empty() {
+                    queue.writing = false;
+                    return;
+                }
+                let taken = queue.queued.len().min(ENTRIES_PER_ROUND);
+                queue.queued.drain(..taken).collect()
+            };
+            let entries: Vec<Entry> = round.iter().map(|(entry, _)| entry.clone()).collect();
+            let written = db.write(async |c| flash_sales::insert_entries(c, &entries).await).await;
+            let added: Result<HashSet<(String, String)>, String> =
+                written.map(|added| added.into_iter().collect()).map_err(|err| err.to_string());
+            for (entry, reply) in round {
+                let outcome = added.as_ref().map(|added| added.contains(&(entry.sale_id, entry.shopper)));
+                let _ = reply.send(outcome.map_err(Clone::clone));
+            }
+        }
+    }
 }
 
 fn reserve(entry: &mut Entry, session: &CheckoutSession, now: DateTime<Utc>) {

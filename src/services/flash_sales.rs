@@ -876,9 +876,11 @@ fn kind_of(entry: &Entry) -> &'static str {
 }
 
 /// Entries a join writes with their INSERT alone, written together (group commit): a join
-/// queues its entry, and when no round is being written one is started, which writes what is
-/// queued, up to `ENTRIES_PER_ROUND` in one statement, until nothing is. A flash crowd's
-/// SOLD_OUT entries cost the store one statement per round instead of one each.
+/// queues its entry, and when fewer than `ROUNDS_AT_ONCE` writers are at work one is started,
+/// which writes what is queued, up to `ENTRIES_PER_ROUND` in one statement, until nothing is.
+/// A flash crowd's SOLD_OUT entries cost the store one statement per round instead of one
+/// each. Several writers at once let PostgreSQL flush one round while the next is sent (on
+/// SQLite they take turns at the writer).
 #[derive(Default)]
 struct EntryBatch {
     queue: Mutex<EntryQueue>,
@@ -888,10 +890,11 @@ struct EntryBatch {
 struct EntryQueue {
     /// Each entry with where to say whether it was added (false: the shopper had one).
     queued: Vec<(Entry, oneshot::Sender<Result<bool, String>>)>,
-    writing: bool,
+    writers: usize,
 }
 
 const ENTRIES_PER_ROUND: usize = 500;
+const ROUNDS_AT_ONCE: usize = 4;
 
 impl EntryBatch {
     /// Whether the entry was added; `false` when its shopper has one already.
@@ -900,7 +903,9 @@ impl EntryBatch {
         let start = {
             let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
             queue.queued.push((entry, added));
-            !std::mem::replace(&mut queue.writing, true)
+            let start = queue.writers < ROUNDS_AT_ONCE;
+            queue.writers += usize::from(start);
+            start
         };
         if start {
             tokio::spawn(self.clone().write_rounds(db.clone()));
@@ -914,7 +919,7 @@ impl EntryBatch {
             let round: Vec<_> = {
                 let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
                 if queue.queued.is_empty() {
-                    queue.writing = false;
+                    queue.writers -= 1;
                     return;
                 }
                 let taken = queue.queued.len().min(ENTRIES_PER_ROUND);

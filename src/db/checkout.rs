@@ -88,6 +88,12 @@ pub fn insert(session: &CheckoutSession) -> StoreResult<impl Write> {
     Ok(diesel::insert_into(checkout_sessions::table).values(SessionRow::try_from(session)?))
 }
 
+/// Several sessions in one statement.
+pub fn insert_all<'a>(sessions: impl IntoIterator<Item = &'a CheckoutSession>) -> StoreResult<impl Write> {
+    let rows = sessions.into_iter().map(SessionRow::try_from).collect::<StoreResult<Vec<_>>>()?;
+    Ok(diesel::insert_into(checkout_sessions::table).values(rows))
+}
+
 pub async fn by_id(conn: &mut Conn<'_>, id: &str) -> StoreResult<Option<CheckoutSession>> {
     let row: Option<SessionRow> = on_conn!(conn, c => checkout_sessions::table
         .find(id)

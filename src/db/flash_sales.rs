@@ -12,7 +12,7 @@ use super::inventory;
 use super::pool::{Backend, Conn, on_conn};
 use super::prepared::PrepareOnce;
 use super::schema::{checkout_sessions, flash_sale_entries, flash_sales};
-use super::writes::Writes;
+use super::writes::{Write, Writes};
 use super::{converted, parsed, store_error};
 use crate::domain::checkout::CheckoutSession;
 use crate::domain::flash::{Entry, EntryStatus, FlashSale};
@@ -273,15 +273,10 @@ pub async fn due(conn: &mut Conn<'_>, sale_id: &str, up_to_ticket: i64, limit: i
     converted(rows)
 }
 
-/// Takes `quantity` of the sale's units if that many remain; whether it did.
-pub async fn take_units(conn: &mut Conn<'_>, sale_id: &str, quantity: i32) -> StoreResult<bool> {
-    on_conn!(conn, c => diesel::update(flash_sales::table.find(sale_id).filter(flash_sales::remaining.ge(quantity)))
+/// Takes `quantity` of the sale's units if that many remain (one row changed), else nothing.
+pub fn take_units(sale_id: &str, quantity: i32) -> impl Write {
+    diesel::update(flash_sales::table.find(sale_id.to_owned()).filter(flash_sales::remaining.ge(quantity)))
         .set(flash_sales::remaining.eq(flash_sales::remaining - quantity))
-        .prepared()
-        .execute(c)
-        .await)
-    .map(|changed| changed == 1)
-    .map_err(store_error("taking a sale's units"))
 }
 
 /// A WAITING entry becomes RESERVED with its session; whether it was still waiting.

@@ -383,7 +383,7 @@ impl FlashSaleService {
                         let mut entry = entry.clone();
                         reserve(&mut entry, session, now);
                         let joined = insert_new(c, entry).await?;
-                        hold_units(c, sale, session).await?;
+                        hold_units(c, &[session]).await?;
                         Ok(joined)
                     })
                     .await
@@ -564,7 +564,7 @@ impl FlashSaleService {
                 if !flash_sales::admit(c, &entry, &session.id, session.expires_at, now).await? {
                     return Err(StoreError::Conflict("admitted already".to_owned()));
                 }
-                hold_units(c, sale, &session).await
+                hold_units(c, &[&session]).await
             })
             .await;
         self.metrics.flash_gate.observe(started.elapsed().as_secs_f64());
@@ -842,15 +842,25 @@ async fn shuffle_early(c: &mut Conn<'_>, sale_id: &str) -> Result<bool, StoreErr
     flash_sales::shuffle_in(c, sale_id, &early).await
 }
 
-/// Writes a hold's session, reserves its units in stock and takes them from the sale row, in
-/// the caller's transaction: the two rows every hold of the sale updates come last, so their
-/// locks are held only until the commit. `Conflict` when the row has too few units left, so
-/// that the caller's transaction undoes the rest.
-async fn hold_units(c: &mut Conn<'_>, sale: &FlashSale, session: &CheckoutSession) -> StoreResult<()> {
-    let quantity = session.lines.iter().map(|line| line.quantity).sum();
-    Writes::new(checkout::insert(session)?).run(c, "creating a flash sale hold").await?;
-    Writes::new(inventory::hold(&sale.product_id, quantity)).run(c, "holding a sale's units").await?;
-    if !flash_sales::take_units(c, &sale.id, quantity).await? {
+/// Writes holds' sessions, reserves their units in stock and takes them from their sales'
+/// rows, in the caller's transaction (one statement on PostgreSQL): the rows every hold of a
+/// sale updates come last, so their locks are held only until the commit. `Conflict` when a
+/// sale's row has too few units left, so that the caller's transaction undoes the rest.
+async fn hold_units(c: &mut Conn<'_>, sessions: &[&CheckoutSession]) -> StoreResult<()> {
+    let mut units: HashMap<(&str, &str), i32> = HashMap::new();
+    for session in sessions {
+        let sale = session.flash_sale_id.as_deref().unwrap_or_default();
+        for line in &session.lines {
+            *units.entry((sale, line.product_id.as_str())).or_default() += line.quantity;
+        }
+    }
+    let mut writes = Writes::new(checkout::insert_all(sessions.iter().copied())?);
+    for (&(sale, product), &quantity) in &units {
+        writes = writes.and(inventory::hold(product, quantity)).and(flash_sales::take_units(sale, quantity));
+    }
+    let changed = writes.run(c, "holding flash sale units").await?;
+    // Each sale's take is every other write after the sessions' insert.
+    if changed.iter().skip(2).step_by(2).any(|&rows| rows == 0) {
         return Err(StoreError::Conflict("too few units left".to_owned()));
     }
     Ok(())

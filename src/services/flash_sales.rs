@@ -356,12 +356,10 @@ impl FlashSaleService {
         let session = if taken > 0 { Some(self.hold_session(sale, &entry, now)?) } else { None };
         let settled = entry.status == EntryStatus::SoldOut || sale.remaining > 0;
         let joined = match &session {
-            // One INSERT, written with the others queued at the same time: most of a flash crowd
-            // ends here.
-            None if settled => match self.batch.insert(&self.db, entry.clone()).await {
-                Ok(true) => Ok(Joined::Entered(entry.clone(), kind_of(&entry))),
-                Ok(false) => Err(StoreError::Conflict("joined already".to_owned())),
-                Err(err) => Err(err),
+            // Written with the others queued at the same time: most of a flash crowd ends here.
+            None if settled => match self.batch.insert(&self.db, entry.clone(), None).await? {
+                Written::Added => Ok(Joined::Entered(entry.clone(), kind_of(&entry))),
+                Written::Exists | Written::TooFewUnits => Err(StoreError::Conflict("joined already".to_owned())),
             },
             None => {
                 self.db
@@ -378,15 +376,22 @@ impl FlashSaleService {
                     .await
             }
             Some(session) => {
-                self.db
-                    .transaction(async |c| {
-                        let mut entry = entry.clone();
-                        reserve(&mut entry, session, now);
-                        let joined = insert_new(c, entry).await?;
-                        hold_units(c, &[session]).await?;
-                        Ok(joined)
-                    })
-                    .await
+                let mut reserved = entry.clone();
+                reserve(&mut reserved, session, now);
+                match self.batch.insert(&self.db, reserved.clone(), Some(session.clone())).await? {
+                    Written::Added => Ok(Joined::Entered(reserved, "admission")),
+                    Written::Exists => Err(StoreError::Conflict("joined already".to_owned())),
+                    // Another sale's shortage may have spoilt the round: this hold tries alone.
+                    Written::TooFewUnits => {
+                        self.db
+                            .transaction(async |c| {
+                                let joined = insert_new(c, reserved.clone()).await?;
+                                hold_units(c, &[session]).await?;
+                                Ok(joined)
+                            })
+                            .await
+                    }
+                }
             }
         };
         let Err(StoreError::Conflict(_)) = joined else { return Ok(joined?) };
@@ -885,12 +890,13 @@ fn kind_of(entry: &Entry) -> &'static str {
     }
 }
 
-/// Entries a join writes with their INSERT alone, written together (group commit): a join
-/// queues its entry, and when fewer than `ROUNDS_AT_ONCE` writers are at work one is started,
-/// which writes what is queued, up to `ENTRIES_PER_ROUND` in one statement, until nothing is.
-/// A flash crowd's SOLD_OUT entries cost the store one statement per round instead of one
-/// each. Several writers at once let PostgreSQL flush one round while the next is sent (on
-/// SQLite they take turns at the writer).
+/// New entries written together (group commit): a join queues its entry (with its hold's
+/// session, if admitted), and when fewer than `ROUNDS_AT_ONCE` writers are at work one is
+/// started, which writes what is queued, up to `ENTRIES_PER_ROUND` at a time, until nothing is.
+/// A round is one multi-row INSERT of entries and, when it holds units, one `hold_units` for all
+/// its sessions, in one transaction. So a flash crowd costs the store a few statements per
+/// round instead of a few per shopper. Several writers at once let PostgreSQL flush one round
+/// while the next is sent (on SQLite they take turns at the writer).
 #[derive(Default)]
 struct EntryBatch {
     queue: Mutex<EntryQueue>,
@@ -898,21 +904,42 @@ struct EntryBatch {
 
 #[derive(Default)]
 struct EntryQueue {
-    /// Each entry with where to say whether it was added (false: the shopper had one).
-    queued: Vec<(Entry, oneshot::Sender<Result<bool, String>>)>,
+    queued: Vec<Queued>,
     writers: usize,
+}
+
+/// An entry, its hold's session, and where to say what became of it.
+struct Queued {
+    entry: Entry,
+    session: Option<CheckoutSession>,
+    reply: oneshot::Sender<Result<Written, String>>,
+}
+
+/// What became of a queued entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Written {
+    Added,
+    /// The shopper had an entry; nothing was written.
+    Exists,
+    /// A sale of the round had fewer units than its holds; nothing of this hold was written,
+    /// so that it is tried alone.
+    TooFewUnits,
 }
 
 const ENTRIES_PER_ROUND: usize = 500;
 const ROUNDS_AT_ONCE: usize = 4;
 
 impl EntryBatch {
-    /// Whether the entry was added; `false` when its shopper has one already.
-    async fn insert(self: &Arc<Self>, db: &Pool, entry: Entry) -> StoreResult<bool> {
-        let (added, answer) = oneshot::channel();
+    async fn insert(
+        self: &Arc<Self>,
+        db: &Pool,
+        entry: Entry,
+        session: Option<CheckoutSession>,
+    ) -> StoreResult<Written> {
+        let (reply, answer) = oneshot::channel();
         let start = {
             let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-            queue.queued.push((entry, added));
+            queue.queued.push(Queued { entry, session, reply });
             let start = queue.writers < ROUNDS_AT_ONCE;
             queue.writers += usize::from(start);
             start
@@ -926,7 +953,7 @@ impl EntryBatch {
 
     async fn write_rounds(self: Arc<Self>, db: Pool) {
         loop {
-            let round: Vec<_> = {
+            let round: Vec<Queued> = {
                 let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
                 if queue.queued.is_empty() {
                     queue.writers -= 1;
@@ -935,15 +962,57 @@ impl EntryBatch {
                 let taken = queue.queued.len().min(ENTRIES_PER_ROUND);
                 queue.queued.drain(..taken).collect()
             };
-            let entries: Vec<Entry> = round.iter().map(|(entry, _)| entry.clone()).collect();
-            let written = db.write(async |c| flash_sales::insert_entries(c, &entries).await).await;
-            let added: Result<HashSet<(String, String)>, String> =
-                written.map(|added| added.into_iter().collect()).map_err(|err| err.to_string());
-            for (entry, reply) in round {
-                let outcome = added.as_ref().map(|added| added.contains(&(entry.sale_id, entry.shopper)));
-                let _ = reply.send(outcome.map_err(Clone::clone));
+            let (holds, others): (Vec<Queued>, Vec<Queued>) = round.into_iter().partition(|q| q.session.is_some());
+            match write_round(&db, &holds, &others).await {
+                Err(StoreError::Conflict(_)) => {
+                    for hold in holds {
+                        let _ = hold.reply.send(Ok(Written::TooFewUnits));
+                    }
+                    let written = write_round(&db, &[], &others).await;
+                    answer_round(others, written);
+                }
+                written => {
+                    let mut all = holds;
+                    all.extend(others);
+                    answer_round(all, written);
+                }
             }
         }
+    }
+}
+
+/// One round: the entries, and the holds' sessions and units; (sale, shopper) of the entries
+/// added. `Conflict` (nothing written) when a sale has too few units for its holds.
+async fn write_round(db: &Pool, holds: &[Queued], others: &[Queued]) -> StoreResult<HashSet<(String, String)>> {
+    let entries: Vec<Entry> = holds.iter().chain(others).map(|queued| queued.entry.clone()).collect();
+    if holds.is_empty() {
+        let added = db.write(async |c| flash_sales::insert_entries(c, &entries).await).await?;
+        return Ok(added.into_iter().collect());
+    }
+    db.transaction(async |c| {
+        let added: HashSet<(String, String)> = flash_sales::insert_entries(c, &entries).await?.into_iter().collect();
+        let sessions: Vec<&CheckoutSession> = holds
+            .iter()
+            .filter(|hold| added.contains(&(hold.entry.sale_id.clone(), hold.entry.shopper.clone())))
+            .filter_map(|hold| hold.session.as_ref())
+            .collect();
+        if !sessions.is_empty() {
+            hold_units(c, &sessions).await?;
+        }
+        Ok(added)
+    })
+    .await
+}
+
+fn answer_round(round: Vec<Queued>, written: StoreResult<HashSet<(String, String)>>) {
+    let written = written.map_err(|err| err.to_string());
+    for Queued { entry, reply, .. } in round {
+        let outcome = match &written {
+            Ok(added) if added.contains(&(entry.sale_id, entry.shopper)) => Ok(Written::Added),
+            Ok(_) => Ok(Written::Exists),
+            Err(err) => Err(err.clone()),
+        };
+        let _ = reply.send(outcome);
     }
 }
 

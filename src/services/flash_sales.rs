@@ -5,10 +5,11 @@
 //! once; the flash-sale worker settles every open sale several times a second.
 //!
 //! A join asks the sale's gate first (counters in process or in Redis, `ports::FlashGate`),
-//! which counts the attempt, hands out tickets and turns the sold-out crowd away without the
-//! store. A hold's units are taken again from the sale row's `remaining` by a conditional
-//! UPDATE, so any number of instances on one store never hand out more units than the sale
-//! has, whatever the gate knows; each round of `settle` sets the gate's units to the row's.
+//! which counts the attempt, hands out tickets and takes units for tickets due at once. New
+//! entries and holds are then written in rounds (`EntryBatch`). A hold's units are taken again
+//! from the sale row's `remaining` by a conditional UPDATE, so any number of instances on one
+//! store never hand out more units than the sale has, whatever the gate knows; each round of
+//! `settle` sets the gate's units to the row's.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -204,9 +205,9 @@ impl FlashSaleService {
 
     /// Note 15: joins the waiting room (or returns the caller's entry), and lets the caller
     /// through at once when their ticket is due. Every call counts towards note 16's limit.
-    /// The gate answers first (`domain::flash::gate`): a refused, returning or sold-out caller
-    /// costs the store only the sale's read and, when new, the entry's insert. A hold's units
-    /// are then taken again from the sale row, which stays exact whatever the gate knows.
+    /// The gate answers first (`domain::flash::gate`): a refused or returning caller costs the
+    /// store nothing, a new one a share of a round of `EntryBatch`. A hold's units are taken
+    /// again from the sale row in its round, which stays exact whatever the gate knows.
     pub async fn join(&self, viewer: Option<&Viewer>, sale_id: &str, quantity: i32) -> FlashResult<EntryView> {
         let shopper = Viewer::shopper_or(viewer, FlashSaleError::Unauthenticated)?.key();
         let mut sale = self.recent_sale(sale_id).await?;

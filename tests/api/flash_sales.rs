@@ -1,20 +1,24 @@
 //! Flash sales against a running server, on SQLite and PostgreSQL: many shoppers racing for few
 //! units get exactly those units and the rest SOLD_OUT, holds lapse to the next shopper, the
 //! waiting room shuffles early arrivals and keeps later ones in order, attempts are limited,
-//! ending returns unsold units once, bad input loses nothing, and a gate lost with Redis is
-//! rebuilt from the store.
+//! ending returns unsold units once, bad input loses nothing, a gate lost with Redis is
+//! rebuilt from the store, and a server killed mid-storm holds each unit once after its restart.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
 use serde_json::{Value, json};
+use shop::db::inventory;
 use shop::domain::clock::ManualClock;
 use shop::ports::Clock;
 use tokio::sync::Semaphore;
 
 use crate::checkout::{order_input, place, stock};
-use crate::helpers::{Backend, RedisServer, ServerOptions, Subscription, TestServer, error_code};
+use crate::helpers::{
+    Backend, RedisServer, ServerOptions, ShopProcess, Subscription, TestDatabase, TestServer, admin_token, error_code,
+    gql,
+};
 use crate::on_both_backends;
 
 const PRODUCT: &str = "prod-flash";
@@ -380,3 +384,86 @@ on_both_backends!(
         assert_eq!((report["reserved"].clone(), report["discrepancy"].clone()), (json!(50), json!(0)), "{report:#}");
     }
 );
+
+// The server killed (SIGKILL) with joins in flight, then started again on the same store: a
+// round of entries and holds is one transaction, so every hold written has its entry and its
+// session and nothing else was kept; the gate is rebuilt from the store, and once everyone has
+// joined again the sale has sold exactly its units, each to one shopper.
+on_both_backends!(a_server_killed_mid_storm_holds_each_unit_once_after_its_restart, |backend: Backend| async move {
+    let db = TestDatabase::new(backend).await;
+    let mut env = db.env();
+    env.push(("SHOP_SEED_PRODUCTS".to_owned(), "20".to_owned()));
+    let first = ShopProcess::launch(&env, db.data_dir.path()).await;
+    let admin = admin_token(&first.base).await;
+    let product = "prod-0000003";
+    gql(
+        &first.base,
+        "mutation { adminSetStock(productId: \"prod-0000003\", quantity: 500) { id } }",
+        json!({}),
+        Some(&admin),
+    )
+    .await;
+    let now = Utc::now();
+    let input = json!({ "productId": product, "salePriceCents": 900, "quantity": 100,
+        "startsAt": (now - Duration::seconds(1)).to_rfc3339(), "endsAt": (now + Duration::hours(1)).to_rfc3339(),
+        "admissionPerMinute": 1_000_000 });
+    let create = "mutation($input: FlashSaleInput!) { adminCreateFlashSale(input: $input) { id } }";
+    let sale = gql(&first.base, create, json!({ "input": input }), Some(&admin)).await["adminCreateFlashSale"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let mut guests = Vec::new();
+    for _ in 0..400 {
+        let started = gql(&first.base, "mutation { startGuestSession { token } }", json!({}), None).await;
+        guests.push(started["startGuestSession"]["token"].as_str().expect("token").to_owned());
+    }
+
+    let join = "mutation($s: ID!) { joinFlashSale(saleId: $s) { status checkoutSessionId } }";
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let storm: Vec<_> = guests
+        .iter()
+        .map(|guest| {
+            let (base, guest, sale, answered) = (first.base.clone(), guest.clone(), sale.clone(), answered.clone());
+            tokio::spawn(async move {
+                // The kill cuts some requests off: those are simply not answered.
+                let request = reqwest::Client::new()
+                    .post(format!("{base}/graphql"))
+                    .bearer_auth(&guest)
+                    .json(&json!({ "query": join, "variables": { "s": sale } }));
+                if request.send().await.is_ok() {
+                    answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    while answered.load(std::sync::atomic::Ordering::SeqCst) < 40 {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    drop(first);
+    let cut_short = storm.len() - answered.load(std::sync::atomic::Ordering::SeqCst);
+    for joined in storm {
+        let _ = joined.await;
+    }
+    assert!(cut_short > 0, "the kill came while joins were in flight");
+
+    let second = ShopProcess::launch(&env, db.data_dir.path()).await;
+    let mut entries = Vec::new();
+    for guest in &guests {
+        let joined = gql(&second.base, join, json!({ "s": sale }), Some(guest)).await["joinFlashSale"].clone();
+        entries.push(joined);
+    }
+    let held: Vec<&Value> = entries.iter().filter(|entry| entry["status"] == "RESERVED").collect();
+    assert_eq!(held.len(), 100, "exactly the sale's units are held");
+    assert_eq!(entries.iter().filter(|entry| entry["status"] == "SOLD_OUT").count(), 300);
+    let sessions: std::collections::HashSet<&str> =
+        held.iter().map(|entry| entry["checkoutSessionId"].as_str().expect("a hold has its session")).collect();
+    assert_eq!(sessions.len(), 100, "one session per hold");
+    let ids = [product.to_owned()];
+    let levels = db.pool().await.with_conn(async |c| inventory::stock_levels(c, &ids).await).await;
+    let level = levels.expect("stock").pop().expect("inventory row");
+    assert_eq!((level.available, level.reserved), (400, 100), "held units are reserved once");
+    let report = "query($s: ID!) { adminFlashSaleReport(saleId: $s) { reserved discrepancy } }";
+    let admin = admin_token(&second.base).await;
+    let report = gql(&second.base, report, json!({ "s": sale }), Some(&admin)).await["adminFlashSaleReport"].clone();
+    assert_eq!(report, json!({ "reserved": 100, "discrepancy": 0 }));
+});

@@ -518,7 +518,7 @@ async fn cart_scenario(options: &Options, server: &Server) -> anyhow::Result<()>
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn subscribe(url: &str, token: &str) -> anyhow::Result<Socket> {
-    watch(url, token, "subscription { cartUpdated { version } }").await
+    watch(url, token, "subscription { cartUpdated { version } }").await.map(|(socket, _)| socket)
 }
 
 async fn sync_scenario(options: &Options, server: &Server) -> anyhow::Result<()> {
@@ -1016,12 +1016,18 @@ async fn waiting_room(
     let (_, before) = server.memory_mib();
     let url = server.ws_url();
     let query = format!("subscription {{ flashSaleEntryUpdated(saleId: \"{sale}\") {{ status position }} }}");
-    let opened: Vec<anyhow::Result<Socket>> = futures::stream::iter(tokens.iter())
+    let opened: Vec<anyhow::Result<(Socket, Value)>> = futures::stream::iter(tokens.iter())
         .map(|token| watch(&url, token, &query))
         .buffer_unordered(64)
         .collect()
         .await;
-    let sockets: Vec<Socket> = opened.into_iter().filter_map(Result::ok).collect();
+    // Those let through already get no ticks: their entry no longer moves with the queue.
+    let sockets: Vec<Socket> = opened
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|(_, first)| first["payload"]["data"]["flashSaleEntryUpdated"]["status"] == "WAITING")
+        .map(|(socket, _)| socket)
+        .collect();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (_, after) = server.memory_mib();
     // Each subscriber's pushes for 5 s: a tick's pushes all carry the same front of the queue,
@@ -1059,8 +1065,9 @@ async fn waiting_room(
     ))
 }
 
-/// A websocket of `token`'s running `query`, past the ack and the first push: it is live.
-async fn watch(url: &str, token: &str, query: &str) -> anyhow::Result<Socket> {
+/// A websocket of `token`'s running `query`, past the ack and the first push (returned): it is
+/// live.
+async fn watch(url: &str, token: &str, query: &str) -> anyhow::Result<(Socket, Value)> {
     let mut request = url.into_client_request()?;
     request.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse()?);
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
@@ -1069,12 +1076,12 @@ async fn watch(url: &str, token: &str, query: &str) -> anyhow::Result<Socket> {
     let subscribe = json!({ "id": "1", "type": "subscribe", "payload": { "query": query } });
     socket.send(Message::text(subscribe.to_string())).await?;
     let mut seen = 0;
-    while seen < 2 {
+    loop {
         match socket.next().await {
+            Some(Ok(Message::Text(text))) if seen == 1 => return Ok((socket, serde_json::from_str(&text)?)),
             Some(Ok(Message::Text(_))) => seen += 1,
             Some(Ok(_)) => {}
             other => anyhow::bail!("subscription failed: {other:?}"),
         }
     }
-    Ok(socket)
 }

@@ -207,8 +207,8 @@ pub async fn insert_entry(conn: &mut Conn<'_>, entry: &Entry) -> StoreResult<boo
 
 /// Adds, in one statement, each entry whose shopper has none in its sale; (sale, shopper) of
 /// those added.
-pub async fn insert_entries(conn: &mut Conn<'_>, entries: &[Entry]) -> StoreResult<Vec<(String, String)>> {
-    let rows: Vec<EntryRow> = entries.iter().map(EntryRow::from).collect();
+pub async fn insert_entries(conn: &mut Conn<'_>, entries: &[&Entry]) -> StoreResult<Vec<(String, String)>> {
+    let rows: Vec<EntryRow> = entries.iter().map(|entry| EntryRow::from(*entry)).collect();
     let insert = diesel::insert_into(flash_sale_entries::table)
         .values(rows)
         .on_conflict_do_nothing()

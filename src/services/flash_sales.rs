@@ -47,8 +47,8 @@ const POSITION_UPDATES: Duration = Duration::from_secs(1);
 const ADMISSIONS_PER_ROUND: i64 = 500;
 /// How long a join may use a sale read by an earlier one.
 const RECENT_SALE: Duration = Duration::from_secs(1);
-/// Sales kept read before the stale ones are dropped.
-const RECENT_SALES_KEPT: usize = 1024;
+/// Sales kept read at most.
+const RECENT_SALES_KEPT: u64 = 1024;
 
 /// A sale with what its entries add up to now.
 #[derive(Debug, Clone)]
@@ -79,8 +79,8 @@ pub struct FlashSaleService {
     metrics: Arc<Metrics>,
     /// What each sale's last tick told its watchers: a tick tells them only what changed.
     announced: Arc<Mutex<HashMap<String, NowServing>>>,
-    /// Sales as recently read, with when (`recent_sale`).
-    recent: Arc<Mutex<HashMap<String, (Instant, FlashSale)>>>,
+    /// Sales as read from the store within `RECENT_SALE` (`recent_sale`).
+    recent: moka::sync::Cache<String, FlashSale>,
     batch: Arc<EntryBatch>,
 }
 
@@ -106,7 +106,7 @@ impl FlashSaleService {
             pricing,
             metrics,
             announced: Arc::default(),
-            recent: Arc::default(),
+            recent: moka::sync::Cache::builder().max_capacity(RECENT_SALES_KEPT).time_to_live(RECENT_SALE).build(),
             batch: Arc::default(),
         }
     }
@@ -319,29 +319,29 @@ impl FlashSaleService {
     /// The sale as read from the store within the last `RECENT_SALE` (joins read it from here):
     /// only its `remaining` moves often, and the gate and the sale row decide on units.
     async fn recent_sale(&self, sale_id: &str) -> FlashResult<FlashSale> {
-        let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner).get(sale_id).cloned();
-        match recent {
-            Some((read_at, sale)) if read_at.elapsed() < RECENT_SALE => Ok(sale),
-            _ => self.fresh_sale(sale_id).await,
+        match self.recent.get(sale_id) {
+            Some(sale) => Ok(sale),
+            None => self.fresh_sale(sale_id).await,
         }
     }
 
     /// The sale read from the store now, and kept for `recent_sale`.
     async fn fresh_sale(&self, sale_id: &str) -> FlashResult<FlashSale> {
         let sale = self.existing(sale_id).await?;
-        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
-        if recent.len() >= RECENT_SALES_KEPT {
-            recent.retain(|_, (read_at, _)| read_at.elapsed() < RECENT_SALE);
-        }
-        recent.insert(sale.id.clone(), (Instant::now(), sale.clone()));
+        self.recent.insert(sale.id.clone(), sale.clone());
         Ok(sale)
+    }
+
+    /// The shopper's entry as the store has it.
+    async fn stored_entry(&self, sale_id: &str, shopper: &str) -> StoreResult<Option<Entry>> {
+        self.db.with_conn(async |c| flash_sales::entry(c, sale_id, shopper).await).await
     }
 
     /// A returning shopper's entry; a first join of theirs still being written is waited for
     /// briefly.
     async fn entry_once_written(&self, sale_id: &str, shopper: &str) -> FlashResult<Option<Entry>> {
         for _ in 0..10 {
-            if let Some(entry) = self.db.with_conn(async |c| flash_sales::entry(c, sale_id, shopper).await).await? {
+            if let Some(entry) = self.stored_entry(sale_id, shopper).await? {
                 return Ok(Some(entry));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -399,8 +399,7 @@ impl FlashSaleService {
         if taken > 0 {
             self.gate.put_back(&sale.id, None, taken).await?;
         }
-        let theirs = self.db.with_conn(async |c| flash_sales::entry(c, &sale.id, &entry.shopper).await).await?;
-        if let Some(theirs) = theirs {
+        if let Some(theirs) = self.stored_entry(&sale.id, &entry.shopper).await? {
             return Ok(Joined::Before(theirs));
         }
         // The sale row had fewer units than the gate: SOLD_OUT after all, and the gate learns
@@ -408,9 +407,9 @@ impl FlashSaleService {
         self.sync_gate(&sale.id).await;
         let sold_out = Entry { status: EntryStatus::SoldOut, ..entry };
         match self.db.write(async |c| insert_new(c, sold_out.clone()).await).await {
+            // Theirs came between the two reads.
             Err(StoreError::Conflict(_)) => {
-                let theirs =
-                    self.db.with_conn(async |c| flash_sales::entry(c, &sale.id, &sold_out.shopper).await).await?;
+                let theirs = self.stored_entry(&sale.id, &sold_out.shopper).await?;
                 theirs
                     .map(Joined::Before)
                     .ok_or_else(|| StoreError::Conflict("an entry came and went".to_owned()).into())
@@ -425,8 +424,7 @@ impl FlashSaleService {
         let now = self.clock.now();
         let not_found = || FlashSaleError::NotFound(format!("your entry in flash sale {sale_id}"));
         let sale = self.existing(sale_id).await?;
-        let entry =
-            self.db.with_conn(async |c| flash_sales::entry(c, sale_id, &shopper).await).await?.ok_or_else(not_found)?;
+        let entry = self.stored_entry(sale_id, &shopper).await?.ok_or_else(not_found)?;
         match entry.status {
             EntryStatus::Waiting => {
                 self.db
@@ -504,7 +502,7 @@ impl FlashSaleService {
             })
             .await?;
         self.metrics.flash("sold_out", sold_out as u64);
-        self.recent.lock().unwrap_or_else(PoisonError::into_inner).remove(&sale.id);
+        self.recent.invalidate(&sale.id);
         if let Err(err) = self.gate.close(&sale.id).await {
             tracing::warn!(error = %err, sale = sale.id, "forgetting an ended sale's gate failed; it expires");
         }
@@ -656,7 +654,7 @@ impl FlashSaleService {
 
     /// The shopper's entry as they see it, read from the store.
     async fn view(&self, sale: &FlashSale, shopper: &str) -> FlashResult<Option<EntryView>> {
-        let Some(entry) = self.db.with_conn(async |c| flash_sales::entry(c, &sale.id, shopper).await).await? else {
+        let Some(entry) = self.stored_entry(&sale.id, shopper).await? else {
             return Ok(None);
         };
         Ok(Some(self.view_of(sale, entry).await?))
@@ -853,20 +851,27 @@ async fn shuffle_early(c: &mut Conn<'_>, sale_id: &str) -> Result<bool, StoreErr
 /// sale updates come last, so their locks are held only until the commit. `Conflict` when a
 /// sale's row has too few units left, so that the caller's transaction undoes the rest.
 async fn hold_units(c: &mut Conn<'_>, sessions: &[&CheckoutSession]) -> StoreResult<()> {
-    let mut units: HashMap<(&str, &str), i32> = HashMap::new();
+    // One write per row: on PostgreSQL the writes are one statement, where a row updated
+    // twice keeps only one of the updates (two sales of one product may share a round).
+    let mut per_product: HashMap<&str, i32> = HashMap::new();
+    let mut per_sale: HashMap<&str, i32> = HashMap::new();
     for session in sessions {
         let sale = session.flash_sale_id.as_deref().unwrap_or_default();
         for line in &session.lines {
-            *units.entry((sale, line.product_id.as_str())).or_default() += line.quantity;
+            *per_product.entry(line.product_id.as_str()).or_default() += line.quantity;
+            *per_sale.entry(sale).or_default() += line.quantity;
         }
     }
     let mut writes = Writes::new(checkout::insert_all(sessions.iter().copied())?);
-    for (&(sale, product), &quantity) in &units {
-        writes = writes.and(inventory::hold(product, quantity)).and(flash_sales::take_units(sale, quantity));
+    for (product, &quantity) in &per_product {
+        writes = writes.and(inventory::hold(product, quantity));
+    }
+    for (sale, &quantity) in &per_sale {
+        writes = writes.and(flash_sales::take_units(sale, quantity));
     }
     let changed = writes.run(c, "holding flash sale units").await?;
-    // Each sale's take is every other write after the sessions' insert.
-    if changed.iter().skip(2).step_by(2).any(|&rows| rows == 0) {
+    let takes = &changed[1 + per_product.len()..];
+    if takes.contains(&0) {
         return Err(StoreError::Conflict("too few units left".to_owned()));
     }
     Ok(())
@@ -985,7 +990,7 @@ impl EntryBatch {
 /// One round: the entries, and the holds' sessions and units; (sale, shopper) of the entries
 /// added. `Conflict` (nothing written) when a sale has too few units for its holds.
 async fn write_round(db: &Pool, holds: &[Queued], others: &[Queued]) -> StoreResult<HashSet<(String, String)>> {
-    let entries: Vec<Entry> = holds.iter().chain(others).map(|queued| queued.entry.clone()).collect();
+    let entries: Vec<&Entry> = holds.iter().chain(others).map(|queued| &queued.entry).collect();
     if holds.is_empty() {
         let added = db.write(async |c| flash_sales::insert_entries(c, &entries).await).await?;
         return Ok(added.into_iter().collect());

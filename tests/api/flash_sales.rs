@@ -467,3 +467,19 @@ on_both_backends!(a_server_killed_mid_storm_holds_each_unit_once_after_its_resta
     let report = gql(&second.base, report, json!({ "s": sale }), Some(&admin)).await["adminFlashSaleReport"].clone();
     assert_eq!(report, json!({ "reserved": 100, "discrepancy": 0 }));
 });
+
+// Two sales of one product, joined at once: their holds share rounds, and every unit held is
+// reserved in stock once (a round writes the product's reserved stock once, for both sales).
+on_both_backends!(two_sales_of_one_product_reserve_every_unit_held, |backend: Backend| async move {
+    let server = Arc::new(shop(backend, None).await);
+    let started = Utc::now() - Duration::seconds(1);
+    let unthrottled = json!({ "admissionPerMinute": 1_000_000 });
+    let first = create_sale(&server, 50, started, unthrottled.clone()).await;
+    let second = create_sale(&server, 50, started, unthrottled).await;
+    let (a, b) = futures::join!(race(&server, &first, 80), race(&server, &second, 80));
+    assert_eq!(with_status(&a, "RESERVED").len() + with_status(&b, "RESERVED").len(), 100);
+    assert_eq!(stock(&server, PRODUCT).await, (400, 100), "every held unit reserved once");
+    for sale in [&first, &second] {
+        assert_eq!(report(&server, sale).await["discrepancy"], 0);
+    }
+});

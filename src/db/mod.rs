@@ -15,6 +15,7 @@ pub mod payments;
 pub mod pool;
 pub mod prepared;
 pub mod recommendations;
+pub mod rounds;
 pub mod schema;
 pub mod users;
 pub mod writes;

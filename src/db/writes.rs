@@ -78,46 +78,62 @@ impl Writes {
 
     /// Runs them; returns the rows each write changed, in order.
     pub async fn run(self, conn: &mut Conn<'_>, operation: &'static str) -> StoreResult<Vec<usize>> {
-        if !self.events.is_empty() {
-            conn.queued(Queue::Outbox);
-        }
-        for queue in &self.queues {
-            conn.queued(*queue);
+        let mut counts = Self::run_together(vec![self], conn, operation).await?;
+        Ok(counts.pop().unwrap_or_default())
+    }
+
+    /// Runs several independent changes (each touching rows no other one touches) in one go:
+    /// one statement on PostgreSQL, one after another on SQLite. Returns each change's counts.
+    pub async fn run_together(
+        changes: Vec<Writes>,
+        conn: &mut Conn<'_>,
+        operation: &'static str,
+    ) -> StoreResult<Vec<Vec<usize>>> {
+        for change in &changes {
+            if !change.events.is_empty() {
+                conn.queued(Queue::Outbox);
+            }
+            for queue in &change.queues {
+                conn.queued(*queue);
+            }
         }
         // Catalog events name products whose cached reads go stale once this commits.
-        let catalog: Vec<Event> = self.events.iter().filter_map(OutboxRow::catalog_event).collect();
+        let catalog: Vec<Vec<Event>> =
+            changes.iter().map(|change| change.events.iter().filter_map(OutboxRow::catalog_event).collect()).collect();
         let counts = match &mut conn.backend {
             Backend::Postgres(pg) => {
-                let counts: Vec<i64> =
-                    RunQueryDsl::get_result(PgWrites { writes: &self.writes, events: &self.events }, &mut **pg)
-                        .await
-                        .map_err(store_error(operation))?;
-                counts.into_iter().map(|n| usize::try_from(n).unwrap_or_default()).collect()
-            }
-            Backend::Sqlite(sqlite) => {
-                let Writes { writes, events, .. } = self;
-                sqlite
-                    .spawn_blocking(move |sync| {
-                        let counts =
-                            writes.into_iter().map(|write| write.run_sqlite(sync)).collect::<QueryResult<Vec<_>>>()?;
-                        if matches!(counts.as_slice(), [first, ..] if *first > 0) {
-                            // One row at a time: diesel wraps a multi-row INSERT on SQLite in a
-                            // savepoint, two statements more than the one or two events cost.
-                            for event in events {
-                                let insert = diesel::insert_into(super::schema::outbox::table).values(event);
-                                ExecuteDsl::execute(insert, sync)?;
-                            }
-                        }
-                        Ok(counts)
-                    })
+                let counts: Vec<i64> = RunQueryDsl::get_result(PgWrites { changes: &changes }, &mut **pg)
                     .await
-                    .map_err(store_error(operation))?
+                    .map_err(store_error(operation))?;
+                let mut counts = counts.into_iter().map(|n| usize::try_from(n).unwrap_or_default());
+                changes.iter().map(|change| counts.by_ref().take(change.writes.len()).collect()).collect()
             }
+            Backend::Sqlite(sqlite) => sqlite
+                .spawn_blocking(move |sync| {
+                    changes.into_iter().map(|change| change.run_sqlite(sync)).collect::<QueryResult<Vec<_>>>()
+                })
+                .await
+                .map_err(store_error(operation))?,
         };
-        // The events, and so the changes they name, were written only if the first write was.
-        if counts.as_slice().first().is_some_and(|&n| n > 0) {
-            for event in catalog {
-                conn.catalog_changed(event);
+        // A change's events, and so the changes they name, were written only if its first write was.
+        for (events, counts) in catalog.into_iter().zip(&counts) {
+            if counts.as_slice().first().is_some_and(|&n| n > 0) {
+                for event in events {
+                    conn.catalog_changed(event);
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    fn run_sqlite(self, sync: &mut SqliteConnection) -> QueryResult<Vec<usize>> {
+        let counts = self.writes.into_iter().map(|write| write.run_sqlite(sync)).collect::<QueryResult<Vec<_>>>()?;
+        if matches!(counts.as_slice(), [first, ..] if *first > 0) {
+            // One row at a time: diesel wraps a multi-row INSERT on SQLite in a savepoint, two
+            // statements more than the one or two events cost.
+            for event in self.events {
+                let insert = diesel::insert_into(super::schema::outbox::table).values(event);
+                ExecuteDsl::execute(insert, sync)?;
             }
         }
         Ok(counts)
@@ -125,34 +141,40 @@ impl Writes {
 }
 
 /// `WITH w0 AS (… RETURNING 1), …, e0 AS (INSERT INTO outbox … WHERE EXISTS w0) SELECT
-/// ARRAY[count(w0), …]`: every write and event in one statement.
+/// ARRAY[count(w0), …]`: every write and event of the changes in one statement, each change's
+/// events on its own first write.
 struct PgWrites<'a> {
-    writes: &'a [Box<dyn Write>],
-    events: &'a [OutboxRow],
+    changes: &'a [Writes],
 }
 
 impl QueryFragment<Pg> for PgWrites<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_sql("WITH ");
-        for (i, write) in self.writes.iter().enumerate() {
-            if i > 0 {
-                out.push_sql(", ");
+        let (mut written, mut announced) = (0, 0);
+        for change in self.changes {
+            let first = written;
+            for write in &change.writes {
+                if written > 0 {
+                    out.push_sql(", ");
+                }
+                out.push_sql(&format!("w{written} AS ("));
+                write.postgres().walk_ast(out.reborrow())?;
+                out.push_sql(" RETURNING 1)");
+                written += 1;
             }
-            out.push_sql(&format!("w{i} AS ("));
-            write.postgres().walk_ast(out.reborrow())?;
-            out.push_sql(" RETURNING 1)");
-        }
-        for (i, event) in self.events.iter().enumerate() {
-            out.push_sql(&format!(", e{i} AS (INSERT INTO outbox (topic, payload, created_at) SELECT "));
-            out.push_bind_param::<Text, _>(&event.topic)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Text, _>(&event.payload)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Timestamp, _>(&event.created_at)?;
-            out.push_sql(" WHERE EXISTS (SELECT 1 FROM w0))");
+            for event in &change.events {
+                out.push_sql(&format!(", e{announced} AS (INSERT INTO outbox (topic, payload, created_at) SELECT "));
+                out.push_bind_param::<Text, _>(&event.topic)?;
+                out.push_sql(", ");
+                out.push_bind_param::<Text, _>(&event.payload)?;
+                out.push_sql(", ");
+                out.push_bind_param::<Timestamp, _>(&event.created_at)?;
+                out.push_sql(&format!(" WHERE EXISTS (SELECT 1 FROM w{first}))"));
+                announced += 1;
+            }
         }
         out.push_sql(" SELECT ARRAY[");
-        for i in 0..self.writes.len() {
+        for i in 0..written {
             if i > 0 {
                 out.push_sql(", ");
             }
@@ -162,9 +184,10 @@ impl QueryFragment<Pg> for PgWrites<'_> {
         Ok(())
     }
 
-    /// The SQL text names the shape (which writes, how many events); it is the cache key.
+    /// The SQL text of one change names its shape (which writes, how many events): it is the
+    /// cache key. Rounds of several changes rarely repeat a shape, so they are not kept.
     fn is_safe_to_cache_prepared(&self, _backend: &Pg) -> QueryResult<bool> {
-        Ok(true)
+        Ok(self.changes.len() == 1)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Carts: a change reads the cart (from the cache when it holds it) and the product's offer,
-//! decides the new lines with the pure rules, and writes the next version with its event in one
-//! statement, if no other change came first; otherwise it reads again and retries.
+//! decides the new lines with the pure rules, and writes the next version with its event, if no
+//! other change came first; otherwise it reads again and retries. Changes of many carts are
+//! written together (`db::rounds`): one statement, or one SQLite transaction, per round.
 
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream};
 use futures::{StreamExt, future};
 
+use crate::db::rounds::{WriteRounds, write_in_round, write_rounds};
 use crate::db::{Pool, Writes, carts, inventory};
 use crate::domain::auth::Viewer;
 use crate::domain::cart::rules::{self, CartLimits};
@@ -28,6 +30,7 @@ const ATTEMPTS: usize = 20;
 #[derive(Clone)]
 pub struct CartService {
     db: Pool,
+    rounds: std::sync::Arc<WriteRounds>,
     cache: std::sync::Arc<dyn Cache>,
     bus: std::sync::Arc<dyn EventBus>,
     clock: std::sync::Arc<dyn Clock>,
@@ -52,7 +55,8 @@ impl CartService {
         catalog: CatalogService,
         limits: CartLimits,
     ) -> Self {
-        Self { db, cache, bus, clock, catalog, limits }
+        let rounds = write_rounds(db.clone(), "changing a cart");
+        Self { db, rounds, cache, bus, clock, catalog, limits }
     }
 
     /// The viewer's cart; an empty one if there is none yet (or it expired).
@@ -256,9 +260,7 @@ impl CartService {
             let (write, event) = carts::save(&changed)?;
             // The event is the cart as the cache keeps it: serialized once.
             let json = event.payload.clone();
-            let saved = self
-                .db
-                .atomically(async |c| Writes::of(write).event(event).run(c, "changing a cart").await)
+            let saved = write_in_round(&self.rounds, changed.id.clone(), Writes::of(write).event(event))
                 .await
                 .map_err(CartError::Store)?;
             if saved.first().is_some_and(|&n| n > 0) {

@@ -6,7 +6,7 @@
 //!
 //! A join asks the sale's gate first (counters in process or in Redis, `ports::FlashGate`),
 //! which counts the attempt, hands out tickets and takes units for tickets due at once. New
-//! entries and holds are then written in rounds (`EntryBatch`). A hold's units are taken again
+//! entries and holds are then written in rounds (`EntryRounds`). A hold's units are taken again
 //! from the sale row's `remaining` by a conditional UPDATE, so any number of instances on one
 //! store never hand out more units than the sale has, whatever the gate knows; each round of
 //! `settle` sets the gate's units to the row's.
@@ -17,12 +17,12 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream};
-use futures::{StreamExt, future};
+use futures::{FutureExt, StreamExt, future};
 use rand::seq::SliceRandom;
-use tokio::sync::oneshot;
 
 use crate::db::flash_sales::{self, EntryCounts};
 use crate::db::outbox::{self, OutboxRow};
+use crate::db::rounds::Rounds;
 use crate::db::{Conn, Pool, Writes, catalog, checkout, inventory};
 use crate::domain::auth::Viewer;
 use crate::domain::cart::CartLine;
@@ -81,7 +81,7 @@ pub struct FlashSaleService {
     announced: Arc<Mutex<HashMap<String, NowServing>>>,
     /// Sales as read from the store within `RECENT_SALE` (`recent_sale`).
     recent: moka::sync::Cache<String, FlashSale>,
-    batch: Arc<EntryBatch>,
+    rounds: Arc<EntryRounds>,
 }
 
 /// Any id format is allowed in; one that cannot exist is simply not found.
@@ -99,7 +99,6 @@ impl FlashSaleService {
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
-            db,
             gate,
             bus,
             clock,
@@ -107,7 +106,8 @@ impl FlashSaleService {
             metrics,
             announced: Arc::default(),
             recent: moka::sync::Cache::builder().max_capacity(RECENT_SALES_KEPT).time_to_live(RECENT_SALE).build(),
-            batch: Arc::default(),
+            rounds: entry_rounds(db.clone()),
+            db,
         }
     }
 
@@ -206,7 +206,7 @@ impl FlashSaleService {
     /// Note 15: joins the waiting room (or returns the caller's entry), and lets the caller
     /// through at once when their ticket is due. Every call counts towards note 16's limit.
     /// The gate answers first (`domain::flash::gate`): a refused or returning caller costs the
-    /// store nothing, a new one a share of a round of `EntryBatch`. A hold's units are taken
+    /// store nothing, a new one a share of a round of `EntryRounds`. A hold's units are taken
     /// again from the sale row in its round, which stays exact whatever the gate knows.
     pub async fn join(&self, viewer: Option<&Viewer>, sale_id: &str, quantity: i32) -> FlashResult<EntryView> {
         let shopper = Viewer::shopper_or(viewer, FlashSaleError::Unauthenticated)?.key();
@@ -358,7 +358,7 @@ impl FlashSaleService {
         let settled = entry.status == EntryStatus::SoldOut || sale.remaining > 0;
         let joined = match &session {
             // Written with the others queued at the same time: most of a flash crowd ends here.
-            None if settled => match self.batch.insert(&self.db, entry.clone(), None).await? {
+            None if settled => match insert_in_round(&self.rounds, entry.clone(), None).await? {
                 Written::Added => Ok(Joined::Entered(entry.clone(), kind_of(&entry))),
                 Written::Exists | Written::TooFewUnits => Err(StoreError::Conflict("joined already".to_owned())),
             },
@@ -379,7 +379,7 @@ impl FlashSaleService {
             Some(session) => {
                 let mut reserved = entry.clone();
                 reserve(&mut reserved, session, now);
-                match self.batch.insert(&self.db, reserved.clone(), Some(session.clone())).await? {
+                match insert_in_round(&self.rounds, reserved.clone(), Some(session.clone())).await? {
                     Written::Added => Ok(Joined::Entered(reserved, "admission")),
                     Written::Exists => Err(StoreError::Conflict("joined already".to_owned())),
                     // Another sale's shortage may have spoilt the round: this hold tries alone.
@@ -896,30 +896,11 @@ fn kind_of(entry: &Entry) -> &'static str {
     }
 }
 
-/// New entries written together (group commit): a join queues its entry (with its hold's
-/// session, if admitted), and when fewer than `ROUNDS_AT_ONCE` writers are at work one is
-/// started, which writes what is queued, up to `ENTRIES_PER_ROUND` at a time, until nothing is.
-/// A round is one multi-row INSERT of entries and, when it holds units, one `hold_units` for all
-/// its sessions, in one transaction. So a flash crowd costs the store a few statements per
-/// round instead of a few per shopper. Several writers at once let PostgreSQL flush one round
-/// while the next is sent (on SQLite they take turns at the writer).
-#[derive(Default)]
-struct EntryBatch {
-    queue: Mutex<EntryQueue>,
-}
-
-#[derive(Default)]
-struct EntryQueue {
-    queued: Vec<Queued>,
-    writers: usize,
-}
-
-/// An entry, its hold's session, and where to say what became of it.
-struct Queued {
-    entry: Entry,
-    session: Option<CheckoutSession>,
-    reply: oneshot::Sender<Result<Written, String>>,
-}
+/// New entries written together (`db::rounds`): a join queues its entry (with its hold's
+/// session, if admitted). A round is one multi-row INSERT of entries and, when it holds units,
+/// one `hold_units` for all its sessions, in one transaction. So a flash crowd costs the store a
+/// few statements per round instead of a few per shopper.
+type EntryRounds = Rounds<(Entry, Option<CheckoutSession>), Result<Written, String>>;
 
 /// What became of a queued entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -935,72 +916,56 @@ enum Written {
 const ENTRIES_PER_ROUND: usize = 500;
 const ROUNDS_AT_ONCE: usize = 4;
 
-impl EntryBatch {
-    async fn insert(
-        self: &Arc<Self>,
-        db: &Pool,
-        entry: Entry,
-        session: Option<CheckoutSession>,
-    ) -> StoreResult<Written> {
-        let (reply, answer) = oneshot::channel();
-        let start = {
-            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-            queue.queued.push(Queued { entry, session, reply });
-            let start = queue.writers < ROUNDS_AT_ONCE;
-            queue.writers += usize::from(start);
-            start
-        };
-        if start {
-            tokio::spawn(self.clone().write_rounds(db.clone()));
-        }
-        let outcome = answer.await.unwrap_or_else(|_| Err("its round was dropped".to_owned()));
-        outcome.map_err(|err| StoreError::internal("writing flash sale entries", std::io::Error::other(err)))
-    }
+fn entry_rounds(db: Pool) -> Arc<EntryRounds> {
+    Rounds::new(ENTRIES_PER_ROUND, ROUNDS_AT_ONCE, move |round| {
+        let db = db.clone();
+        async move { write_entries(&db, round).await }.boxed()
+    })
+}
 
-    async fn write_rounds(self: Arc<Self>, db: Pool) {
-        loop {
-            let round: Vec<Queued> = {
-                let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-                if queue.queued.is_empty() {
-                    queue.writers -= 1;
-                    return;
-                }
-                let taken = queue.queued.len().min(ENTRIES_PER_ROUND);
-                queue.queued.drain(..taken).collect()
-            };
-            let (holds, others): (Vec<Queued>, Vec<Queued>) = round.into_iter().partition(|q| q.session.is_some());
-            match write_round(&db, &holds, &others).await {
-                Err(StoreError::Conflict(_)) => {
-                    for hold in holds {
-                        let _ = hold.reply.send(Ok(Written::TooFewUnits));
-                    }
-                    let written = write_round(&db, &[], &others).await;
-                    answer_round(others, written);
-                }
-                written => {
-                    let mut all = holds;
-                    all.extend(others);
-                    answer_round(all, written);
-                }
-            }
+async fn insert_in_round(
+    rounds: &Arc<EntryRounds>,
+    entry: Entry,
+    session: Option<CheckoutSession>,
+) -> StoreResult<Written> {
+    let written = rounds.submit((entry, session)).await.unwrap_or_else(|| Err("its round was lost".to_owned()));
+    written.map_err(|err| StoreError::internal("writing flash sale entries", std::io::Error::other(err)))
+}
+
+/// One round's entries; if a sale has too few units for the round's holds, the round again
+/// without them.
+async fn write_entries(db: &Pool, round: Vec<(Entry, Option<CheckoutSession>)>) -> Vec<Result<Written, String>> {
+    let written = match write_round(db, &round).await {
+        Err(StoreError::Conflict(_)) => {
+            let others: Vec<_> = round.iter().filter(|(_, session)| session.is_none()).cloned().collect();
+            let written = write_round(db, &others).await.map_err(|err| err.to_string());
+            return round
+                .iter()
+                .map(|(entry, session)| match session {
+                    Some(_) => Ok(Written::TooFewUnits),
+                    None => outcome(entry, &written),
+                })
+                .collect();
         }
-    }
+        written => written.map_err(|err| err.to_string()),
+    };
+    round.iter().map(|(entry, _)| outcome(entry, &written)).collect()
 }
 
 /// One round: the entries, and the holds' sessions and units; (sale, shopper) of the entries
 /// added. `Conflict` (nothing written) when a sale has too few units for its holds.
-async fn write_round(db: &Pool, holds: &[Queued], others: &[Queued]) -> StoreResult<HashSet<(String, String)>> {
-    let entries: Vec<&Entry> = holds.iter().chain(others).map(|queued| &queued.entry).collect();
-    if holds.is_empty() {
+async fn write_round(db: &Pool, round: &[(Entry, Option<CheckoutSession>)]) -> StoreResult<HashSet<(String, String)>> {
+    let entries: Vec<&Entry> = round.iter().map(|(entry, _)| entry).collect();
+    if round.iter().all(|(_, session)| session.is_none()) {
         let added = db.write(async |c| flash_sales::insert_entries(c, &entries).await).await?;
         return Ok(added.into_iter().collect());
     }
     db.transaction(async |c| {
         let added: HashSet<(String, String)> = flash_sales::insert_entries(c, &entries).await?.into_iter().collect();
-        let sessions: Vec<&CheckoutSession> = holds
+        let sessions: Vec<&CheckoutSession> = round
             .iter()
-            .filter(|hold| added.contains(&(hold.entry.sale_id.clone(), hold.entry.shopper.clone())))
-            .filter_map(|hold| hold.session.as_ref())
+            .filter(|(entry, _)| added.contains(&(entry.sale_id.clone(), entry.shopper.clone())))
+            .filter_map(|(_, session)| session.as_ref())
             .collect();
         if !sessions.is_empty() {
             hold_units(c, &sessions).await?;
@@ -1010,15 +975,11 @@ async fn write_round(db: &Pool, holds: &[Queued], others: &[Queued]) -> StoreRes
     .await
 }
 
-fn answer_round(round: Vec<Queued>, written: StoreResult<HashSet<(String, String)>>) {
-    let written = written.map_err(|err| err.to_string());
-    for Queued { entry, reply, .. } in round {
-        let outcome = match &written {
-            Ok(added) if added.contains(&(entry.sale_id, entry.shopper)) => Ok(Written::Added),
-            Ok(_) => Ok(Written::Exists),
-            Err(err) => Err(err.clone()),
-        };
-        let _ = reply.send(outcome);
+fn outcome(entry: &Entry, written: &Result<HashSet<(String, String)>, String>) -> Result<Written, String> {
+    match written {
+        Ok(added) if added.contains(&(entry.sale_id.clone(), entry.shopper.clone())) => Ok(Written::Added),
+        Ok(_) => Ok(Written::Exists),
+        Err(err) => Err(err.clone()),
     }
 }
 

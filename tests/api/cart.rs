@@ -212,6 +212,42 @@ on_both_backends!(concurrent_adds_from_two_devices_add_up_exactly, |backend: Bac
     assert_eq!((final_cart["version"].as_i64(), quantities(&final_cart)), (Some(20), vec![(P1.to_owned(), 20)]));
 });
 
+// Changes of many carts at once are written together: each still gets its own version, and
+// each owner is told of their own cart's changes and of nobody else's.
+on_both_backends!(carts_changed_at_once_each_announce_their_own_change, |backend: Backend| async move {
+    let server = std::sync::Arc::new(shop(backend, ServerOptions::default()).await);
+    set_stock(&server, P1, 1000).await;
+    let mut shoppers = Vec::new();
+    for _ in 0..24 {
+        let token = server.guest_token().await;
+        let mut watch = Subscription::start(&server.ws_url(), &token, SUBSCRIBE).await;
+        assert_eq!(watch.next().await["cartUpdated"]["version"], 0, "an empty cart first");
+        shoppers.push((token, watch));
+    }
+    // Two rounds of changes: the first creates each cart, the second changes it.
+    for quantity in [1, 2] {
+        let changes: Vec<_> = shoppers
+            .iter()
+            .enumerate()
+            .map(|(i, (token, _))| {
+                let (server, token) = (server.clone(), token.clone());
+                tokio::spawn(async move { update(&server, &token, P1, (quantity - 1) * 50 + 1 + i as i32).await })
+            })
+            .collect();
+        for change in changes {
+            let response = change.await.expect("task");
+            assert_eq!(response["data"]["updateCartItem"]["version"], quantity, "{response}");
+        }
+    }
+    for (i, (_, watch)) in shoppers.iter_mut().enumerate() {
+        for quantity in [1, 2] {
+            let pushed = watch.next().await["cartUpdated"].clone();
+            let own = (quantity - 1) * 50 + 1 + i as i64;
+            assert_eq!((pushed["version"].as_i64(), pushed["totalQuantity"].as_i64()), (Some(quantity), Some(own)));
+        }
+    }
+});
+
 on_both_backends!(signing_in_merges_the_guest_cart, |backend: Backend| async move {
     let server = shop(backend, ServerOptions::default()).await;
     set_stock(&server, P1, 10).await;

@@ -105,9 +105,18 @@ pub async fn claim(
     Ok(claimed.into_iter().map(|(id, topic, payload)| (id, Event { topic, payload })).collect())
 }
 
-/// Marks claimed events published.
+/// Deletes the claimed events that nothing reads once published (every topic but catalog and
+/// stock): a cart's event is the whole cart, and keeping it an hour would grow the table by
+/// gigabytes under load, and on SQLite rewrite it once more.
+pub fn delivered(ids: &[i64]) -> impl Write {
+    diesel::delete(outbox::table.filter(outbox::id.eq_any(ids.to_vec())).filter(outbox::topic.ne_all(CATALOG_TOPICS)))
+}
+
+/// Marks the claimed catalog and stock events published: search catches up from them
+/// (`products_changed_since`) until the sweeper deletes them.
 pub fn published(ids: &[i64], now: DateTime<Utc>) -> impl Write {
-    diesel::update(outbox::table.filter(outbox::id.eq_any(ids.to_vec()))).set(outbox::published_at.eq(now.naive_utc()))
+    diesel::update(outbox::table.filter(outbox::id.eq_any(ids.to_vec())).filter(outbox::topic.eq_any(CATALOG_TOPICS)))
+        .set(outbox::published_at.eq(now.naive_utc()))
 }
 
 /// Gives claimed events back at once (their publishing failed), for the next round.

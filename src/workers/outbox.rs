@@ -64,7 +64,7 @@ pub async fn dispatch_pending(db: &Pool, bus: &dyn EventBus, now: DateTime<Utc>)
             }
             return Err(StoreError::internal("publishing events", err));
         }
-        let published = Writes::new(outbox::published(&ids, now));
+        let published = Writes::new(outbox::delivered(&ids)).and(outbox::published(&ids, now));
         db.write(async |c| published.run(c, "marking events published").await).await?;
         total += ids.len();
         if ids.len() < DISPATCH_BATCH as usize {

@@ -7,7 +7,8 @@ use super::next_round;
 use crate::app::AppContext;
 use crate::db::outbox;
 
-/// Published events are kept this long (search catches up on rebuilds from them).
+/// Published catalog and stock events are kept this long (search catches up on rebuilds from
+/// them); the others are deleted once published.
 const PUBLISHED_RETENTION: chrono::Duration = chrono::Duration::hours(1);
 
 pub async fn run(app: AppContext, cancel: CancellationToken) {

@@ -345,7 +345,8 @@ mod carts_writes_and_outbox {
             async move { pool.with_conn(async |c| shop::db::outbox::delete_published(c, before).await).await }
         };
         assert_eq!(cleaned(now - Duration::seconds(1)).await.expect("clean"), 0);
-        assert_eq!(cleaned(now + Duration::seconds(1)).await.expect("clean"), 4);
+        // The cart events went when they were published; the catalog load's waits for the sweep.
+        assert_eq!(cleaned(now + Duration::seconds(1)).await.expect("clean"), 1);
     });
 
     // A dispatcher that dies between claiming a batch and publishing it: nobody else publishes

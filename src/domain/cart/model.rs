@@ -1,7 +1,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::primitives::{Money, Shopper};
+use crate::domain::primitives::{Money, Shopper, rfc3339};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CartLine {
@@ -9,6 +9,7 @@ pub struct CartLine {
     pub quantity: i32,
     /// The price when the line was added; the cart shows when the current price differs.
     pub unit_price: Money,
+    #[serde(with = "rfc3339")]
     pub added_at: DateTime<Utc>,
 }
 
@@ -24,6 +25,7 @@ pub struct Cart {
     pub owner: Shopper,
     /// Increments on every change; subscribers use it to order and de-duplicate updates.
     pub version: i64,
+    #[serde(with = "rfc3339")]
     pub updated_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     /// In the order they were first added.

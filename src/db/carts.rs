@@ -11,7 +11,7 @@ use super::pool::{Conn, on_conn};
 use super::prepared::PrepareOnce;
 use super::schema::carts;
 use super::writes::Write;
-use super::{from_json, shopper, store_error, to_json};
+use super::{from_json, shopper, store_error};
 use crate::domain::cart::Cart;
 use crate::domain::events::cart_topic;
 use crate::domain::primitives::{Shopper, rfc3339};
@@ -86,15 +86,17 @@ pub async fn lock(conn: &mut Conn<'_>, shopper: &Shopper) -> StoreResult<Option<
 /// store still holds the version before it, and the event that announces it. The write
 /// changes no row when another change came first.
 pub fn save(cart: &Cart) -> StoreResult<(Box<dyn Write>, OutboxRow)> {
-    let lines = to_json(&cart.lines, "serializing cart lines")?;
+    let lines = serde_json::value::to_raw_value(&cart.lines)
+        .map_err(|err| StoreError::internal("serializing cart lines", err))?;
     let document = CartDocument {
         id: &cart.id,
         owner: &cart.owner,
         version: cart.version,
         updated_at: cart.updated_at,
         expires_at: cart.expires_at,
-        lines: serde_json::from_str(&lines).map_err(|err| StoreError::internal("serializing cart lines", err))?,
+        lines: &lines,
     };
+    let lines = lines.get().to_owned();
     let event = OutboxRow::new(cart_topic(&cart.owner), &document, cart.updated_at)?;
     let (id, version, updated_at, expires_at) =
         (cart.id.clone(), cart.version, cart.updated_at.naive_utc(), cart.expires_at.map(|at| at.naive_utc()));

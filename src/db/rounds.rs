@@ -88,6 +88,14 @@ impl<I: Send + 'static, O: Send + 'static> Rounds<I, O> {
     }
 }
 
+impl<I: Send + 'static, T: Send + 'static> Rounds<I, Result<T, String>> {
+    /// `submit`, with a failed or lost round as the store error of `operation`.
+    pub async fn write(self: &Arc<Self>, item: I, operation: &'static str) -> StoreResult<T> {
+        let written = self.submit(item).await.unwrap_or_else(|| Err("its round was lost".to_owned()));
+        written.map_err(|err| StoreError::internal(operation, std::io::Error::other(err)))
+    }
+}
+
 /// Rounds of independent changes, each a `Writes` of one keyed row (a cart, say) and its events.
 /// A round's changes of distinct keys go in one `Writes::run_together`; a second change of a key
 /// already in the round goes in a later layer, after the first, so that PostgreSQL (which runs a
@@ -105,31 +113,25 @@ pub fn write_rounds(db: Pool, operation: &'static str) -> Arc<WriteRounds> {
             let changes = round.len();
             let written = db
                 .atomically(async |c| {
-                    let mut counts: Vec<Option<Vec<usize>>> = vec![None; changes];
+                    let mut counts: Vec<Vec<usize>> = vec![Vec::new(); changes];
                     for layer in layers(round) {
                         let (places, writes): (Vec<usize>, Vec<Writes>) = layer.into_iter().unzip();
                         for (place, written) in
                             places.into_iter().zip(Writes::run_together(writes, c, operation).await?)
                         {
-                            counts[place] = Some(written);
+                            counts[place] = written;
                         }
                     }
                     Ok::<_, StoreError>(counts)
                 })
                 .await;
             match written {
-                Ok(counts) => counts.into_iter().map(|written| Ok(written.unwrap_or_default())).collect(),
+                Ok(counts) => counts.into_iter().map(Ok).collect(),
                 Err(err) => vec![Err(err.to_string()); changes],
             }
         }
         .boxed()
     })
-}
-
-/// Runs one change in a round of `rounds`: the rows each of its writes changed.
-pub async fn write_in_round(rounds: &Arc<WriteRounds>, key: String, writes: Writes) -> StoreResult<Vec<usize>> {
-    let written = rounds.submit((key, writes)).await.unwrap_or_else(|| Err("its round was lost".to_owned()));
-    written.map_err(|err| StoreError::internal("writing a round of changes", std::io::Error::other(err)))
 }
 
 /// The round split into layers of distinct keys, in queue order (a key's n-th change goes in

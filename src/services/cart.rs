@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream};
 use futures::{StreamExt, future};
 
-use crate::db::rounds::{WriteRounds, write_in_round, write_rounds};
+use crate::db::rounds::{WriteRounds, write_rounds};
 use crate::db::{Pool, Writes, carts, inventory};
 use crate::domain::auth::Viewer;
 use crate::domain::cart::rules::{self, CartLimits};
@@ -260,7 +260,9 @@ impl CartService {
             let (write, event) = carts::save(&changed)?;
             // The event is the cart as the cache keeps it: serialized once.
             let json = event.payload.clone();
-            let saved = write_in_round(&self.rounds, changed.id.clone(), Writes::of(write).event(event))
+            let saved = self
+                .rounds
+                .write((changed.id.clone(), Writes::of(write).event(event)), "changing a cart")
                 .await
                 .map_err(CartError::Store)?;
             if saved.first().is_some_and(|&n| n > 0) {

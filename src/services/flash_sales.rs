@@ -358,7 +358,7 @@ impl FlashSaleService {
         let settled = entry.status == EntryStatus::SoldOut || sale.remaining > 0;
         let joined = match &session {
             // Written with the others queued at the same time: most of a flash crowd ends here.
-            None if settled => match insert_in_round(&self.rounds, entry.clone(), None).await? {
+            None if settled => match self.rounds.write((entry.clone(), None), ENTRIES).await? {
                 Written::Added => Ok(Joined::Entered(entry.clone(), kind_of(&entry))),
                 Written::Exists | Written::TooFewUnits => Err(StoreError::Conflict("joined already".to_owned())),
             },
@@ -379,7 +379,7 @@ impl FlashSaleService {
             Some(session) => {
                 let mut reserved = entry.clone();
                 reserve(&mut reserved, session, now);
-                match insert_in_round(&self.rounds, reserved.clone(), Some(session.clone())).await? {
+                match self.rounds.write((reserved.clone(), Some(session.clone())), ENTRIES).await? {
                     Written::Added => Ok(Joined::Entered(reserved, "admission")),
                     Written::Exists => Err(StoreError::Conflict("joined already".to_owned())),
                     // Another sale's shortage may have spoilt the round: this hold tries alone.
@@ -915,21 +915,14 @@ enum Written {
 
 const ENTRIES_PER_ROUND: usize = 500;
 const ROUNDS_AT_ONCE: usize = 4;
+/// What a failed round of entries is logged as.
+const ENTRIES: &str = "writing flash sale entries";
 
 fn entry_rounds(db: Pool) -> Arc<EntryRounds> {
     Rounds::new(ENTRIES_PER_ROUND, ROUNDS_AT_ONCE, move |round| {
         let db = db.clone();
         async move { write_entries(&db, round).await }.boxed()
     })
-}
-
-async fn insert_in_round(
-    rounds: &Arc<EntryRounds>,
-    entry: Entry,
-    session: Option<CheckoutSession>,
-) -> StoreResult<Written> {
-    let written = rounds.submit((entry, session)).await.unwrap_or_else(|| Err("its round was lost".to_owned()));
-    written.map_err(|err| StoreError::internal("writing flash sale entries", std::io::Error::other(err)))
 }
 
 /// One round's entries; if a sale has too few units for the round's holds, the round again

@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod checkout;
 pub mod flash_sales;
 pub mod inventory;
+mod log_sync;
 pub mod notifications;
 pub mod orders;
 pub mod outbox;

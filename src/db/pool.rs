@@ -20,6 +20,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::sync::Notify;
 
+use super::log_sync::LogSync;
 use crate::ports::{Event, StoreError};
 
 /// A SQLite connection whose statements run right where they are called. The pool runs a whole
@@ -90,7 +91,7 @@ where
     }
 }
 
-fn blocking<T>(work: impl FnOnce() -> T) -> T {
+pub(super) fn blocking<T>(work: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::current().runtime_flavor() {
         tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(work),
         _ => work(),
@@ -261,6 +262,8 @@ enum Backends {
     Sqlite {
         pool: DeadPool<SqliteConn>,
         writer: Arc<std::sync::Mutex<SqliteConn>>,
+        /// Makes the money path's commits durable (`Pool::durable_transaction`).
+        log: Arc<LogSync>,
     },
 }
 
@@ -281,7 +284,8 @@ impl Pool {
             // One more than asked: the writer leaves the pool for good.
             let pool = build_pool(manager, max_size + 1)?;
             let writer = Object::take(checkout(&pool).await?);
-            Backends::Sqlite { pool, writer: Arc::new(std::sync::Mutex::new(writer)) }
+            let log = Arc::new(LogSync::new(database_url));
+            Backends::Sqlite { pool, writer: Arc::new(std::sync::Mutex::new(writer)), log }
         };
         let pool = Pool { backend, wakers: Arc::default() };
         pool.migrate(database_url).await?;
@@ -393,7 +397,8 @@ impl Pool {
     /// A transaction that must survive a power cut once committed: the money path (a payment
     /// claimed before the gateway is called, an order made after it). PostgreSQL commits every
     /// transaction so; SQLite, which otherwise syncs its log only at checkpoints
-    /// (`synchronous = NORMAL`), syncs it at this commit (`FULL`).
+    /// (`synchronous = NORMAL`), returns once a sync of the log has covered this commit
+    /// (`LogSync`: one sync for all the durable commits waiting, outside the writer lock).
     pub async fn durable_transaction<T, E, F>(&self, f: F) -> Result<T, E>
     where
         for<'r, 's> F:
@@ -420,22 +425,23 @@ impl Pool {
                 })
                 .await
             }
-            Backends::Sqlite { pool, writer } => blocking(|| {
-                let mut conn = lock_writer(pool, writer);
-                futures::executor::block_on(async {
-                    if durable {
-                        conn.batch_execute("PRAGMA synchronous = FULL").await?;
-                    }
-                    let outcome = immediate_transaction(&mut conn, async |c| {
+            Backends::Sqlite { pool, writer, log } => {
+                let (value, commit) = blocking(|| {
+                    let mut conn = lock_writer(pool, writer);
+                    futures::executor::block_on(immediate_transaction(&mut conn, async |c| {
                         f(&mut Conn { backend: Backend::Sqlite(c), after_commit: &after_commit }).await
-                    })
-                    .await;
-                    if durable {
-                        conn.batch_execute("PRAGMA synchronous = NORMAL").await?;
-                    }
-                    outcome
-                })
-            }),
+                    }))
+                    .map(|value| (value, durable.then(|| log.committed())))
+                })?;
+                if let Some(commit) = commit
+                    && let Err(err) = log.synced_through(commit).await
+                {
+                    // Committed all the same: what follows a commit must still follow this one.
+                    self.wakers.committed(after_commit);
+                    return Err(err.into());
+                }
+                Ok(value)
+            }
         };
         if outcome.is_ok() {
             self.wakers.committed(after_commit);
@@ -455,7 +461,7 @@ impl Pool {
     {
         let (pool, writer) = match &self.backend {
             Backends::Postgres(_) => return self.with_conn(f).await,
-            Backends::Sqlite { pool, writer } => (pool, writer),
+            Backends::Sqlite { pool, writer, .. } => (pool, writer),
         };
         let after_commit = AfterCommit::default();
         let outcome = blocking(|| {
@@ -549,7 +555,7 @@ impl Instrumentation for QueryCounter {
 /// WAL lets readers run beside the writer; the busy timeout (set first, since switching the
 /// journal mode needs the lock too) covers other processes and pools writing to the same file.
 /// `synchronous = NORMAL` syncs the log at checkpoints: a power cut may lose the last commits,
-/// never the file; the money path commits with FULL (`Pool::durable_transaction`).
+/// never the file; the money path waits for its commits to be synced (`Pool::durable_transaction`).
 async fn prepare_sqlite(mut conn: SqliteConn) -> ConnectionResult<SqliteConn> {
     conn.batch_execute(
         "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",

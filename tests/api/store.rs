@@ -447,22 +447,6 @@ async fn sqlite_integer(c: &mut shop::db::Conn<'_>, sql: &str) -> Result<i32, St
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_syncs_its_log_at_the_money_path_s_commits_only() {
-    let db = TestDatabase::new(Backend::Sqlite).await;
-    // One connection, so that the read after the durable commit is on the connection it used.
-    let pool = shop::db::Pool::open(&db.config().store_url(), 1, std::sync::Arc::new(|_| ())).await.expect("pool");
-    // PRAGMA synchronous: 1 is NORMAL (synced at checkpoints), 2 is FULL (synced at commit).
-    let mode = "SELECT synchronous AS value FROM pragma_synchronous";
-    assert_eq!(pool.transaction(async |c| sqlite_integer(c, mode).await).await.expect("plain"), 1);
-    assert_eq!(pool.durable_transaction(async |c| sqlite_integer(c, mode).await).await.expect("durable"), 2);
-    assert_eq!(
-        pool.with_conn(async |c| sqlite_integer(c, mode).await).await.expect("after"),
-        1,
-        "back to NORMAL after it"
-    );
-}
-
 #[tokio::test]
 async fn sqlite_is_built_to_keep_statements_that_bind_their_limit_compiled() {
     let db = TestDatabase::new(Backend::Sqlite).await;

@@ -1,8 +1,9 @@
 //! Search: validates a shopper's request, answers it from the result cache or the index, and
 //! keeps the index in step with the catalog (the search worker feeds it the catalog events).
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use base64::Engine;
@@ -40,6 +41,34 @@ pub struct SearchService {
     on_cache_hit: Arc<dyn Fn() + Send + Sync>,
     /// Called when this process switches to a rebuilt index (`shop_search_index_swaps_total`).
     on_swap: Arc<dyn Fn() + Send + Sync>,
+    indexed: Arc<Mutex<Indexed>>,
+}
+
+/// What this process last wrote to the live index for each product, so that a change search
+/// cannot see (most sales only lower a stock that stays above zero) is not written again: each
+/// write is an index commit, and every commit makes merges and empties the result cache.
+#[derive(Default)]
+struct Indexed {
+    /// Switches to a rebuilt index so far: a fingerprint counts only for the index it went to.
+    swaps: u64,
+    /// A hash of the product's id, and its document's `searchable_fingerprint`.
+    fingerprints: HashMap<u64, u64>,
+}
+
+impl Indexed {
+    fn id_key(id: &str) -> u64 {
+        let mut hasher = std::hash::DefaultHasher::new();
+        id.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    /// Which of `documents` differ from what the live index already holds.
+    fn changed(&self, documents: &[SearchDocument]) -> Vec<bool> {
+        documents
+            .iter()
+            .map(|d| self.fingerprints.get(&Self::id_key(&d.id)) != Some(&d.searchable_fingerprint()))
+            .collect()
+    }
 }
 
 impl SearchService {
@@ -51,7 +80,7 @@ impl SearchService {
         on_cache_hit: Arc<dyn Fn() + Send + Sync>,
         on_swap: Arc<dyn Fn() + Send + Sync>,
     ) -> Self {
-        Self { index, db, catalog, results, on_cache_hit, on_swap }
+        Self { index, db, catalog, results, on_cache_hit, on_swap, indexed: Arc::default() }
     }
 
     /// Runs a shopper's search. `category` is a category id or path; an unknown one matches
@@ -137,15 +166,44 @@ impl SearchService {
         Ok(hits)
     }
 
-    /// Re-reads the products from the store and replaces their documents.
     /// Whether the index answers (readiness).
     pub async fn is_up(&self) -> bool {
         self.index.document_count().await.is_ok()
     }
 
+    /// Re-reads the products from the store and replaces the documents that changed in what
+    /// search reads.
     pub async fn index_products(&self, ids: &[String]) -> SearchResult<()> {
+        let swaps = self.indexed().swaps;
         let documents = self.db.with_conn(async |c| catalog::search_documents_by_ids(c, ids).await).await?;
-        self.index.upsert(documents).await
+        let changed = self.indexed().changed(&documents);
+        let documents: Vec<SearchDocument> =
+            documents.into_iter().zip(changed).filter_map(|(document, changed)| changed.then_some(document)).collect();
+        if documents.is_empty() {
+            return Ok(());
+        }
+        let written: Vec<(u64, u64)> =
+            documents.iter().map(|d| (Indexed::id_key(&d.id), d.searchable_fingerprint())).collect();
+        self.index.upsert(documents).await?;
+        let mut indexed = self.indexed();
+        // Written to the index that was live when the documents were read, else unknown.
+        if indexed.swaps == swaps {
+            indexed.fingerprints.extend(written);
+        }
+        Ok(())
+    }
+
+    fn indexed(&self) -> std::sync::MutexGuard<'_, Indexed> {
+        self.indexed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// After a switch to a rebuilt index: nothing is known of what it holds.
+    fn swapped(&self) {
+        let mut indexed = self.indexed();
+        indexed.swaps += 1;
+        indexed.fingerprints.clear();
+        drop(indexed);
+        (self.on_swap)();
     }
 
     /// Indexes the whole catalog when the index does not hold every product (first start, or
@@ -199,7 +257,7 @@ impl SearchService {
             }
         });
         self.index.replace_all(pages.chain(changed_meanwhile).boxed(), snapshot_started).await?;
-        (self.on_swap)();
+        self.swapped();
         self.index.document_count().await
     }
 
@@ -214,7 +272,7 @@ impl SearchService {
     /// old one). True when it switched.
     pub async fn adopt_replacement(&self) -> SearchResult<bool> {
         let Some(since) = self.index.adopt_replacement().await? else { return Ok(false) };
-        (self.on_swap)();
+        self.swapped();
         tracing::info!("switched to a rebuilt search index");
         self.catch_up(since).await?;
         Ok(true)

@@ -333,6 +333,45 @@ on_both_backends!(identical_searches_come_from_the_cache_until_the_index_changes
     assert_eq!(hits().await, before + 1.0, "a different request is not a hit");
 });
 
+on_both_backends!(
+    a_stock_move_search_cannot_see_leaves_the_index_and_its_cached_results,
+    |backend: Backend| async move {
+        let server = seeded(backend).await;
+        let admin = server.admin_token().await;
+        let hits = || server.metric("shop_search_cache_hits_total");
+        let query = json!({ "q": "sofa", "f": { "inStockOnly": true }, "n": 5 });
+        let product = ids(&search(&server, query.clone()).await)[0].clone();
+        // The index takes a catalog event within a second, and a write to it retires cached results.
+        let settle = || tokio::time::sleep(Duration::from_millis(1_500));
+        let repeat_is_a_hit = async || {
+            let before = hits().await;
+            search(&server, query.clone()).await;
+            hits().await == before + 1.0
+        };
+        // First a quiet index: the seed's catalog events may still be arriving.
+        for attempt in 1..=10 {
+            search(&server, query.clone()).await;
+            settle().await;
+            if repeat_is_a_hit().await {
+                break;
+            }
+            assert!(attempt < 10, "the index never went quiet");
+        }
+        let set_stock = "mutation($p: ID!, $q: Int!) { adminSetStock(productId: $p, quantity: $q) { id } }";
+        // The product's first change since the index was built is written: what the build wrote
+        // is not remembered.
+        server.data(set_stock, json!({ "p": product, "q": 8 }), Some(&admin)).await;
+        settle().await;
+        search(&server, query.clone()).await;
+        server.data(set_stock, json!({ "p": product, "q": 7 }), Some(&admin)).await;
+        settle().await;
+        assert!(repeat_is_a_hit().await, "a stock that stayed above zero rewrote the index");
+        server.data(set_stock, json!({ "p": product, "q": 0 }), Some(&admin)).await;
+        settle().await;
+        assert!(!ids(&search(&server, query.clone()).await).contains(&product), "sold out, still found in stock");
+    }
+);
+
 on_both_backends!(synonyms_and_spelling_corrections, |backend: Backend| async move {
     let server = seeded(backend).await;
     let query = "query($q: String) { searchProducts(query: $q, first: 50) { totalCount correctedQuery nodes { title category { path } } } }";

@@ -12,7 +12,7 @@ pub const MAX_CATEGORY_SEGMENT_LEN: usize = 80;
 pub const MAX_CATEGORY_DEPTH: usize = 8;
 pub const MAX_STOCK: i32 = 1_000_000_000;
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Attribute {
     pub name: String,
     pub value: String,

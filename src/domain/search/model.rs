@@ -1,3 +1,5 @@
+use std::hash::{Hash, Hasher};
+
 use crate::domain::catalog::Attribute;
 use crate::ports::StoreError;
 
@@ -91,8 +93,33 @@ pub struct SearchDocument {
     pub rating: Option<f64>,
     pub popularity: i64,
     pub created_at: i64,
+    /// Units available; search reads only whether it is above zero (the in-stock filter).
     pub available: i32,
     pub attributes: Vec<Attribute>,
+}
+
+impl SearchDocument {
+    /// A hash of what search reads of the document: equal for two versions that no search can
+    /// tell apart, such as a stock that moved but stayed above zero (what most sales do).
+    pub fn searchable_fingerprint(&self) -> u64 {
+        let Self {
+            id,
+            title,
+            description,
+            brand,
+            category_path,
+            price_cents,
+            rating,
+            popularity,
+            created_at,
+            available,
+            attributes,
+        } = self;
+        let mut hasher = std::hash::DefaultHasher::new();
+        (id, title, description, brand, category_path, price_cents).hash(&mut hasher);
+        (rating.map(f64::to_bits), popularity, created_at, *available > 0, attributes).hash(&mut hasher);
+        hasher.finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,5 +140,42 @@ impl SearchError {
 
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         SearchError::InvalidInput { field, message: message.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn document(available: i32) -> SearchDocument {
+        SearchDocument {
+            id: "prod-1".to_owned(),
+            title: "Kazoo".to_owned(),
+            description: String::new(),
+            brand: Some("Acme".to_owned()),
+            category_path: Some("Music".to_owned()),
+            price_cents: 1_500,
+            rating: Some(4.5),
+            popularity: 10,
+            created_at: 0,
+            available,
+            attributes: vec![Attribute { name: "colour".to_owned(), value: "red".to_owned() }],
+        }
+    }
+
+    #[test]
+    fn a_fingerprint_changes_with_what_search_reads_and_only_with_that() {
+        let in_stock = document(5).searchable_fingerprint();
+        assert_eq!(document(3).searchable_fingerprint(), in_stock, "a stock that stays above zero");
+        assert_ne!(document(0).searchable_fingerprint(), in_stock, "out of stock");
+        let repriced = SearchDocument { price_cents: 1_400, ..document(5) };
+        assert_ne!(repriced.searchable_fingerprint(), in_stock);
+        let rerated = SearchDocument { rating: None, ..document(5) };
+        assert_ne!(rerated.searchable_fingerprint(), in_stock);
+        let recoloured = SearchDocument {
+            attributes: vec![Attribute { name: "colour".to_owned(), value: "blue".to_owned() }],
+            ..document(5)
+        };
+        assert_ne!(recoloured.searchable_fingerprint(), in_stock);
     }
 }

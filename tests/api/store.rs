@@ -458,33 +458,57 @@ async fn sqlite_is_built_to_keep_statements_that_bind_their_limit_compiled() {
     assert_eq!(used, 1, "built with SQLITE_ENABLE_QPSG (.cargo/config.toml)");
 }
 
-#[tokio::test]
-async fn postgres_prepares_the_store_s_updates_once_per_connection() {
-    use diesel::sql_types::BigInt;
-    use diesel_async::RunQueryDsl;
-    use shop::db::Pool;
-    use shop::db::pool::Backend as Connection;
-
+/// A pool of one connection on a fresh PostgreSQL database (one connection, so that what it
+/// keeps can be read back on it); `None` when the PostgreSQL suite is off.
+async fn postgres_pool() -> Option<(TestDatabase, shop::db::Pool)> {
     if !crate::helpers::postgres_enabled() {
-        return;
+        return None;
     }
     let db = TestDatabase::new(Backend::Postgres).await;
-    // One connection, so that the statements it keeps prepared can be read back on it.
-    let pool = Pool::open(db.url.as_deref().expect("url"), 1, std::sync::Arc::new(|_| ())).await.expect("pool");
+    let pool =
+        shop::db::Pool::open(db.url.as_deref().expect("url"), 1, std::sync::Arc::new(|_| ())).await.expect("pool");
+    Some((db, pool))
+}
+
+/// The text `sql` selects, read on the pool's PostgreSQL connection.
+async fn postgres_text(pool: &shop::db::Pool, sql: &str) -> String {
+    use diesel_async::RunQueryDsl;
+    use shop::db::pool::Backend as Connection;
+
+    pool.with_conn(async |c| match &mut c.backend {
+        Connection::Postgres(pg) => diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(sql))
+            .get_result::<String>(&mut **pg)
+            .await
+            .map_err(|err| StoreError::internal("reading a PostgreSQL setting", err)),
+        Connection::Sqlite(_) => unreachable!("a PostgreSQL pool"),
+    })
+    .await
+    .expect(sql)
+}
+
+#[tokio::test]
+async fn postgres_prepares_the_store_s_updates_once_per_connection() {
+    let Some((_db, pool)) = postgres_pool().await else { return };
     for available in [3, 4, 5] {
         pool.with_conn(async |c| inventory::set_available(c, "p1", available).await).await.expect("set stock");
     }
-    let kept = pool
-        .with_conn(async |c| match &mut c.backend {
-            Connection::Postgres(pg) => diesel::select(diesel::dsl::sql::<BigInt>(
-                "(SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'UPDATE \"inventory\" SET \"available\"%')",
-            ))
-            .get_result::<i64>(&mut **pg)
-            .await
-            .map_err(|err| StoreError::internal("reading prepared statements", err)),
-            Connection::Sqlite(_) => unreachable!("a PostgreSQL pool"),
-        })
-        .await
-        .expect("prepared statements");
-    assert_eq!(kept, 1, "prepared once and kept for the next calls (diesel alone prepares an UPDATE every time)");
+    let kept = "(SELECT count(*)::text FROM pg_prepared_statements WHERE statement LIKE 'UPDATE \"inventory\" SET \"available\"%')";
+    assert_eq!(
+        postgres_text(&pool, kept).await,
+        "1",
+        "prepared once and kept for the next calls (diesel alone prepares an UPDATE every time)"
+    );
+}
+
+#[tokio::test]
+async fn postgres_compresses_cart_documents_with_lz4() {
+    let Some((_db, pool)) = postgres_pool().await else { return };
+    // 'l' is lz4; '' is the server's default (pglz).
+    let methods = "(SELECT string_agg(attrelid::regclass::text || '.' || attname || '=' || attcompression::text, ',' ORDER BY attrelid::regclass::text) \
+        FROM pg_attribute WHERE (attrelid, attname) IN (('carts'::regclass, 'lines'), ('outbox'::regclass, 'payload')))";
+    assert_eq!(
+        postgres_text(&pool, methods).await,
+        "carts.lines=l,outbox.payload=l",
+        "a whole cart is compressed with lz4, not pglz"
+    );
 }

@@ -1,0 +1,7 @@
+DO $$
+BEGIN
+    ALTER TABLE carts ALTER COLUMN lines SET COMPRESSION DEFAULT;
+    ALTER TABLE outbox ALTER COLUMN payload SET COMPRESSION DEFAULT;
+EXCEPTION WHEN feature_not_supported OR syntax_error THEN
+    NULL;
+END $$;

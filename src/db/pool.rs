@@ -417,36 +417,32 @@ impl Pool {
         E: From<StoreError> + From<diesel::result::Error> + Send,
     {
         let after_commit = AfterCommit::default();
-        let outcome = match &self.backend {
+        let (value, durable_commit) = match &self.backend {
             Backends::Postgres(pool) => {
                 let mut obj = checkout(pool).await?;
-                obj.transaction(async |c| {
-                    f(&mut Conn { backend: Backend::Postgres(c), after_commit: &after_commit }).await
-                })
-                .await
+                let value = obj
+                    .transaction(async |c| {
+                        f(&mut Conn { backend: Backend::Postgres(c), after_commit: &after_commit }).await
+                    })
+                    .await?;
+                (value, None)
             }
-            Backends::Sqlite { pool, writer, log } => {
-                let (value, commit) = blocking(|| {
-                    let mut conn = lock_writer(pool, writer);
-                    futures::executor::block_on(immediate_transaction(&mut conn, async |c| {
-                        f(&mut Conn { backend: Backend::Sqlite(c), after_commit: &after_commit }).await
-                    }))
-                    .map(|value| (value, durable.then(|| log.committed())))
-                })?;
-                if let Some(commit) = commit
-                    && let Err(err) = log.synced_through(commit).await
-                {
-                    // Committed all the same: what follows a commit must still follow this one.
-                    self.wakers.committed(after_commit);
-                    return Err(err.into());
-                }
-                Ok(value)
-            }
+            Backends::Sqlite { pool, writer, log } => blocking(|| {
+                let mut conn = lock_writer(pool, writer);
+                futures::executor::block_on(immediate_transaction(&mut conn, async |c| {
+                    f(&mut Conn { backend: Backend::Sqlite(c), after_commit: &after_commit }).await
+                }))
+                .map(|value| (value, durable.then(|| (log, log.committed()))))
+            })?,
         };
-        if outcome.is_ok() {
-            self.wakers.committed(after_commit);
-        }
-        outcome
+        let synced = match durable_commit {
+            Some((log, commit)) => log.synced_through(commit).await,
+            None => Ok(()),
+        };
+        // Committed, synced or not: what follows a commit follows this one.
+        self.wakers.committed(after_commit);
+        synced?;
+        Ok(value)
     }
 
     /// Runs one statement (`f` sends no more) where writes go: on SQLite the writer connection,

@@ -56,18 +56,16 @@ struct Indexed {
 }
 
 impl Indexed {
-    fn id_key(id: &str) -> u64 {
+    /// What a document is remembered by: a hash of its product id, and its fingerprint.
+    fn mark(document: &SearchDocument) -> (u64, u64) {
         let mut hasher = std::hash::DefaultHasher::new();
-        id.hash(&mut hasher);
-        hasher.finish()
+        document.id.hash(&mut hasher);
+        (hasher.finish(), document.searchable_fingerprint())
     }
 
-    /// Which of `documents` differ from what the live index already holds.
-    fn changed(&self, documents: &[SearchDocument]) -> Vec<bool> {
-        documents
-            .iter()
-            .map(|d| self.fingerprints.get(&Self::id_key(&d.id)) != Some(&d.searchable_fingerprint()))
-            .collect()
+    /// Whether the live index already holds a document so marked.
+    fn holds(&self, (key, fingerprint): (u64, u64)) -> bool {
+        self.fingerprints.get(&key) == Some(&fingerprint)
     }
 }
 
@@ -176,14 +174,20 @@ impl SearchService {
     pub async fn index_products(&self, ids: &[String]) -> SearchResult<()> {
         let swaps = self.indexed().swaps;
         let documents = self.db.with_conn(async |c| catalog::search_documents_by_ids(c, ids).await).await?;
-        let changed = self.indexed().changed(&documents);
-        let documents: Vec<SearchDocument> =
-            documents.into_iter().zip(changed).filter_map(|(document, changed)| changed.then_some(document)).collect();
+        let (documents, written): (Vec<SearchDocument>, Vec<(u64, u64)>) = {
+            let indexed = self.indexed();
+            documents
+                .into_iter()
+                .map(|document| {
+                    let mark = Indexed::mark(&document);
+                    (document, mark)
+                })
+                .filter(|(_, mark)| !indexed.holds(*mark))
+                .unzip()
+        };
         if documents.is_empty() {
             return Ok(());
         }
-        let written: Vec<(u64, u64)> =
-            documents.iter().map(|d| (Indexed::id_key(&d.id), d.searchable_fingerprint())).collect();
         self.index.upsert(documents).await?;
         let mut indexed = self.indexed();
         // Written to the index that was live when the documents were read, else unknown.

@@ -7,6 +7,7 @@ pub mod connections;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod expiring;
 pub mod http;
 pub mod kv;
 pub mod loaders;

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Instant;
 
 use chrono::TimeDelta;
+use tokio::sync::Notify;
 
 use crate::db::outbox::OutboxRow;
 use crate::db::{Pool, recommendations};
@@ -20,6 +21,7 @@ use crate::domain::recommend::{
     Candidates, History, Intent, Interaction, InteractionKind, MAX_PICKS, Model, RECENT_WINDOW, RecommendError,
     VariedPicks, baskets_of, train,
 };
+use crate::expiring::ExpiringCache;
 use crate::ports::{Clock, EventBus, StoreError, StoreResult};
 use crate::services::catalog::CatalogService;
 
@@ -39,22 +41,23 @@ const STOCK_PAGE: usize = 16;
 const DEMO_PRODUCTS_PER_SHOPPER: u64 = 5;
 const MAX_DEMO_SHOPPERS: u64 = 5_000;
 
-/// Category lists held, and how stale one may be: a product that runs out is still left out
-/// at once (stock is checked per request), a new one joins within this time.
-const CATEGORY_LISTS: u64 = 10_000;
+/// Category lists held, and how stale one may be before it is read again: a product that runs
+/// out is still left out at once (stock is checked per request), a new one joins once a request
+/// after this time has had the `category-lists` worker read its list again.
+const CATEGORY_LISTS: usize = 10_000;
 const CATEGORY_LIST_TTL: std::time::Duration = std::time::Duration::from_secs(2);
-/// A list not refreshed for this long (its category unvisited) is dropped.
+/// A list not read again for this long (its category unvisited since) is dropped.
 const CATEGORY_LIST_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
 /// Products of a category a list is drawn from.
 const CATEGORY_LIST_LENGTH: usize = 4 * MAX_PICKS;
 /// Browsing may be a second stale (a product just sold out may still be picked).
 const ANONYMOUS_PICKS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 /// One list per length a client may ask for, and a few model versions.
-const ANONYMOUS_PICK_LISTS: u64 = 4 * MAX_PICKS as u64;
+const ANONYMOUS_PICK_LISTS: usize = 4 * MAX_PICKS;
 
 /// Shoppers whose latest activity is held, and how long at most: an activity event lost on
 /// the bus leaves picks stale no longer than this.
-const ACTIVITIES: u64 = 100_000;
+const ACTIVITIES: usize = 100_000;
 const ACTIVITY_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 /// How long a shopper's drop is remembered: longer than any read of their activity takes.
 const DROP_MEMORY: std::time::Duration = std::time::Duration::from_secs(60);
@@ -66,6 +69,9 @@ const PERSONAL: f32 = 1.0;
 const TRENDING: f32 = 0.3;
 const BEST_RATED: f32 = 0.2;
 
+/// A list of products, shared by the requests that read it.
+type ProductIds = Arc<Vec<String>>;
+
 #[derive(Clone)]
 pub struct RecommendationService {
     db: Pool,
@@ -75,16 +81,16 @@ pub struct RecommendationService {
     /// The model in use and its stored version (0: none yet).
     model: Arc<RwLock<(i64, Arc<Model>)>>,
     /// In-stock products of a category by popularity, with when they were read: the same few
-    /// hundred lists serve every product page. One request refreshes a list older than
-    /// `CATEGORY_LIST_TTL` while the others keep using it, so a busy category is read once per
-    /// `CATEGORY_LIST_TTL`, never by every request that finds it stale at once.
-    category_lists: moka::sync::Cache<String, (Instant, Arc<Vec<String>>)>,
+    /// hundred lists serve every product page. A request that finds a list older than
+    /// `CATEGORY_LIST_TTL` uses it and leaves it in `stale_lists` for the `category-lists`
+    /// worker, so no request waits on the store for a list it holds (a read inline was a
+    /// third of a shopper's picks' p99).
+    category_lists: Arc<ExpiringCache<String, (Instant, ProductIds)>>,
+    stale_lists: Arc<StaleLists>,
     /// The picks of a caller without a session, by model version and length: they are the same
     /// for everyone (trending and best rated, in stock), so one list serves them all for
     /// `ANONYMOUS_PICKS_TTL`; a new model is a new key.
-    anonymous_picks: moka::sync::Cache<(i64, usize), Arc<Vec<String>>>,
-    /// Categories whose list a request is reading from the store now.
-    refreshing: Arc<Mutex<HashSet<String>>>,
+    anonymous_picks: Arc<ExpiringCache<(i64, usize), ProductIds>>,
     /// What the store said of each shopper lately, so that their picks cost no store visit;
     /// dropped on every instance when the shopper views, orders or signs in (`forget`).
     activities: Arc<HeldActivities>,
@@ -105,15 +111,9 @@ impl RecommendationService {
             clock,
             bus,
             model: Arc::new(RwLock::new((0, Arc::new(Model::default())))),
-            category_lists: moka::sync::Cache::builder()
-                .max_capacity(CATEGORY_LISTS)
-                .time_to_idle(CATEGORY_LIST_IDLE)
-                .build(),
-            anonymous_picks: moka::sync::Cache::builder()
-                .max_capacity(ANONYMOUS_PICK_LISTS)
-                .time_to_live(ANONYMOUS_PICKS_TTL)
-                .build(),
-            refreshing: Arc::default(),
+            category_lists: Arc::new(ExpiringCache::new(CATEGORY_LISTS, CATEGORY_LIST_IDLE)),
+            anonymous_picks: Arc::new(ExpiringCache::new(ANONYMOUS_PICK_LISTS, ANONYMOUS_PICKS_TTL)),
+            stale_lists: Arc::default(),
             activities: Arc::default(),
         }
     }
@@ -287,19 +287,19 @@ impl RecommendationService {
         Ok(picks)
     }
 
-    async fn in_stock_of_category(&self, category_id: &str) -> StoreResult<Arc<Vec<String>>> {
-        let held = self.category_lists.get(category_id);
-        if let Some((read_at, list)) = &held
-            && read_at.elapsed() < CATEGORY_LIST_TTL
-        {
-            return Ok(list.clone());
+    async fn in_stock_of_category(&self, category_id: &str) -> StoreResult<ProductIds> {
+        match self.category_lists.get(category_id) {
+            Some((read_at, list)) => {
+                if read_at.elapsed() >= CATEGORY_LIST_TTL {
+                    self.stale_lists.mark(category_id);
+                }
+                Ok(list)
+            }
+            None => self.read_category_list(category_id).await,
         }
-        let refresh = Refresh::claim(&self.refreshing, category_id);
-        if let Some((_, list)) = held
-            && refresh.is_none()
-        {
-            return Ok(list);
-        }
+    }
+
+    async fn read_category_list(&self, category_id: &str) -> StoreResult<ProductIds> {
         let limit = CATEGORY_LIST_LENGTH as i64;
         let read_at = Instant::now();
         let list = Arc::new(
@@ -307,6 +307,22 @@ impl RecommendationService {
         );
         self.category_lists.insert(category_id.to_owned(), (read_at, list.clone()));
         Ok(list)
+    }
+
+    /// Reads again every list requests found stale. A list stays marked while it is read, so
+    /// requests meanwhile do not mark it twice.
+    pub async fn refresh_stale_category_lists(&self) {
+        for category_id in &self.stale_lists.marked() {
+            if let Err(err) = self.read_category_list(category_id).await {
+                tracing::warn!(error = %err, category_id, "reading a category's list failed; keeping the stale one");
+            }
+            self.stale_lists.unmark(category_id);
+        }
+    }
+
+    /// Notified when a request marks a list stale.
+    pub fn stale_category_lists(&self) -> &Notify {
+        &self.stale_lists.marked
     }
 
     /// The first `wanted` of `ranked` that are in stock, in order.
@@ -461,19 +477,19 @@ impl RecommendationService {
 /// entry first and looks for a later drop after, while a drop is marked before the entry goes,
 /// so one of the two always sees the other.
 struct HeldActivities {
-    held: moka::sync::Cache<String, Arc<Activity>>,
+    held: ExpiringCache<String, Arc<Activity>>,
     drops: AtomicU64,
     /// Each shopper's last drop, remembered longer than any read takes.
-    dropped: moka::sync::Cache<String, u64>,
+    dropped: ExpiringCache<String, u64>,
     everyone_dropped: AtomicU64,
 }
 
 impl Default for HeldActivities {
     fn default() -> Self {
         Self {
-            held: moka::sync::Cache::builder().max_capacity(ACTIVITIES).time_to_live(ACTIVITY_TTL).build(),
+            held: ExpiringCache::new(ACTIVITIES, ACTIVITY_TTL),
             drops: AtomicU64::new(0),
-            dropped: moka::sync::Cache::builder().max_capacity(ACTIVITIES).time_to_live(DROP_MEMORY).build(),
+            dropped: ExpiringCache::new(ACTIVITIES, DROP_MEMORY),
             everyone_dropped: AtomicU64::new(0),
         }
     }
@@ -494,20 +510,20 @@ impl HeldActivities {
         let overtaken = self.dropped.get(key).is_some_and(|drop| drop > began)
             || self.everyone_dropped.load(Ordering::SeqCst) > began;
         if overtaken {
-            self.held.invalidate(key);
+            self.held.remove(key);
         }
     }
 
     fn forget(&self, key: &str) {
         let drop = self.drops.fetch_add(1, Ordering::SeqCst) + 1;
         self.dropped.insert(key.to_owned(), drop);
-        self.held.invalidate(key);
+        self.held.remove(key);
     }
 
     fn forget_everyone(&self) {
         let drop = self.drops.fetch_add(1, Ordering::SeqCst) + 1;
         self.everyone_dropped.store(drop, Ordering::SeqCst);
-        self.held.invalidate_all();
+        self.held.clear();
     }
 }
 
@@ -533,24 +549,28 @@ where
     Ok(())
 }
 
-/// One request's claim to refresh a category list; given up when the request ends, however it
-/// ends (a caller that hangs up mid-read must not leave the list stale for good).
-struct Refresh<'a> {
-    refreshing: &'a Mutex<HashSet<String>>,
-    category_id: String,
+/// Categories whose held list a request found stale, until the worker has read them again.
+#[derive(Default)]
+struct StaleLists {
+    categories: Mutex<HashSet<String>>,
+    marked: Notify,
 }
 
-impl<'a> Refresh<'a> {
-    /// `None` when another request is refreshing this list.
-    fn claim(refreshing: &'a Mutex<HashSet<String>>, category_id: &str) -> Option<Self> {
-        let fresh = refreshing.lock().unwrap_or_else(PoisonError::into_inner).insert(category_id.to_owned());
-        fresh.then(|| Refresh { refreshing, category_id: category_id.to_owned() })
+impl StaleLists {
+    fn mark(&self, category_id: &str) {
+        let mut categories = self.categories.lock().unwrap_or_else(PoisonError::into_inner);
+        if !categories.contains(category_id) {
+            categories.insert(category_id.to_owned());
+            self.marked.notify_one();
+        }
     }
-}
 
-impl Drop for Refresh<'_> {
-    fn drop(&mut self) {
-        self.refreshing.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.category_id);
+    fn marked(&self) -> Vec<String> {
+        self.categories.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect()
+    }
+
+    fn unmark(&self, category_id: &str) {
+        self.categories.lock().unwrap_or_else(PoisonError::into_inner).remove(category_id);
     }
 }
 

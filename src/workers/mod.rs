@@ -53,6 +53,7 @@ impl Workers {
         workers.supervise("worker:search-replacements", app, search::follow_replacements);
         workers.supervise("worker:recommender", app, recommender::run);
         workers.supervise("worker:shopper-activity", app, recommender::follow_activity);
+        workers.supervise("worker:category-lists", app, recommender::refresh_category_lists);
         workers.supervise("worker:flash-sales", app, flash_sales::run);
         workers.once("worker:catalog-setup", catalog_setup::run(app.clone()));
         workers

@@ -1,6 +1,7 @@
 //! Keeps recommendations current: trains every `recommender_interval` (one instance at a time,
 //! by the store's lease) and loads whatever any instance, or `shop train-recommendations`,
-//! trained last; and follows shoppers' activity from every instance.
+//! trained last; follows shoppers' activity from every instance; and reads again the category
+//! lists requests found stale.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -16,6 +17,9 @@ use crate::ports::Delivery;
 
 /// How soon a model trained elsewhere is in use here.
 const RELOAD_POLL: Duration = Duration::from_secs(2);
+/// How often stale category lists are looked for when no request marked one (a safety net:
+/// marking one wakes the worker).
+const STALE_LISTS_POLL: Duration = Duration::from_secs(1);
 /// The look for a newer model, counted apart from training and loading.
 const IDLE_SCOPE: &str = "worker:recommender-idle";
 
@@ -61,5 +65,14 @@ pub async fn follow_activity(app: AppContext, cancel: CancellationToken) {
             },
             Delivery::Lagged => app.recommendations.forget_everyone(),
         }
+    }
+}
+
+/// Reads again the category lists that requests found stale, so that none of them waits on the
+/// store for a list it already holds.
+pub async fn refresh_category_lists(app: AppContext, cancel: CancellationToken) {
+    let service = &app.recommendations;
+    while next_round(&cancel, Some(service.stale_category_lists()), STALE_LISTS_POLL).await.is_some() {
+        service.refresh_stale_category_lists().await;
     }
 }

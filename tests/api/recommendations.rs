@@ -111,6 +111,27 @@ on_both_backends!(
     }
 );
 
+on_both_backends!(
+    a_new_product_joins_its_kinds_related_list_once_the_held_list_is_read_again,
+    |backend: Backend| async move {
+        let server = shop(backend).await;
+        assert!(!related(&server, "rec-phone-1", "RELATED", 10).await.contains(&"rec-phone-6".to_owned()));
+        let admin = server.admin_token().await;
+        server.data(UPSERT, json!({ "id": "rec-phone-6", "c": "Tech/Phones/Smartphones" }), Some(&admin)).await;
+        // The held list is used until it is 2 s old; the request that finds it so hands it to the
+        // worker, and a later request sees the list the worker read.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let list = related(&server, "rec-phone-1", "RELATED", 10).await;
+            if list.contains(&"rec-phone-6".to_owned()) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the new phone never joined: {list:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+);
+
 on_both_backends!(complementary_lists_what_was_bought_together_once_trained, |backend: Backend| async move {
     let server = shop(backend).await;
     let before = related(&server, "rec-phone-2", "COMPLEMENTARY", 3).await;

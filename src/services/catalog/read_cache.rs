@@ -13,10 +13,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::domain::catalog::model::{Category, Product, StockLevel};
 use crate::domain::events::STOCK_TOPIC;
+use crate::expiring::ExpiringCache;
 use crate::ports::Event;
 
 /// Product and stock entries; a catalog of this size fits whole.
@@ -42,46 +43,17 @@ pub struct CatalogReadCache {
 impl Default for CatalogReadCache {
     fn default() -> Self {
         Self {
-            products: Cache::new(PRODUCT_ENTRIES),
-            stock: Cache::new(PRODUCT_ENTRIES),
-            categories_by_id: Cache::new(CATEGORY_ENTRIES),
-            categories_by_path: Cache::new(CATEGORY_ENTRIES),
-            children: Cache::new(CATEGORY_ENTRIES),
+            products: Cache::new(PRODUCT_ENTRIES, ENTRY_TTL),
+            stock: Cache::new(PRODUCT_ENTRIES, ENTRY_TTL),
+            categories_by_id: Cache::new(CATEGORY_ENTRIES, ENTRY_TTL),
+            categories_by_path: Cache::new(CATEGORY_ENTRIES, ENTRY_TTL),
+            children: Cache::new(CATEGORY_ENTRIES, ENTRY_TTL),
             drops: AtomicU64::new(0),
         }
     }
 }
 
-/// Bounded entries that lapse `ENTRY_TTL` after they were kept. `quick_cache` rather than
-/// `moka`: every page reads dozens of entries, and a read here is a hash and a shard's read
-/// lock, where moka's also queues the read for its eviction bookkeeping (a third of a
-/// recommendation request's CPU).
-struct Cache<V> {
-    entries: quick_cache::sync::Cache<String, (Instant, V)>,
-}
-
-impl<V: Clone> Cache<V> {
-    fn new(capacity: usize) -> Self {
-        Self { entries: quick_cache::sync::Cache::new(capacity) }
-    }
-
-    fn get(&self, key: &str) -> Option<V> {
-        let (kept_at, value) = self.entries.get(key)?;
-        (kept_at.elapsed() < ENTRY_TTL).then_some(value)
-    }
-
-    fn insert(&self, key: String, value: V) {
-        self.entries.insert(key, (Instant::now(), value));
-    }
-
-    fn invalidate(&self, key: &str) {
-        self.entries.remove(key);
-    }
-
-    fn invalidate_all(&self) {
-        self.entries.clear();
-    }
-}
+type Cache<V> = ExpiringCache<String, V>;
 
 impl CatalogReadCache {
     /// Drops what a catalog or stock event made stale; everything, if it names no products.
@@ -92,26 +64,26 @@ impl CatalogReadCache {
         };
         self.drops.fetch_add(1, Ordering::SeqCst);
         for id in &ids {
-            self.stock.invalidate(id);
+            self.stock.remove(id);
         }
         if event.topic != STOCK_TOPIC {
             for id in &ids {
-                self.products.invalidate(id);
+                self.products.remove(id);
             }
-            self.children.invalidate_all();
-            self.categories_by_id.invalidate_all();
-            self.categories_by_path.invalidate_all();
+            self.children.clear();
+            self.categories_by_id.clear();
+            self.categories_by_path.clear();
         }
     }
 
     /// Drops everything (a subscriber that fell behind may have missed any change).
     pub fn drop_all(&self) {
         self.drops.fetch_add(1, Ordering::SeqCst);
-        self.products.invalidate_all();
-        self.stock.invalidate_all();
-        self.categories_by_id.invalidate_all();
-        self.categories_by_path.invalidate_all();
-        self.children.invalidate_all();
+        self.products.clear();
+        self.stock.clear();
+        self.categories_by_id.clear();
+        self.categories_by_path.clear();
+        self.children.clear();
     }
 
     pub async fn products<E>(
@@ -242,7 +214,7 @@ impl CatalogReadCache {
         // otherwise miss the entry it should have dropped.
         if self.drops.load(Ordering::SeqCst) != drops_before {
             for key in loaded.keys() {
-                cache.invalidate(key);
+                cache.remove(key);
             }
         }
         found.extend(loaded);

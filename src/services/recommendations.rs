@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 use crate::db::outbox::OutboxRow;
 use crate::db::{Pool, recommendations};
 use crate::domain::auth::Viewer;
+use crate::domain::catalog::Product;
 use crate::domain::catalog::generator::CatalogGenerator;
 use crate::domain::catalog::model::validate_id;
 use crate::domain::primitives::Shopper;
@@ -101,6 +102,86 @@ pub struct RecommendationService {
 struct Activity {
     latest: Vec<Interaction>,
     bought: HashSet<String>,
+    /// The candidates last blended from this activity, in rank order, and what else they were
+    /// blended from: while that is unchanged the blend is too, so the requests in between
+    /// skip it (for a user, it scores every product against their taste).
+    blended: Mutex<Option<(Blend, ProductIds)>>,
+}
+
+/// What a shopper's candidates are blended from besides their activity.
+#[derive(Debug)]
+struct Blend {
+    model_version: i64,
+    count: usize,
+    /// The latest views used, newest first, and their categories' lists as read.
+    viewed: Vec<String>,
+    same_kinds: Vec<ProductIds>,
+}
+
+impl Blend {
+    fn same_as(&self, other: &Blend) -> bool {
+        self.model_version == other.model_version
+            && self.count == other.count
+            && self.viewed == other.viewed
+            && self.same_kinds.len() == other.same_kinds.len()
+            && self.same_kinds.iter().zip(&other.same_kinds).all(|(a, b)| Arc::ptr_eq(a, b))
+    }
+}
+
+impl Activity {
+    /// The products viewed since `since`, newest first, each once.
+    fn recent_views(&self, since: chrono::DateTime<chrono::Utc>) -> Vec<&str> {
+        let mut recent: Vec<&str> = Vec::new();
+        for interaction in self.latest.iter().filter(|i| i.kind == InteractionKind::View && i.at >= since) {
+            if !recent.contains(&interaction.product_id.as_str()) {
+                recent.push(&interaction.product_id);
+            }
+        }
+        recent
+    }
+
+    fn blended(&self, blend: &Blend) -> Option<ProductIds> {
+        let held = self.blended.lock().unwrap_or_else(PoisonError::into_inner);
+        held.as_ref().filter(|(held, _)| held.same_as(blend)).map(|(_, ranked)| ranked.clone())
+    }
+
+    fn keep_blended(&self, blend: Blend, ranked: ProductIds) {
+        *self.blended.lock().unwrap_or_else(PoisonError::into_inner) = Some((blend, ranked));
+    }
+}
+
+/// The caller's candidates in rank order (`RecommendationService::for_shopper`), before stock
+/// and variety are looked at: the same kind as their latest views and what others liked with
+/// them, their personal picks, then trending and best rated; not what they bought or viewed.
+fn blended(
+    model: &Model,
+    shopper_key: Option<&str>,
+    activity: &Activity,
+    recent: &[&str],
+    viewed: &[Arc<Product>],
+    same_kinds: &[ProductIds],
+    count: usize,
+) -> Vec<String> {
+    let mut excluded: HashSet<&str> = recent.iter().copied().collect();
+    excluded.extend(activity.bought.iter().map(String::as_str));
+    excluded
+        .extend(activity.latest.iter().filter(|i| i.kind == InteractionKind::Purchase).map(|i| i.product_id.as_str()));
+    let personal = match shopper_key {
+        Some(key) => model.personal(key, count * 3 + excluded.len()),
+        None => Vec::new(),
+    };
+    let mut candidates = Candidates::default();
+    for (position, (product, same_kind)) in viewed.iter().zip(same_kinds).enumerate() {
+        let recency = 1.0 / (1.0 + position as f32);
+        candidates.add_ranked(same_kind.iter().take(count * 2), SAME_KIND_AS_VIEWED * recency);
+        candidates.add_ranked(model.also_liked(&product.id), LIKED_WITH_VIEWED * recency);
+    }
+    candidates.add_ranked(&personal, PERSONAL);
+    // Enough of each list to fill the picks after what the caller bought or viewed is gone.
+    let enough = count * 4 + excluded.len();
+    candidates.add_ranked(model.trending().iter().take(enough), TRENDING);
+    candidates.add_ranked(model.best_rated().iter().take(enough), BEST_RATED);
+    candidates.ranked(|id| !excluded.contains(id)).into_iter().map(str::to_owned).collect()
 }
 
 impl RecommendationService {
@@ -180,7 +261,7 @@ impl RecommendationService {
                 Ok::<_, StoreError>((latest, bought))
             })
             .await?;
-        let activity = Arc::new(Activity { latest, bought });
+        let activity = Arc::new(Activity { latest, bought, blended: Mutex::default() });
         self.activities.keep(key, activity.clone(), began);
         Ok(activity)
     }
@@ -239,18 +320,7 @@ impl RecommendationService {
             Some((shopper, key)) => self.activity_of(shopper, key).await?,
             None => Arc::default(),
         };
-        let Activity { latest, bought } = &*activity;
-        let since = self.clock.now() - RECENT_WINDOW;
-        let mut recent: Vec<&str> = Vec::new();
-        for interaction in latest.iter().filter(|i| i.kind == InteractionKind::View && i.at >= since) {
-            if !recent.contains(&interaction.product_id.as_str()) {
-                recent.push(&interaction.product_id);
-            }
-        }
-        let mut excluded: HashSet<&str> = recent.iter().copied().collect();
-        excluded.extend(bought.iter().map(String::as_str));
-        excluded.extend(latest.iter().filter(|i| i.kind == InteractionKind::Purchase).map(|i| i.product_id.as_str()));
-
+        let recent = activity.recent_views(self.clock.now() - RECENT_WINDOW);
         let latest_viewed: Vec<String> = recent.iter().take(RECENT_VIEWS_USED).map(|id| (*id).to_owned()).collect();
         let mut viewed = self.catalog.products_by_ids(&latest_viewed).await?;
         // The catalog answers in no particular order; the latest view weighs most.
@@ -262,24 +332,17 @@ impl RecommendationService {
                 None => Arc::default(),
             });
         }
-        let personal = match &shopper {
-            Some((_, key)) => model.personal(key, count * 3 + excluded.len()),
-            None => Vec::new(),
+        let blend = Blend { model_version: version, count, viewed: latest_viewed, same_kinds };
+        let ranked = match activity.blended(&blend) {
+            Some(ranked) => ranked,
+            None => {
+                let key = shopper.as_ref().map(|(_, key)| key.as_str());
+                let ranked = Arc::new(blended(&model, key, &activity, &recent, &viewed, &blend.same_kinds, count));
+                activity.keep_blended(blend, ranked.clone());
+                ranked
+            }
         };
-
-        let mut candidates = Candidates::default();
-        for (position, (product, same_kind)) in viewed.iter().zip(&same_kinds).enumerate() {
-            let recency = 1.0 / (1.0 + position as f32);
-            candidates.add_ranked(same_kind.iter().take(count * 2), SAME_KIND_AS_VIEWED * recency);
-            candidates.add_ranked(model.also_liked(&product.id), LIKED_WITH_VIEWED * recency);
-        }
-        candidates.add_ranked(&personal, PERSONAL);
-        // Enough of each list to fill the picks after what the caller bought or viewed is gone.
-        let enough = count * 4 + excluded.len();
-        candidates.add_ranked(model.trending().iter().take(enough), TRENDING);
-        candidates.add_ranked(model.best_rated().iter().take(enough), BEST_RATED);
-
-        let ranked = candidates.ranked(|id| !excluded.contains(id));
+        let ranked: Vec<&str> = ranked.iter().map(String::as_str).collect();
         let picks = self.varied_in_stock(&ranked, count).await?;
         if shopper.is_none() {
             self.anonymous_picks.insert((version, count), Arc::new(picks.clone()));
@@ -609,6 +672,25 @@ mod tests {
         assert!(held.get("guest:a").is_none() && held.get("guest:b").is_none());
         held.keep("guest:b", Arc::default(), began);
         assert!(held.get("guest:b").is_none(), "read before everyone's drop");
+    }
+
+    #[test]
+    fn a_blend_is_reused_only_while_model_length_views_and_lists_are_unchanged() {
+        let list: ProductIds = Arc::new(vec!["p1".to_owned()]);
+        let blend = |version, count, viewed: &str, list: &ProductIds| Blend {
+            model_version: version,
+            count,
+            viewed: vec![viewed.to_owned()],
+            same_kinds: vec![list.clone()],
+        };
+        let activity = Activity::default();
+        activity.keep_blended(blend(1, 10, "v1", &list), Arc::new(vec!["p2".to_owned()]));
+        assert_eq!(activity.blended(&blend(1, 10, "v1", &list)).as_deref(), Some(&vec!["p2".to_owned()]));
+        assert!(activity.blended(&blend(2, 10, "v1", &list)).is_none(), "a new model");
+        assert!(activity.blended(&blend(1, 20, "v1", &list)).is_none(), "another length");
+        assert!(activity.blended(&blend(1, 10, "v2", &list)).is_none(), "another view");
+        let read_again: ProductIds = Arc::new(vec!["p1".to_owned()]);
+        assert!(activity.blended(&blend(1, 10, "v1", &read_again)).is_none(), "the list read again");
     }
 
     #[tokio::test]

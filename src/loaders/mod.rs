@@ -7,6 +7,7 @@ mod orders;
 mod products;
 mod related;
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
@@ -18,6 +19,9 @@ pub use products::ProductLoader;
 pub use related::Related;
 
 use crate::app::AppContext;
+use crate::domain::catalog::{Category, StockLevel};
+use crate::error::{ApiError, ApiResult};
+use crate::resolvers::types::Product;
 
 /// Keys per store query: well under SQLite's bound-parameter limit.
 const MAX_BATCH: usize = 500;
@@ -85,10 +89,40 @@ impl Loaders {
         })
     }
 
+    /// Products by id: those the catalog read cache holds at once, the rest through the
+    /// loader. A loader first waits out its batching window (a millisecond or more, twice on a
+    /// product page: the product, then its stock), and it reads through the same cache anyway.
+    pub async fn products_by_ids(&self, ids: &[String]) -> ApiResult<HashMap<String, Product>> {
+        let (held, missing) = self.app.catalog.read_cache().held_products(ids);
+        let held = Product::batch(held.into_values().collect()).into_iter().map(|p| (p.record.id.clone(), p));
+        held_or_loaded((held.collect(), missing), self.products()).await
+    }
+
+    /// Stock levels by product id, the read cache's at once (see `products_by_ids`).
+    pub async fn stock_levels(&self, product_ids: &[String]) -> ApiResult<HashMap<String, StockLevel>> {
+        held_or_loaded(self.app.catalog.read_cache().held_stock_levels(product_ids), self.stock()).await
+    }
+
+    /// Categories by id, the read cache's at once (see `products_by_ids`).
+    pub async fn categories_by_ids(&self, ids: &[String]) -> ApiResult<HashMap<String, Category>> {
+        held_or_loaded(self.app.catalog.read_cache().held_categories(ids), self.categories()).await
+    }
+
     loader!(products: ProductLoader(catalog));
     loader!(categories: CategoryLoader(catalog));
     loader!(category_children: CategoryChildrenLoader(catalog));
     loader!(stock: StockLoader(catalog));
     loader!(order_events: OrderEventsLoader(orders));
     loader!(payments: PaymentLoader(orders));
+}
+
+/// `held` (what the read cache answered) with `loader`'s values for the `missing` keys.
+async fn held_or_loaded<T: Loader<String, Error = ApiError>>(
+    (mut held, missing): (HashMap<String, T::Value>, Vec<String>),
+    loader: &DataLoader<T, HashMapCache>,
+) -> ApiResult<HashMap<String, T::Value>> {
+    if !missing.is_empty() {
+        held.extend(loader.load_many(missing).await?);
+    }
+    Ok(held)
 }

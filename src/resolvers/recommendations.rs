@@ -34,7 +34,7 @@ impl RecommendationQuery {
 }
 
 async fn products_in_order(ctx: &Context<'_>, ids: Vec<String>) -> ApiResult<Vec<Product>> {
-    let products = loaders(ctx).products().load_many(ids.iter().cloned()).await?;
+    let products = loaders(ctx).products_by_ids(&ids).await?;
     Ok(ids.iter().filter_map(|id| products.get(id).cloned()).collect())
 }
 

@@ -25,7 +25,7 @@ impl SearchQuery {
             .search
             .search(query.as_deref(), category.as_deref(), filter, sort, first, after.as_deref())
             .await?;
-        let products = loaders(ctx).products().load_many(page.hits.product_ids.iter().cloned()).await?;
+        let products = loaders(ctx).products_by_ids(&page.hits.product_ids).await?;
         // In the index's order; a product deleted since it was indexed is left out.
         let nodes = page.hits.product_ids.iter().filter_map(|id| products.get(id).cloned()).collect();
         Ok(ProductSearchResult {

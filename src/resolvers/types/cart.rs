@@ -76,7 +76,8 @@ impl CartItem {
 impl CartItem {
     /// Lines with their products, loaded in one batch (a cart may hold a hundred lines).
     pub async fn batch(ctx: &Context<'_>, lines: &[domain::CartLine]) -> ApiResult<Vec<CartItem>> {
-        let mut products = loaders(ctx).products().load_many(lines.iter().map(|line| line.product_id.clone())).await?;
+        let ids: Vec<String> = lines.iter().map(|line| line.product_id.clone()).collect();
+        let mut products = loaders(ctx).products_by_ids(&ids).await?;
         Ok(lines
             .iter()
             .map(|line| CartItem { product: products.remove(&line.product_id), line: line.clone() })

@@ -66,7 +66,7 @@ impl Category {
     }
 
     async fn load(ctx: &Context<'_>, ids: Vec<String>) -> ApiResult<HashMap<String, Category>> {
-        let found = loaders(ctx).categories().load_many(ids).await?;
+        let found = loaders(ctx).categories_by_ids(&ids).await?;
         Ok(Category::batch(found.into_values().collect()).into_iter().map(|c| (c.id.to_string(), c)).collect())
     }
 
@@ -184,7 +184,8 @@ impl Product {
 
 impl Product {
     async fn available(&self, ctx: &Context<'_>) -> ApiResult<i32> {
-        let level = self.siblings.stock.get(&self.record.id, |ids| loaders(ctx).stock().load_many(ids)).await?;
+        let stock_levels = async |ids: Vec<String>| loaders(ctx).stock_levels(&ids).await;
+        let level = self.siblings.stock.get(&self.record.id, stock_levels).await?;
         Ok(level.map_or(0, |l| l.available))
     }
 }

@@ -147,6 +147,23 @@ impl CatalogReadCache {
         Ok(found.remove(ROOTS).unwrap_or_default())
     }
 
+    /// The products the cache holds of `ids`, and the ids it lacks.
+    pub fn held_products(&self, ids: &[String]) -> (HashMap<String, Arc<Product>>, Vec<String>) {
+        held(&self.products, ids)
+    }
+
+    /// The stock levels the cache holds of `ids`, and the ids it lacks.
+    pub fn held_stock_levels(&self, ids: &[String]) -> (HashMap<String, StockLevel>, Vec<String>) {
+        held(&self.stock, ids)
+    }
+
+    /// The categories the cache holds of `ids`, and the ids it lacks (an id it knows the store
+    /// lacks is in neither).
+    pub fn held_categories(&self, ids: &[String]) -> (HashMap<String, Category>, Vec<String>) {
+        let (found, missing) = held(&self.categories_by_id, ids);
+        (found.into_iter().filter_map(|(id, category)| Some((id, category?))).collect(), missing)
+    }
+
     /// `read_through` for values that carry their key.
     async fn listed<V, E>(
         &self,
@@ -192,16 +209,7 @@ impl CatalogReadCache {
     where
         V: Clone + Send + Sync + 'static,
     {
-        let mut found = HashMap::with_capacity(keys.len());
-        let mut missing = Vec::new();
-        for key in keys {
-            match cache.get(key) {
-                Some(value) => {
-                    found.insert(key.clone(), value);
-                }
-                None => missing.push(key.clone()),
-            }
-        }
+        let (mut found, missing) = held(cache, keys);
         if missing.is_empty() {
             return Ok(found);
         }
@@ -220,6 +228,21 @@ impl CatalogReadCache {
         found.extend(loaded);
         Ok(found)
     }
+}
+
+/// The entries `cache` holds of `keys`, and the keys it lacks.
+fn held<V: Clone>(cache: &Cache<V>, keys: &[String]) -> (HashMap<String, V>, Vec<String>) {
+    let mut found = HashMap::with_capacity(keys.len());
+    let mut missing = Vec::new();
+    for key in keys {
+        match cache.get(key) {
+            Some(value) => {
+                found.insert(key.clone(), value);
+            }
+            None => missing.push(key.clone()),
+        }
+    }
+    (found, missing)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use tokio::sync::OnceCell;
 use crate::error::ApiResult;
 
 /// What a set of items resolved together (one loader batch, one list) refers to, loaded for all
-/// of them when the first one asks. A DataLoader batches the keys that arrive within its 1 ms
+/// of them when the first one asks. A DataLoader batches the keys that arrive within its short
 /// window, but the items of a list ask one after another for as long as resolving them takes,
 /// which on a busy machine (or in a debug build) is longer: 50 products then cost a dozen
 /// stock and category queries instead of one each.

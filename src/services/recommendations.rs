@@ -353,7 +353,7 @@ impl RecommendationService {
     async fn in_stock_of_category(&self, category_id: &str) -> StoreResult<ProductIds> {
         match self.category_lists.get(category_id) {
             Some((read_at, list)) => {
-                if read_at.elapsed() >= CATEGORY_LIST_TTL {
+                if read_at.elapsed() >= list_ttl(category_id) {
                     self.stale_lists.mark(category_id);
                 }
                 Ok(list)
@@ -637,6 +637,14 @@ impl StaleLists {
     }
 }
 
+/// How long one category's list is used before it is read again: `CATEGORY_LIST_TTL` less up to
+/// half of it, by the category's id, so that lists first read together (a burst of shoppers
+/// browsing) are read again at different moments, not in one burst every `CATEGORY_LIST_TTL`.
+fn list_ttl(category_id: &str) -> std::time::Duration {
+    let spread = std::hash::BuildHasher::hash_one(&foldhash::fast::FixedState::with_seed(0), category_id) % 1000;
+    CATEGORY_LIST_TTL.mul_f64(1.0 - spread as f64 / 2000.0)
+}
+
 fn valid_product_id(id: &str) -> RecommendResult<()> {
     validate_id("productId", id)
         .map_err(|err| RecommendError::InvalidInput { field: "productId", message: err.to_string() })
@@ -691,6 +699,14 @@ mod tests {
         assert!(activity.blended(&blend(1, 10, "v2", &list)).is_none(), "another view");
         let read_again: ProductIds = Arc::new(vec!["p1".to_owned()]);
         assert!(activity.blended(&blend(1, 10, "v1", &read_again)).is_none(), "the list read again");
+    }
+
+    #[test]
+    fn category_lists_are_read_again_at_moments_spread_over_half_their_ttl() {
+        let ttls: HashSet<std::time::Duration> = (0..50).map(|n| list_ttl(&format!("category-{n}"))).collect();
+        assert!(ttls.iter().all(|ttl| (CATEGORY_LIST_TTL / 2..=CATEGORY_LIST_TTL).contains(ttl)), "{ttls:?}");
+        assert!(ttls.len() > 40, "spread, not one moment: {ttls:?}");
+        assert_eq!(list_ttl("category-1"), list_ttl("category-1"), "the same for a category every time");
     }
 
     #[tokio::test]

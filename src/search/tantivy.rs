@@ -551,26 +551,16 @@ impl TantivyIndex {
         // selection is active is then recounted without it.
         let f = self.fields;
         let category_root = request.filter.category_path.as_deref().map_or_else(Facet::root, category_facet);
-        let facet_roots = [
-            ("brand", f.brand, Facet::root()),
-            ("category", f.category, category_root),
-            ("price", f.price_bucket, Facet::root()),
-            ("", f.attributes, Facet::root()),
-        ];
-        let collector = |field: Field, root: &Facet| {
-            let mut collector = FacetCollector::for_field(searcher.schema().get_field_name(field));
-            collector.add_facet(root.clone());
-            collector
-        };
+        let mut category_collector = FacetCollector::for_field(searcher.schema().get_field_name(f.category));
+        category_collector.add_facet(category_root.clone());
         let flat = |field: Field| FlatFacetCollector { field: searcher.schema().get_field_name(field).to_owned() };
-        let [brand, category, price, attributes] = &facet_roots;
         let mut collectors = MultiCollector::new();
         let page = self.add_top_documents(&mut collectors, request);
         let count = collectors.add_collector(Count);
-        let brand_collected = collectors.add_collector(flat(brand.1));
-        let category_collected = collectors.add_collector(collector(category.1, &category.2));
-        let price_collected = collectors.add_collector(flat(price.1));
-        let attributes_collected = collectors.add_collector(flat(attributes.1));
+        let brand_collected = collectors.add_collector(flat(f.brand));
+        let category_collected = collectors.add_collector(category_collector);
+        let price_collected = collectors.add_collector(flat(f.price_bucket));
+        let attributes_collected = collectors.add_collector(flat(f.attributes));
         let mut fruits = searcher.search(&query, &collectors).map_err(SearchError::index)?;
         let mut product_ids = Vec::new();
         for address in page(&mut fruits) {
@@ -596,11 +586,11 @@ impl TantivyIndex {
                 }
             };
         let mut facets = vec![
-            ("brand".to_owned(), counts_for("brand", brand.1, brand_counts)?),
+            ("brand".to_owned(), counts_for("brand", f.brand, brand_counts)?),
             // The category facet lists the selected category's children, whose counts that
             // selection cannot change: no recount.
-            ("category".to_owned(), sorted_counts(&category_counts, &category.2)),
-            ("price".to_owned(), counts_for("price", price.1, price_counts)?),
+            ("category".to_owned(), sorted_counts(&category_counts, &category_root)),
+            ("price".to_owned(), counts_for("price", f.price_bucket, price_counts)?),
         ];
         let mut by_name: BTreeMap<String, Vec<FacetCount>> = BTreeMap::new();
         for pair in attribute_counts {

@@ -113,7 +113,8 @@ struct Activity {
 struct Blend {
     model_version: i64,
     count: usize,
-    /// The latest views used, newest first, and their categories' lists as read.
+    /// The products viewed in the recent window, newest first (all are left out, the latest
+    /// `RECENT_VIEWS_USED` lead), and the latest ones' categories' lists as read.
     viewed: Vec<String>,
     same_kinds: Vec<ProductIds>,
 }
@@ -130,11 +131,11 @@ impl Blend {
 
 impl Activity {
     /// The products viewed since `since`, newest first, each once.
-    fn recent_views(&self, since: chrono::DateTime<chrono::Utc>) -> Vec<&str> {
-        let mut recent: Vec<&str> = Vec::new();
+    fn recent_views(&self, since: chrono::DateTime<chrono::Utc>) -> Vec<String> {
+        let mut recent: Vec<String> = Vec::new();
         for interaction in self.latest.iter().filter(|i| i.kind == InteractionKind::View && i.at >= since) {
-            if !recent.contains(&interaction.product_id.as_str()) {
-                recent.push(&interaction.product_id);
+            if !recent.contains(&interaction.product_id) {
+                recent.push(interaction.product_id.clone());
             }
         }
         recent
@@ -157,12 +158,11 @@ fn blended(
     model: &Model,
     shopper_key: Option<&str>,
     activity: &Activity,
-    recent: &[&str],
+    blend: &Blend,
     viewed: &[Arc<Product>],
-    same_kinds: &[ProductIds],
-    count: usize,
 ) -> Vec<String> {
-    let mut excluded: HashSet<&str> = recent.iter().copied().collect();
+    let count = blend.count;
+    let mut excluded: HashSet<&str> = blend.viewed.iter().map(String::as_str).collect();
     excluded.extend(activity.bought.iter().map(String::as_str));
     excluded
         .extend(activity.latest.iter().filter(|i| i.kind == InteractionKind::Purchase).map(|i| i.product_id.as_str()));
@@ -171,7 +171,7 @@ fn blended(
         None => Vec::new(),
     };
     let mut candidates = Candidates::default();
-    for (position, (product, same_kind)) in viewed.iter().zip(same_kinds).enumerate() {
+    for (position, (product, same_kind)) in viewed.iter().zip(&blend.same_kinds).enumerate() {
         let recency = 1.0 / (1.0 + position as f32);
         candidates.add_ranked(same_kind.iter().take(count * 2), SAME_KIND_AS_VIEWED * recency);
         candidates.add_ranked(model.also_liked(&product.id), LIKED_WITH_VIEWED * recency);
@@ -321,8 +321,8 @@ impl RecommendationService {
             None => Arc::default(),
         };
         let recent = activity.recent_views(self.clock.now() - RECENT_WINDOW);
-        let latest_viewed: Vec<String> = recent.iter().take(RECENT_VIEWS_USED).map(|id| (*id).to_owned()).collect();
-        let mut viewed = self.catalog.products_by_ids(&latest_viewed).await?;
+        let latest_viewed = &recent[..recent.len().min(RECENT_VIEWS_USED)];
+        let mut viewed = self.catalog.products_by_ids(latest_viewed).await?;
         // The catalog answers in no particular order; the latest view weighs most.
         viewed.sort_by_key(|product| latest_viewed.iter().position(|id| *id == product.id));
         let mut same_kinds = Vec::with_capacity(viewed.len());
@@ -332,12 +332,12 @@ impl RecommendationService {
                 None => Arc::default(),
             });
         }
-        let blend = Blend { model_version: version, count, viewed: latest_viewed, same_kinds };
+        let blend = Blend { model_version: version, count, viewed: recent, same_kinds };
         let ranked = match activity.blended(&blend) {
             Some(ranked) => ranked,
             None => {
                 let key = shopper.as_ref().map(|(_, key)| key.as_str());
-                let ranked = Arc::new(blended(&model, key, &activity, &recent, &viewed, &blend.same_kinds, count));
+                let ranked = Arc::new(blended(&model, key, &activity, &blend, &viewed));
                 activity.keep_blended(blend, ranked.clone());
                 ranked
             }

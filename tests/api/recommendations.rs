@@ -118,8 +118,8 @@ on_both_backends!(
         assert!(!related(&server, "rec-phone-1", "RELATED", 10).await.contains(&"rec-phone-6".to_owned()));
         let admin = server.admin_token().await;
         server.data(UPSERT, json!({ "id": "rec-phone-6", "c": "Tech/Phones/Smartphones" }), Some(&admin)).await;
-        // The held list is used until it is 2 s old; the request that finds it so hands it to the
-        // worker, and a later request sees the list the worker read.
+        // The held list is used until it is 1-2 s old; the request that finds it so hands it to
+        // the worker, and a later request sees the list the worker read.
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
         loop {
             let list = related(&server, "rec-phone-1", "RELATED", 10).await;

@@ -365,9 +365,10 @@ impl TantivyIndex {
     }
 
     /// Every word (all but one of three or more) must match some field: itself exactly, at one
-    /// or two edits or (the last word) as a prefix, or one of its synonyms exactly (stemmed as
-    /// the index stores words). Titles holding the words as a phrase rank higher.
-    fn text_query(&self, words: &[String]) -> Box<dyn Query> {
+    /// or two edits when no searched field knows it, or (the last word) as a prefix, or one of
+    /// its synonyms exactly (stemmed as the index stores words). Titles holding the words as a
+    /// phrase rank higher.
+    fn text_query(&self, searcher: &Searcher, words: &[String]) -> Box<dyn Query> {
         if words.is_empty() {
             return Box::new(AllQuery);
         }
@@ -388,15 +389,20 @@ impl TantivyIndex {
                 let stems =
                     own_stems.iter().map(|stem| (stem.clone(), true)).chain(synonym_stems.map(|stem| (stem, false)));
                 for (stem, own) in stems.collect::<Vec<_>>() {
+                    // Expanding a word the catalog holds would only add near-misses of a word that
+                    // already matches, and walking each segment's dictionary with the automaton
+                    // was the largest cost of an uncached search.
+                    let typo_tolerant = own && !self.knows(searcher, &stem);
                     for (field, boost) in self.fields.searched() {
                         let term = Term::from_field_text(field, &stem);
                         let exact = TermQuery::new(term.clone(), IndexRecordOption::WithFreqs);
                         variants.push((Occur::Should, Box::new(BoostQuery::new(Box::new(exact), boost))));
-                        // Typo tolerance is for the shopper's own word; synonyms match exactly.
+                        // Typo tolerance and type-ahead are for the shopper's own word; synonyms
+                        // match exactly.
                         if !own || field == self.fields.description {
                             continue;
                         }
-                        let distance = allowed_edits(&stem);
+                        let distance = if typo_tolerant { allowed_edits(&stem) } else { 0 };
                         if distance > 0 {
                             let fuzzy = FuzzyTermQuery::new(term.clone(), distance, true);
                             variants.push((Occur::Should, Box::new(BoostQuery::new(Box::new(fuzzy), boost * 0.5))));
@@ -419,6 +425,14 @@ impl TantivyIndex {
             clauses.push((Occur::Should, phrase));
         }
         Box::new(BooleanQuery::new(clauses))
+    }
+
+    /// Whether some searched field holds the stem.
+    fn knows(&self, searcher: &Searcher, stem: &str) -> bool {
+        self.fields
+            .searched()
+            .iter()
+            .any(|(field, _)| searcher.doc_freq(&Term::from_field_text(*field, stem)).unwrap_or(0) > 0)
     }
 
     /// Proximity: titles holding the words next to each other, in order (one word apart at
@@ -534,7 +548,7 @@ impl TantivyIndex {
     fn search_blocking(&self, request: &SearchRequest) -> Result<SearchHits, SearchError> {
         let searcher = self.live().reader.searcher();
         let words = self.tokens(RAW, &request.text);
-        let text = self.text_query(&words);
+        let text = self.text_query(&searcher, &words);
         let filters = self.filter_clauses(&request.filter);
         let query_without = |left_out: Option<&str>| -> BooleanQuery {
             let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, text.box_clone())];

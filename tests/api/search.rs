@@ -281,6 +281,24 @@ on_both_backends!(catalog_changes_reach_search_within_a_second, |backend: Backen
     wait_for(json!({ "q": "zebrawood", "f": { "inStockOnly": true } }), 0).await;
 });
 
+on_both_backends!(only_words_the_catalog_does_not_know_match_their_near_misses, |backend: Backend| async move {
+    let server = seeded(backend).await;
+    let admin = server.admin_token().await;
+    let upsert = "mutation($i: ProductInput!) { adminUpsertProduct(input: $i) { id } }";
+    for (id, title) in [("uke-1", "Zebrawood Concert Ukulele"), ("throw-1", "Zebrawool Travel Throw")] {
+        let input = json!({ "id": id, "title": title, "description": "Soft.", "priceCents": 4900, "categoryPath": "Toys/Music/Ukuleles" });
+        server.data(upsert, json!({ "i": input }), Some(&admin)).await;
+    }
+    // A word no product holds is within two edits of both titles' first words.
+    let started = Instant::now();
+    while ids(&search(&server, json!({ "q": "zebrawoood" })).await).len() < 2 {
+        assert!(started.elapsed() < Duration::from_secs(2), "both products should be indexed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(ids(&search(&server, json!({ "q": "zebrawood" })).await), ["uke-1"], "a known word is not widened");
+    assert_eq!(ids(&search(&server, json!({ "q": "zebrawool" })).await), ["throw-1"], "a known word is not widened");
+});
+
 on_both_backends!(the_rest_search_facade, |backend: Backend| async move {
     let server = seeded(backend).await;
     let get = |query: &'static str| server.client.get(server.url(&format!("/products/search?{query}"))).send();

@@ -11,6 +11,7 @@ pub mod expiring;
 pub mod http;
 pub mod kv;
 pub mod loaders;
+pub mod low_priority;
 pub mod metrics;
 pub mod notifier;
 pub mod payments;

@@ -23,6 +23,7 @@ use crate::domain::recommend::{
     VariedPicks, baskets_of, train,
 };
 use crate::expiring::ExpiringCache;
+use crate::low_priority;
 use crate::ports::{Clock, EventBus, StoreError, StoreResult};
 use crate::services::catalog::CatalogService;
 
@@ -466,7 +467,7 @@ impl RecommendationService {
                 Ok::<_, StoreError>(History { interactions, baskets, ratings })
             })
             .await?;
-        let (model, serialized) = tokio::task::spawn_blocking(move || {
+        let (model, serialized) = low_priority::run("recommender-training", move || {
             let model = train(&history, now);
             let serialized = serde_json::to_string(&model);
             (model, serialized)

@@ -96,8 +96,8 @@ impl Loaders {
     }
 
     /// Products by id: those the catalog read cache holds at once, the rest through the
-    /// loader. A loader first waits out its batching window (a millisecond or more, twice on a
-    /// product page: the product, then its stock), and it reads through the same cache anyway.
+    /// loader. A loader first waits out its batching window (`BATCH_WINDOW`; twice on a product
+    /// page: the product, then its stock), and it reads through the same cache anyway.
     pub async fn products_by_ids(&self, ids: &[String]) -> ApiResult<HashMap<String, Product>> {
         let (held, missing) = self.app.catalog.read_cache().held_products(ids);
         let held = Product::batch(held.into_values().collect()).into_iter().map(|p| (p.record.id.clone(), p));

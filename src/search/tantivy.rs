@@ -2,7 +2,8 @@
 //!
 //! Relevance is BM25 over title (boost 3), brand (2), category path and attribute values
 //! (1.5) and description (1), English stemming; every query term must match some field, terms
-//! of 4+ letters also match at one edit (8+ at two) and the last term also as a prefix. The
+//! of 4+ letters that no searched field holds also match at one edit (8+ at two) and the last
+//! term also as a prefix. The
 //! final RELEVANCE score blends text relevance with what shoppers liked:
 //! `bm25 × (1 + 0.1·ln(1 + popularity)) × (0.8 + 0.04·rating)`.
 //! Facets are facet fields, counted per term for one-level fields (`FlatFacetCollector`) and

@@ -69,10 +69,8 @@ impl TokenIssuer {
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
             .map_err(|_| AuthError::InvalidToken)?
             .claims;
-        if claims.exp <= now.timestamp() {
-            return Err(AuthError::InvalidToken);
-        }
         let expires_at = DateTime::from_timestamp(claims.exp, 0).ok_or(AuthError::InvalidToken)?;
+        unexpired(expires_at, now)?;
         let viewer = match claims.kind.as_str() {
             "guest" => Viewer::Guest { session_id: claims.sub },
             "user" => Viewer::User { user_id: claims.sub, is_admin: claims.admin },
@@ -80,6 +78,11 @@ impl TokenIssuer {
         };
         Ok((viewer, expires_at))
     }
+}
+
+/// A token that expires at `expires_at` is refused from that instant on.
+pub fn unexpired(expires_at: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), AuthError> {
+    if expires_at <= now { Err(AuthError::InvalidToken) } else { Ok(()) }
 }
 
 /// A new opaque refresh token (256 random bits) and the hash under which it is stored.

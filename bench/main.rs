@@ -4,6 +4,8 @@
 //! database with `--backend postgres`; `--redis` adds Redis), seeds a catalog, drives it over
 //! loopback HTTP and websockets from this separate process, and prints a table plus one JSON
 //! line (requests/s, p50/p95/p99, errors, server peak memory). Latencies go through HdrHistogram.
+//! Rows of one request kind also give the server's CPU time per request (user and system, from
+//! /proc): on this shared box it moves far less between runs than throughput does.
 //!
 //! Scenarios:
 //! - `cart`: guest sessions add, update and read their carts (64 connections by default; with
@@ -215,6 +217,23 @@ impl Server {
         (field("VmHWM:"), field("VmRSS:"))
     }
 
+    /// CPU seconds (user and system) the server process has used so far.
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // The fields after the command name, which is in parentheses and may hold spaces;
+        // utime and stime are the 14th and 15th fields, in clock ticks (100 a second).
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let ticks: f64 = after_name.split_whitespace().skip(11).take(2).filter_map(|t| t.parse::<f64>().ok()).sum();
+        ticks / 100.0
+    }
+
+    /// `measure`'s result and the server's CPU seconds while it ran.
+    async fn cpu_of<T>(&self, measure: impl Future<Output = T>) -> (T, f64) {
+        let before = self.cpu_seconds();
+        let result = measure.await;
+        (result, self.cpu_seconds() - before)
+    }
+
     fn ws_url(&self) -> String {
         format!("{}/graphql/ws", self.base.replace("http://", "ws://"))
     }
@@ -293,11 +312,20 @@ fn row(name: &str, histogram: &Histogram<u64>, errors: u64, seconds: f64) -> Val
     })
 }
 
+/// `row` with the server's CPU time per request, in microseconds.
+fn with_cpu(mut row: Value, cpu_seconds: f64) -> Value {
+    let requests = row["requests"].as_f64().unwrap_or_default().max(1.0);
+    row["server_cpu_us"] = json!((cpu_seconds * 1e6 / requests).round());
+    row
+}
+
 /// `{__typename}` as fast as `connections` clients can send it for `duration`.
-async fn ceiling_row(base: &str, connections: usize, duration: Duration) -> anyhow::Result<Value> {
-    let client = Client::new(base)?;
-    let (all, errors, seconds) = closed_loop(&client, connections, duration, |_| ("{ __typename }", json!({}))).await?;
-    Ok(row("ceiling {__typename}", &all, errors, seconds))
+async fn ceiling_row(server: &Server, connections: usize, duration: Duration) -> anyhow::Result<Value> {
+    let client = Client::new(&server.base)?;
+    let (measured, cpu) =
+        server.cpu_of(closed_loop(&client, connections, duration, |_| ("{ __typename }", json!({})))).await;
+    let (all, errors, seconds) = measured?;
+    Ok(with_cpu(row("ceiling {__typename}", &all, errors, seconds), cpu))
 }
 
 /// Each of `connections` clients sends the request `next` gives for its running count (each
@@ -366,7 +394,7 @@ async fn report(options: &Options, server: &Server, mut rows: Vec<Value>, extra:
     let (peak, current) = server.memory_mib();
     let ceiling_time =
         if options.scenario == "ceiling" { options.duration } else { Duration::from_secs(CEILING_SECONDS) };
-    let ceiling = ceiling_row(&server.base, options.connections, ceiling_time).await?;
+    let ceiling = ceiling_row(server, options.connections, ceiling_time).await?;
     let ceiling_rate = ceiling["requests_per_s"].as_f64().unwrap_or_default().max(1.0);
     rows.push(ceiling);
     for r in &mut rows {
@@ -382,12 +410,12 @@ async fn report(options: &Options, server: &Server, mut rows: Vec<Value>, extra:
         options.products
     );
     println!(
-        "{:<22} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
-        "operation", "requests", "req/s", "×ceiling", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors"
+        "{:<22} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>10}",
+        "operation", "requests", "req/s", "×ceiling", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors", "cpu µs/req"
     );
     for r in &rows {
         println!(
-            "{:<22} {:>9} {:>10} {:>9.4} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>7}",
+            "{:<22} {:>9} {:>10} {:>9.4} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>10}",
             r["operation"].as_str().unwrap_or_default(),
             r["requests"],
             r["requests_per_s"],
@@ -397,6 +425,7 @@ async fn report(options: &Options, server: &Server, mut rows: Vec<Value>, extra:
             r["p99_ms"].as_f64().unwrap_or_default(),
             r["max_ms"].as_f64().unwrap_or_default(),
             r["errors"],
+            r.get("server_cpu_us").map_or_else(String::new, Value::to_string),
         );
     }
     println!("server memory: peak {peak:.1} MiB, now {current:.1} MiB");
@@ -433,6 +462,7 @@ async fn cart_scenario(options: &Options, server: &Server) -> anyhow::Result<()>
     let products = Arc::new(stock_hot_products(&client).await?);
     let deadline = Instant::now() + options.duration;
     let started = Instant::now();
+    let cpu_before = server.cpu_seconds();
     let results = Arc::new(Mutex::new(HashMap::<&'static str, (Histogram<u64>, u64)>::new()));
     let mut workers = Vec::new();
     for worker in 0..options.connections {
@@ -505,7 +535,7 @@ async fn cart_scenario(options: &Options, server: &Server) -> anyhow::Result<()>
             all_errors += errors;
         }
     }
-    rows.push(row("all", &all, all_errors, seconds));
+    rows.push(with_cpu(row("all", &all, all_errors, seconds), server.cpu_seconds() - cpu_before));
     report(
         options,
         server,
@@ -696,13 +726,15 @@ async fn search_scenario(options: &Options, server: &Server) -> anyhow::Result<(
     let mix = Arc::new(search_mix(300));
     const QUERY: &str = "query($q: String, $f: ProductFilter, $s: ProductSort) { searchProducts(query: $q, filter: $f, sort: $s, first: 20) { totalCount nodes { id title price { centAmount } inStock } facets { name values { value count } } pageInfo { endCursor } } }";
     let searches = mix.clone();
-    let (all, errors, seconds) = closed_loop(&client, options.connections, options.duration, move |count| {
-        (QUERY, searches[count % searches.len()].clone())
-    })
-    .await?;
+    let (measured, cpu) = server
+        .cpu_of(closed_loop(&client, options.connections, options.duration, move |count| {
+            (QUERY, searches[count % searches.len()].clone())
+        }))
+        .await;
+    let (all, errors, seconds) = measured?;
     let cache = !options.server_env.iter().any(|(k, v)| k == "SHOP_SEARCH_CACHE" && v == "false");
     let extra = json!({ "distinct_searches": mix.len(), "connections": options.connections, "result_cache": cache });
-    report(options, server, vec![row("searchProducts+facets", &all, errors, seconds)], extra).await
+    report(options, server, vec![with_cpu(row("searchProducts+facets", &all, errors, seconds), cpu)], extra).await
 }
 
 /// One product page's data (with its category and stock) at a time, over the whole catalog.
@@ -710,14 +742,16 @@ async fn product_scenario(options: &Options, server: &Server) -> anyhow::Result<
     let client = Client::new(&server.base)?;
     const QUERY: &str = "query($id: ID!) { product(id: $id) { id title price { centAmount currencyCode } inStock availableQuantity category { id name path } } }";
     let products = options.products.max(1) as usize;
-    let (all, errors, seconds) = closed_loop(&client, options.connections, options.duration, move |count| {
-        // A stride through the catalog, so that clients spread over it rather than follow each other.
-        let id = (count * 7_919) % products + 1;
-        (QUERY, json!({ "id": format!("prod-{id:07}") }))
-    })
-    .await?;
+    let (measured, cpu) = server
+        .cpu_of(closed_loop(&client, options.connections, options.duration, move |count| {
+            // A stride through the catalog, so that clients spread over it rather than follow each other.
+            let id = (count * 7_919) % products + 1;
+            (QUERY, json!({ "id": format!("prod-{id:07}") }))
+        }))
+        .await;
+    let (all, errors, seconds) = measured?;
     let extra = json!({ "connections": options.connections });
-    report(options, server, vec![row("product+category+stock", &all, errors, seconds)], extra).await
+    report(options, server, vec![with_cpu(row("product+category+stock", &all, errors, seconds), cpu)], extra).await
 }
 
 /// Both recommendation lists over a trained demo catalog: productRecommendations for products
@@ -734,15 +768,17 @@ async fn recommend_scenario(options: &Options, server: &Server) -> anyhow::Resul
     eprintln!("recommendations trained {:.1} s after ready", started.elapsed().as_secs_f64());
     const RELATED: &str = "query($p: ID!, $i: RecommendationIntent) { productRecommendations(productId: $p, intent: $i, first: 10) { id title price { centAmount } } }";
     let products = options.products.max(1) as usize;
-    let (related, related_errors, related_seconds) =
-        closed_loop(&client, options.connections, options.duration, move |count| {
+    let (measured, related_cpu) = server
+        .cpu_of(closed_loop(&client, options.connections, options.duration, move |count| {
             let id = (count * 7_919) % products + 1;
             let intent = if count % 2 == 0 { "RELATED" } else { "COMPLEMENTARY" };
             (RELATED, json!({ "p": format!("prod-{id:07}"), "i": intent }))
-        })
-        .await?;
-    let (picks, picks_errors, picks_seconds) =
-        closed_loop(&client, options.connections, options.duration, |_| (PICKS, json!({}))).await?;
+        }))
+        .await;
+    let (related, related_errors, related_seconds) = measured?;
+    let (measured, picks_cpu) =
+        server.cpu_of(closed_loop(&client, options.connections, options.duration, |_| (PICKS, json!({})))).await;
+    let (picks, picks_errors, picks_seconds) = measured?;
     // One guest per connection, each having just viewed three products: its picks are its own,
     // blended on every request from its activity (read from the store once, then held).
     const VIEW: &str = "mutation($p: ID!) { recordProductView(productId: $p) }";
@@ -753,13 +789,19 @@ async fn recommend_scenario(options: &Options, server: &Server) -> anyhow::Resul
             client.gql(VIEW, json!({ "p": format!("prod-{id:07}") }), Some(token)).await?;
         }
     }
-    let (personal, personal_errors, personal_seconds) =
-        closed_loop_as(&client, Arc::new(tokens), options.connections, options.duration, |_| (PICKS, json!({})))
-            .await?;
+    let (measured, personal_cpu) = server
+        .cpu_of(closed_loop_as(&client, Arc::new(tokens), options.connections, options.duration, |_| {
+            (PICKS, json!({}))
+        }))
+        .await;
+    let (personal, personal_errors, personal_seconds) = measured?;
     let rows = vec![
-        row("productRecommendations", &related, related_errors, related_seconds),
-        row("recommendedProducts (anonymous)", &picks, picks_errors, picks_seconds),
-        row("recommendedProducts (guest, 3 views)", &personal, personal_errors, personal_seconds),
+        with_cpu(row("productRecommendations", &related, related_errors, related_seconds), related_cpu),
+        with_cpu(row("recommendedProducts (anonymous)", &picks, picks_errors, picks_seconds), picks_cpu),
+        with_cpu(
+            row("recommendedProducts (guest, 3 views)", &personal, personal_errors, personal_seconds),
+            personal_cpu,
+        ),
     ];
     report(options, server, rows, json!({ "connections": options.connections })).await
 }
@@ -784,6 +826,7 @@ async fn checkout_scenario(options: &Options, server: &Server) -> anyhow::Result
     let products = Arc::new(products);
     let deadline = Instant::now() + options.duration;
     let started = Instant::now();
+    let cpu_before = server.cpu_seconds();
     let mut workers = Vec::new();
     for worker in 0..options.connections {
         let (client, products) = (client.clone(), products.clone());
@@ -850,7 +893,7 @@ async fn checkout_scenario(options: &Options, server: &Server) -> anyhow::Result
     let seconds = started.elapsed().as_secs_f64();
     let mut rows: Vec<Value> =
         PURCHASE_STEPS.iter().zip(&steps).map(|(name, (h, e))| row(name, h, *e, seconds)).collect();
-    rows.push(row("completed purchase", &purchases, 0, seconds));
+    rows.push(with_cpu(row("completed purchase", &purchases, 0, seconds), server.cpu_seconds() - cpu_before));
     // Units out of available stock (sold, or held by a checkout cut off at the deadline).
     let mut stock_left = 0;
     for id in products.iter() {

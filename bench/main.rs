@@ -227,11 +227,16 @@ impl Server {
         ticks / 100.0
     }
 
-    /// `measure`'s result and the server's CPU seconds while it ran.
-    async fn cpu_of<T>(&self, measure: impl Future<Output = T>) -> (T, f64) {
+    /// The report row `name` of what `measure` (a closed loop) sent, with the server's CPU time
+    /// per request while it ran.
+    async fn measured_row(
+        &self,
+        name: &str,
+        measure: impl Future<Output = anyhow::Result<(Histogram<u64>, u64, f64)>>,
+    ) -> anyhow::Result<Value> {
         let before = self.cpu_seconds();
-        let result = measure.await;
-        (result, self.cpu_seconds() - before)
+        let (latencies, errors, seconds) = measure.await?;
+        Ok(with_cpu(row(name, &latencies, errors, seconds), self.cpu_seconds() - before))
     }
 
     fn ws_url(&self) -> String {
@@ -322,10 +327,12 @@ fn with_cpu(mut row: Value, cpu_seconds: f64) -> Value {
 /// `{__typename}` as fast as `connections` clients can send it for `duration`.
 async fn ceiling_row(server: &Server, connections: usize, duration: Duration) -> anyhow::Result<Value> {
     let client = Client::new(&server.base)?;
-    let (measured, cpu) =
-        server.cpu_of(closed_loop(&client, connections, duration, |_| ("{ __typename }", json!({})))).await;
-    let (all, errors, seconds) = measured?;
-    Ok(with_cpu(row("ceiling {__typename}", &all, errors, seconds), cpu))
+    server
+        .measured_row(
+            "ceiling {__typename}",
+            closed_loop(&client, connections, duration, |_| ("{ __typename }", json!({}))),
+        )
+        .await
 }
 
 /// Each of `connections` clients sends the request `next` gives for its running count (each
@@ -726,15 +733,13 @@ async fn search_scenario(options: &Options, server: &Server) -> anyhow::Result<(
     let mix = Arc::new(search_mix(300));
     const QUERY: &str = "query($q: String, $f: ProductFilter, $s: ProductSort) { searchProducts(query: $q, filter: $f, sort: $s, first: 20) { totalCount nodes { id title price { centAmount } inStock } facets { name values { value count } } pageInfo { endCursor } } }";
     let searches = mix.clone();
-    let (measured, cpu) = server
-        .cpu_of(closed_loop(&client, options.connections, options.duration, move |count| {
-            (QUERY, searches[count % searches.len()].clone())
-        }))
-        .await;
-    let (all, errors, seconds) = measured?;
+    let searched = closed_loop(&client, options.connections, options.duration, move |count| {
+        (QUERY, searches[count % searches.len()].clone())
+    });
+    let searched = server.measured_row("searchProducts+facets", searched).await?;
     let cache = !options.server_env.iter().any(|(k, v)| k == "SHOP_SEARCH_CACHE" && v == "false");
     let extra = json!({ "distinct_searches": mix.len(), "connections": options.connections, "result_cache": cache });
-    report(options, server, vec![with_cpu(row("searchProducts+facets", &all, errors, seconds), cpu)], extra).await
+    report(options, server, vec![searched], extra).await
 }
 
 /// One product page's data (with its category and stock) at a time, over the whole catalog.
@@ -742,16 +747,14 @@ async fn product_scenario(options: &Options, server: &Server) -> anyhow::Result<
     let client = Client::new(&server.base)?;
     const QUERY: &str = "query($id: ID!) { product(id: $id) { id title price { centAmount currencyCode } inStock availableQuantity category { id name path } } }";
     let products = options.products.max(1) as usize;
-    let (measured, cpu) = server
-        .cpu_of(closed_loop(&client, options.connections, options.duration, move |count| {
-            // A stride through the catalog, so that clients spread over it rather than follow each other.
-            let id = (count * 7_919) % products + 1;
-            (QUERY, json!({ "id": format!("prod-{id:07}") }))
-        }))
-        .await;
-    let (all, errors, seconds) = measured?;
+    let pages = closed_loop(&client, options.connections, options.duration, move |count| {
+        // A stride through the catalog, so that clients spread over it rather than follow each other.
+        let id = (count * 7_919) % products + 1;
+        (QUERY, json!({ "id": format!("prod-{id:07}") }))
+    });
+    let pages = server.measured_row("product+category+stock", pages).await?;
     let extra = json!({ "connections": options.connections });
-    report(options, server, vec![with_cpu(row("product+category+stock", &all, errors, seconds), cpu)], extra).await
+    report(options, server, vec![pages], extra).await
 }
 
 /// Both recommendation lists over a trained demo catalog: productRecommendations for products
@@ -768,17 +771,14 @@ async fn recommend_scenario(options: &Options, server: &Server) -> anyhow::Resul
     eprintln!("recommendations trained {:.1} s after ready", started.elapsed().as_secs_f64());
     const RELATED: &str = "query($p: ID!, $i: RecommendationIntent) { productRecommendations(productId: $p, intent: $i, first: 10) { id title price { centAmount } } }";
     let products = options.products.max(1) as usize;
-    let (measured, related_cpu) = server
-        .cpu_of(closed_loop(&client, options.connections, options.duration, move |count| {
-            let id = (count * 7_919) % products + 1;
-            let intent = if count % 2 == 0 { "RELATED" } else { "COMPLEMENTARY" };
-            (RELATED, json!({ "p": format!("prod-{id:07}"), "i": intent }))
-        }))
-        .await;
-    let (related, related_errors, related_seconds) = measured?;
-    let (measured, picks_cpu) =
-        server.cpu_of(closed_loop(&client, options.connections, options.duration, |_| (PICKS, json!({})))).await;
-    let (picks, picks_errors, picks_seconds) = measured?;
+    let related = closed_loop(&client, options.connections, options.duration, move |count| {
+        let id = (count * 7_919) % products + 1;
+        let intent = if count % 2 == 0 { "RELATED" } else { "COMPLEMENTARY" };
+        (RELATED, json!({ "p": format!("prod-{id:07}"), "i": intent }))
+    });
+    let related = server.measured_row("productRecommendations", related).await?;
+    let picks = closed_loop(&client, options.connections, options.duration, |_| (PICKS, json!({})));
+    let picks = server.measured_row("recommendedProducts (anonymous)", picks).await?;
     // One guest per connection, each having just viewed three products: its picks are its own,
     // blended on every request from its activity (read from the store once, then held).
     const VIEW: &str = "mutation($p: ID!) { recordProductView(productId: $p) }";
@@ -789,20 +789,10 @@ async fn recommend_scenario(options: &Options, server: &Server) -> anyhow::Resul
             client.gql(VIEW, json!({ "p": format!("prod-{id:07}") }), Some(token)).await?;
         }
     }
-    let (measured, personal_cpu) = server
-        .cpu_of(closed_loop_as(&client, Arc::new(tokens), options.connections, options.duration, |_| {
-            (PICKS, json!({}))
-        }))
-        .await;
-    let (personal, personal_errors, personal_seconds) = measured?;
-    let rows = vec![
-        with_cpu(row("productRecommendations", &related, related_errors, related_seconds), related_cpu),
-        with_cpu(row("recommendedProducts (anonymous)", &picks, picks_errors, picks_seconds), picks_cpu),
-        with_cpu(
-            row("recommendedProducts (guest, 3 views)", &personal, personal_errors, personal_seconds),
-            personal_cpu,
-        ),
-    ];
+    let personal =
+        closed_loop_as(&client, Arc::new(tokens), options.connections, options.duration, |_| (PICKS, json!({})));
+    let personal = server.measured_row("recommendedProducts (guest, 3 views)", personal).await?;
+    let rows = vec![related, picks, personal];
     report(options, server, rows, json!({ "connections": options.connections })).await
 }
 

@@ -3,8 +3,7 @@
 //! Relevance is BM25 over title (boost 3), brand (2), category path and attribute values
 //! (1.5) and description (1), English stemming; every query term must match some field, terms
 //! of 4+ letters that no searched field holds also match at one edit (8+ at two) and the last
-//! term also as a prefix. The
-//! final RELEVANCE score blends text relevance with what shoppers liked:
+//! term also as a prefix. The final RELEVANCE score blends text relevance with what shoppers liked:
 //! `bm25 × (1 + 0.1·ln(1 + popularity)) × (0.8 + 0.04·rating)`.
 //! Facets are facet fields, counted per term for one-level fields (`FlatFacetCollector`) and
 //! with FacetCollector for the category tree; a facet's counts ignore that facet's own
@@ -393,7 +392,7 @@ impl TantivyIndex {
                     // Expanding a word the catalog holds would only add near-misses of a word that
                     // already matches, and walking each segment's dictionary with the automaton
                     // was the largest cost of an uncached search.
-                    let typo_tolerant = own && !self.knows(searcher, &stem);
+                    let distance = if own && !self.knows(searcher, &stem) { allowed_edits(&stem) } else { 0 };
                     for (field, boost) in self.fields.searched() {
                         let term = Term::from_field_text(field, &stem);
                         let exact = TermQuery::new(term.clone(), IndexRecordOption::WithFreqs);
@@ -403,7 +402,6 @@ impl TantivyIndex {
                         if !own || field == self.fields.description {
                             continue;
                         }
-                        let distance = if typo_tolerant { allowed_edits(&stem) } else { 0 };
                         if distance > 0 {
                             let fuzzy = FuzzyTermQuery::new(term.clone(), distance, true);
                             variants.push((Occur::Should, Box::new(BoostQuery::new(Box::new(fuzzy), boost * 0.5))));

@@ -1,6 +1,6 @@
 //! Relevance: the judged queries in tests/relevance/judgments.txt (exact words, synonyms, typos,
 //! brand + category, attribute + category) scored as nDCG@10 over the demo catalog. The mean
-//! must stay at or above 0.85.
+//! must stay at or above 0.93: the read path's speed-ups (issue 12) may not cost relevance.
 
 use serde_json::json;
 use shop::domain::catalog::generator::CatalogGenerator;
@@ -11,7 +11,7 @@ use crate::on_both_backends;
 
 const PRODUCTS: u64 = 3_000;
 const JUDGMENTS: &str = include_str!("../relevance/judgments.txt");
-const TARGET: f64 = 0.85;
+const TARGET: f64 = 0.93;
 
 struct Judged {
     query: String,
@@ -67,7 +67,7 @@ fn dcg(grades: impl Iterator<Item = u32>) -> f64 {
     grades.take(10).enumerate().map(|(i, g)| (2f64.powi(g as i32) - 1.0) / ((i + 2) as f64).log2()).sum()
 }
 
-on_both_backends!(judged_queries_score_at_least_0_85_ndcg_at_10, |backend: Backend| async move {
+on_both_backends!(judged_queries_score_at_least_0_93_ndcg_at_10, |backend: Backend| async move {
     let server = TestServer::start_with(backend, ServerOptions { seed_products: PRODUCTS, ..Default::default() }).await;
     let generator = CatalogGenerator::new(shop::server::DEMO_SEED);
     let catalog: Vec<ProductDraft> = (0..PRODUCTS).map(|i| generator.product(i)).collect();

@@ -52,6 +52,7 @@ use futures::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
+use shop::domain::catalog::generator::CatalogGenerator;
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -453,10 +454,21 @@ async fn report(options: &Options, server: &Server, mut rows: Vec<Value>, extra:
     Ok(())
 }
 
+/// The ids of the first `HOT_PRODUCTS` seeded products.
+fn hot_products() -> Vec<String> {
+    (0..HOT_PRODUCTS as u64).map(CatalogGenerator::product_id).collect()
+}
+
+/// The `count`th product of a stride through a catalog of `products`, so that clients spread
+/// over it rather than follow each other.
+fn strided_product(count: usize, products: usize) -> String {
+    CatalogGenerator::product_id(((count * 7_919) % products) as u64)
+}
+
 /// Raises the stock of the first products so the cart scenario is not refused for stock.
 async fn stock_hot_products(client: &Client) -> anyhow::Result<Vec<String>> {
     let admin = client.sign_in(ADMIN_EMAIL).await?;
-    let ids: Vec<String> = (1..=HOT_PRODUCTS).map(|i| format!("prod-{i:07}")).collect();
+    let ids = hot_products();
     for id in &ids {
         let query = "mutation($p: ID!) { adminSetStock(productId: $p, quantity: 100000000) { id } }";
         client.gql(query, json!({ "p": id }), Some(&admin)).await?;
@@ -748,9 +760,7 @@ async fn product_scenario(options: &Options, server: &Server) -> anyhow::Result<
     const QUERY: &str = "query($id: ID!) { product(id: $id) { id title price { centAmount currencyCode } inStock availableQuantity category { id name path } } }";
     let products = options.products.max(1) as usize;
     let pages = closed_loop(&client, options.connections, options.duration, move |count| {
-        // A stride through the catalog, so that clients spread over it rather than follow each other.
-        let id = (count * 7_919) % products + 1;
-        (QUERY, json!({ "id": format!("prod-{id:07}") }))
+        (QUERY, json!({ "id": strided_product(count, products) }))
     });
     let pages = server.measured_row("product+category+stock", pages).await?;
     let extra = json!({ "connections": options.connections });
@@ -772,9 +782,8 @@ async fn recommend_scenario(options: &Options, server: &Server) -> anyhow::Resul
     const RELATED: &str = "query($p: ID!, $i: RecommendationIntent) { productRecommendations(productId: $p, intent: $i, first: 10) { id title price { centAmount } } }";
     let products = options.products.max(1) as usize;
     let related = closed_loop(&client, options.connections, options.duration, move |count| {
-        let id = (count * 7_919) % products + 1;
         let intent = if count % 2 == 0 { "RELATED" } else { "COMPLEMENTARY" };
-        (RELATED, json!({ "p": format!("prod-{id:07}"), "i": intent }))
+        (RELATED, json!({ "p": strided_product(count, products), "i": intent }))
     });
     let related = server.measured_row("productRecommendations", related).await?;
     let picks = closed_loop(&client, options.connections, options.duration, |_| (PICKS, json!({})));
@@ -785,8 +794,8 @@ async fn recommend_scenario(options: &Options, server: &Server) -> anyhow::Resul
     let tokens = guests(&client, options.connections, options.connections).await;
     for (guest, token) in tokens.iter().enumerate() {
         for view in 0..3 {
-            let id = (guest * 3 + view) * 104_729 % products + 1;
-            client.gql(VIEW, json!({ "p": format!("prod-{id:07}") }), Some(token)).await?;
+            let viewed = CatalogGenerator::product_id(((guest * 3 + view) * 104_729 % products) as u64);
+            client.gql(VIEW, json!({ "p": viewed }), Some(token)).await?;
         }
     }
     let personal =
@@ -802,11 +811,7 @@ const PURCHASE_STEPS: [&str; 4] = ["startGuestSession", "addCartItem", "initiate
 async fn checkout_scenario(options: &Options, server: &Server) -> anyhow::Result<()> {
     let client = Client::new(&server.base)?;
     let admin = client.sign_in(ADMIN_EMAIL).await?;
-    let products: Vec<String> = if options.hot {
-        vec!["prod-0000001".to_owned()]
-    } else {
-        (1..=HOT_PRODUCTS).map(|i| format!("prod-{i:07}")).collect()
-    };
+    let products = if options.hot { vec![CatalogGenerator::product_id(0)] } else { hot_products() };
     const STOCK: i32 = 100_000_000;
     // $15 each, so that guests' orders stay under the fraud rules' high-value mark.
     let offer = "mutation($p: ID!, $q: Int!) { adminUpsertProduct(input: { id: $p, title: \"Bench Kazoo\", description: \"\", priceCents: 1500 }) { id } adminSetStock(productId: $p, quantity: $q) { id } }";
@@ -953,7 +958,7 @@ async fn guests(client: &Client, count: usize, parallel: usize) -> Vec<String> {
 async fn flash_scenario(options: &Options, server: &Server) -> anyhow::Result<()> {
     let client = Client::new(&server.base)?;
     let admin = client.sign_in(ADMIN_EMAIL).await?;
-    let sale = flash_sale(&client, &admin, "prod-0000001", options.units, 1_000_000).await?;
+    let sale = flash_sale(&client, &admin, &CatalogGenerator::product_id(0), options.units, 1_000_000).await?;
     let tokens = Arc::new(guests(&client, options.shoppers, options.connections).await);
     eprintln!("{} shoppers ready for sale {sale}", tokens.len());
 
@@ -1037,7 +1042,7 @@ async fn waiting_room(
     client: &Client,
     admin: &str,
 ) -> anyhow::Result<(Value, Value)> {
-    let sale = flash_sale(client, admin, "prod-0000002", 1_000, 60).await?;
+    let sale = flash_sale(client, admin, &CatalogGenerator::product_id(1), 1_000, 60).await?;
     let tokens = guests(client, options.subscribers, 64).await;
     let joined: Vec<anyhow::Result<Value>> = futures::stream::iter(tokens.iter())
         .map(|token| client.gql(JOIN, json!({ "s": sale }), Some(token)))

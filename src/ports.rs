@@ -74,6 +74,8 @@ pub trait EventBus: Send + Sync {
     async fn publish(&self, events: &[Event]) -> Result<(), BusError>;
     /// Deliveries for one topic on this instance, from now on.
     fn subscribe(&self, topic: &str) -> BoxStream<'static, Delivery>;
+    /// Whether subscribers of other instances hear what this one publishes.
+    fn reaches_other_instances(&self) -> bool;
 }
 
 #[derive(Debug, Clone)]

@@ -48,6 +48,10 @@ impl OutboxRow {
         Event { topic: self.topic.clone(), payload: self.payload.clone() }
     }
 
+    pub fn into_event(self) -> Event {
+        Event { topic: self.topic, payload: self.payload }
+    }
+
     /// The event as the bus carries it, if it is a catalog or stock event.
     pub fn catalog_event(&self) -> Option<Event> {
         CATALOG_TOPICS.contains(&self.topic.as_str()).then(|| self.event())

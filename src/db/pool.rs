@@ -132,17 +132,23 @@ pub enum Queue {
 }
 
 /// What committed writes set off: one wake-up per queue, shared by the pool (which wakes) and
-/// the workers (which wait), and the listener told of products whose catalog data changed.
+/// the workers (which wait), the listener told of products whose catalog data changed, and the
+/// publisher of events that go out at commit rather than through the outbox.
 #[derive(Default)]
 pub struct Wakers {
     outbox: Notify,
     notifications: Notify,
     saga_leases: Notify,
     catalog_changed: OnceLock<CatalogChanged>,
+    publish_committed: OnceLock<PublishCommitted>,
 }
 
 /// Told, after commit, of each catalog or stock event the committed work wrote.
 pub type CatalogChanged = Box<dyn Fn(&Event) + Send + Sync>;
+
+/// Given, after commit, the events the committed work left to publish then
+/// (`Writes::publish_at_commit`).
+pub type PublishCommitted = Box<dyn Fn(Vec<Event>) + Send + Sync>;
 
 impl Wakers {
     pub fn of(&self, queue: Queue) -> &Notify {
@@ -158,6 +164,11 @@ impl Wakers {
         let _ = self.catalog_changed.set(listener);
     }
 
+    /// Sets the one publisher of events published at commit; later calls are ignored.
+    pub fn on_publish_committed(&self, publisher: PublishCommitted) {
+        let _ = self.publish_committed.set(publisher);
+    }
+
     fn committed(&self, work: AfterCommit) {
         let queued = work.queued.into_inner();
         for queue in [Queue::Outbox, Queue::Notifications, Queue::SagaLeases] {
@@ -171,6 +182,12 @@ impl Wakers {
                 listener(event);
             }
         }
+        let published = work.published.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(publisher) = self.publish_committed.get()
+            && !published.is_empty()
+        {
+            publisher(published);
+        }
     }
 }
 
@@ -180,6 +197,8 @@ struct AfterCommit {
     queued: AtomicU8,
     /// The catalog and stock events written.
     catalog: std::sync::Mutex<Vec<Event>>,
+    /// Events to publish once committed.
+    published: std::sync::Mutex<Vec<Event>>,
 }
 
 /// A borrowed connection of either backend, and what its writes leave for after commit. Repository
@@ -205,6 +224,11 @@ impl Conn<'_> {
     /// work is committed.
     pub fn catalog_changed(&mut self, event: Event) {
         self.after_commit.catalog.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(event);
+    }
+
+    /// Notes an event to publish once this work is committed.
+    pub fn publish_at_commit(&mut self, event: Event) {
+        self.after_commit.published.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(event);
     }
 }
 

@@ -39,11 +39,12 @@ where
     }
 }
 
-/// Writes and their events. The events are written only if the first write changed a row: the
-/// first write is the change the events announce.
+/// Writes and their events. The events are written (or published at commit) only if the first
+/// write changed a row: the first write is the change the events announce.
 pub struct Writes {
     writes: Vec<Box<dyn Write>>,
     events: Vec<OutboxRow>,
+    at_commit: Vec<Event>,
     queues: Vec<Queue>,
 }
 
@@ -53,7 +54,7 @@ impl Writes {
     }
 
     pub fn of(first: Box<dyn Write>) -> Self {
-        Self { writes: vec![first], events: Vec::new(), queues: Vec::new() }
+        Self { writes: vec![first], events: Vec::new(), at_commit: Vec::new(), queues: Vec::new() }
     }
 
     pub fn and(self, write: impl Write) -> Self {
@@ -76,6 +77,13 @@ impl Writes {
         self
     }
 
+    /// An event published once these writes commit (by the pool's publisher, whoever waits for
+    /// them), not kept in the outbox: for events whose readers would not outlive this process.
+    pub fn publish_at_commit(mut self, event: Event) -> Self {
+        self.at_commit.push(event);
+        self
+    }
+
     /// Runs them; returns the rows each write changed, in order.
     pub async fn run(self, conn: &mut Conn<'_>, operation: &'static str) -> StoreResult<Vec<usize>> {
         let mut counts = Self::run_together(vec![self], conn, operation).await?;
@@ -85,21 +93,23 @@ impl Writes {
     /// Runs several independent changes (each touching rows no other one touches) in one go:
     /// one statement on PostgreSQL, one after another on SQLite. Returns each change's counts.
     pub async fn run_together(
-        changes: Vec<Writes>,
+        mut changes: Vec<Writes>,
         conn: &mut Conn<'_>,
         operation: &'static str,
     ) -> StoreResult<Vec<Vec<usize>>> {
-        for change in &changes {
+        // Per change, what follows its commit: catalog events name products whose cached reads
+        // go stale, and events to publish.
+        let mut after_commit: Vec<(Vec<Event>, Vec<Event>)> = Vec::with_capacity(changes.len());
+        for change in &mut changes {
             if !change.events.is_empty() {
                 conn.queued(Queue::Outbox);
             }
             for queue in &change.queues {
                 conn.queued(*queue);
             }
+            let catalog = change.events.iter().filter_map(OutboxRow::catalog_event).collect();
+            after_commit.push((catalog, std::mem::take(&mut change.at_commit)));
         }
-        // Catalog events name products whose cached reads go stale once this commits.
-        let catalog: Vec<Vec<Event>> =
-            changes.iter().map(|change| change.events.iter().filter_map(OutboxRow::catalog_event).collect()).collect();
         let counts = match &mut conn.backend {
             Backend::Postgres(pg) => {
                 let counts: Vec<i64> = RunQueryDsl::get_result(PgWrites { changes: &changes }, &mut **pg)
@@ -116,10 +126,13 @@ impl Writes {
                 .map_err(store_error(operation))?,
         };
         // A change's events, and so the changes they name, were written only if its first write was.
-        for (events, counts) in catalog.into_iter().zip(&counts) {
+        for ((catalog, at_commit), counts) in after_commit.into_iter().zip(&counts) {
             if counts.as_slice().first().is_some_and(|&n| n > 0) {
-                for event in events {
+                for event in catalog {
                     conn.catalog_changed(event);
+                }
+                for event in at_commit {
+                    conn.publish_at_commit(event);
                 }
             }
         }

@@ -72,6 +72,10 @@ impl EventBus for LocalBus {
         })
         .boxed()
     }
+
+    fn reaches_other_instances(&self) -> bool {
+        false
+    }
 }
 
 #[derive(Clone)]

@@ -242,6 +242,10 @@ impl EventBus for RedisBackend {
     fn subscribe(&self, topic: &str) -> BoxStream<'static, Delivery> {
         self.local.subscribe(topic)
     }
+
+    fn reaches_other_instances(&self) -> bool {
+        true
+    }
 }
 
 #[async_trait]

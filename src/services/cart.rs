@@ -1,7 +1,8 @@
 //! Carts: a change reads the cart (from the cache when it holds it) and the product's offer,
 //! decides the new lines with the pure rules, and writes the next version with its event, if no
 //! other change came first; otherwise it reads again and retries. Changes of many carts are
-//! written together (`db::rounds`): one statement, or one SQLite transaction, per round.
+//! written together (`db::rounds`): one statement, or one SQLite transaction, per round. How the
+//! event reaches subscriptions depends on the bus (`CartEvents`).
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream};
 use futures::{StreamExt, future};
 
+use crate::db::outbox::OutboxRow;
 use crate::db::rounds::{WriteRounds, write_rounds};
 use crate::db::{Pool, Writes, carts, inventory};
 use crate::domain::auth::Viewer;
@@ -27,12 +29,26 @@ const CACHE_TTL: Duration = Duration::from_secs(3600);
 /// Tries of a change that keeps meeting newer versions (another device's changes).
 const ATTEMPTS: usize = 20;
 
+/// How a committed cart change reaches subscriptions; chosen once, from the bus.
+#[derive(Clone, Copy)]
+enum CartEvents {
+    /// Written with the change, published by the outbox worker: subscribers on other instances
+    /// hear of it even if this instance dies right after the commit.
+    Outbox,
+    /// Published at commit (by whoever commits it, even if the caller has gone). The bus reaches
+    /// only this process's subscriptions, which die with it, and a new subscription starts from
+    /// the stored cart: the outbox's promise buys nothing there, and its row (the whole cart)
+    /// would be inserted, claimed and deleted for every change.
+    AtCommit,
+}
+
 #[derive(Clone)]
 pub struct CartService {
     db: Pool,
     rounds: std::sync::Arc<WriteRounds>,
     cache: std::sync::Arc<dyn Cache>,
     bus: std::sync::Arc<dyn EventBus>,
+    events: CartEvents,
     clock: std::sync::Arc<dyn Clock>,
     catalog: CatalogService,
     limits: CartLimits,
@@ -56,7 +72,21 @@ impl CartService {
         limits: CartLimits,
     ) -> Self {
         let rounds = write_rounds(db.clone(), "changing a cart");
-        Self { db, rounds, cache, bus, clock, catalog, limits }
+        let events = if bus.reaches_other_instances() {
+            CartEvents::Outbox
+        } else {
+            let publisher = bus.clone();
+            db.wakers().on_publish_committed(Box::new(move |events| {
+                let bus = publisher.clone();
+                tokio::spawn(async move {
+                    if let Err(err) = bus.publish(&events).await {
+                        tracing::warn!(error = %err, "publishing cart changes failed");
+                    }
+                });
+            }));
+            CartEvents::AtCommit
+        };
+        Self { db, rounds, cache, bus, events, clock, catalog, limits }
     }
 
     /// The viewer's cart; an empty one if there is none yet (or it expired).
@@ -132,12 +162,9 @@ impl CartService {
                     let merged = user_cart.changed(lines, now, self.expiry(&user, now));
                     let ((emptied_write, emptied_event), (merged_write, merged_event)) =
                         (carts::save(&emptied)?, carts::save(&merged)?);
-                    let saved = Writes::of(emptied_write)
-                        .and_boxed(merged_write)
-                        .event(emptied_event)
-                        .event(merged_event)
-                        .run(c, "merging carts")
-                        .await?;
+                    let writes = Writes::of(emptied_write).and_boxed(merged_write);
+                    let writes = self.with_event(self.with_event(writes, emptied_event), merged_event);
+                    let saved = writes.run(c, "merging carts").await?;
                     // A first change of the user's cart from another device came first.
                     if saved.contains(&0) {
                         return Ok(None);
@@ -185,6 +212,15 @@ impl CartService {
     pub async fn sweep_expired(&self) -> CartResult<u64> {
         let now = self.clock.now();
         Ok(self.db.atomically(async |c| carts::delete_expired(c, now, now - self.limits.retention).await).await?)
+    }
+
+    /// `writes` that store a cart change (here, or in checkout, which takes the bought lines),
+    /// with the change's event.
+    pub fn with_event(&self, writes: Writes, event: OutboxRow) -> Writes {
+        match self.events {
+            CartEvents::Outbox => writes.event(event),
+            CartEvents::AtCommit => writes.publish_at_commit(event.into_event()),
+        }
     }
 
     /// Keeps a cart another service changed (checkout takes the bought lines) in the cache.
@@ -260,11 +296,9 @@ impl CartService {
             let (write, event) = carts::save(&changed)?;
             // The event is the cart as the cache keeps it: serialized once.
             let json = event.payload.clone();
-            let saved = self
-                .rounds
-                .write((changed.id.clone(), Writes::of(write).event(event)), "changing a cart")
-                .await
-                .map_err(CartError::Store)?;
+            let writes = self.with_event(Writes::of(write), event);
+            let saved =
+                self.rounds.write((changed.id.clone(), writes), "changing a cart").await.map_err(CartError::Store)?;
             if saved.first().is_some_and(|&n| n > 0) {
                 self.cache_json(&changed, &json).await;
                 return Ok(changed);

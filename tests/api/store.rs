@@ -210,9 +210,17 @@ mod carts_writes_and_outbox {
     use std::sync::{Arc, Mutex};
 
     use async_trait::async_trait;
+    use futures::StreamExt;
     use futures::stream::BoxStream;
     use shop::db::Pool;
+    use shop::domain::auth::Viewer;
+    use shop::domain::cart::CartLimits;
+    use shop::domain::clock::SystemClock;
+    use shop::domain::events::cart_topic;
+    use shop::kv::{LocalBus, LocalCache};
     use shop::ports::{BusError, Delivery, Event, EventBus};
+    use shop::services::cart::CartService;
+    use shop::services::catalog::CatalogService;
     use shop::workers::dispatch_pending;
 
     use super::*;
@@ -236,6 +244,10 @@ mod carts_writes_and_outbox {
 
         fn subscribe(&self, _topic: &str) -> BoxStream<'static, Delivery> {
             Box::pin(futures::stream::empty())
+        }
+
+        fn reaches_other_instances(&self) -> bool {
+            true
         }
     }
 
@@ -368,35 +380,26 @@ mod carts_writes_and_outbox {
         assert_eq!(bus.published.lock().expect("lock").len(), 1);
     });
 
-    on_both_backends!(concurrent_changes_of_one_cart_lose_none, |backend: Backend| async move {
-        use shop::domain::cart::CartLimits;
-        use shop::domain::clock::SystemClock;
-        use shop::kv::{LocalBus, LocalCache};
-        use shop::services::cart::CartService;
-        use shop::services::catalog::CatalogService;
-
-        let db = TestDatabase::new(backend).await;
-        db.catalog().await.write_records(&[], &[record("p1", None, Some(50))]).await.expect("catalog");
+    /// A cart service of its own (a device's instance: its own cache) over `pool` and `bus`.
+    fn cart_service(pool: Pool, bus: Arc<dyn EventBus>) -> CartService {
         let limits = CartLimits {
             max_lines: 10,
             max_line_quantity: 99,
             guest_ttl: Duration::hours(24),
             retention: Duration::days(90),
         };
-        let viewer = shop::domain::auth::Viewer::Guest { session_id: "race".into() };
+        let catalog = CatalogService::new(pool.clone(), Arc::new(SystemClock), "USD".to_owned());
+        CartService::new(pool, Arc::new(LocalCache::new(100)), bus, Arc::new(SystemClock), catalog, limits)
+    }
+
+    on_both_backends!(concurrent_changes_of_one_cart_lose_none, |backend: Backend| async move {
+        let db = TestDatabase::new(backend).await;
+        db.catalog().await.write_records(&[], &[record("p1", None, Some(50))]).await.expect("catalog");
+        let viewer = Viewer::Guest { session_id: "race".into() };
         // Every device has a cache of its own, so each one's first read may be stale.
         let mut changes = Vec::new();
         for _ in 0..8 {
-            let pool = db.pool().await;
-            let catalog = CatalogService::new(pool.clone(), Arc::new(SystemClock), "USD".to_owned());
-            let carts = CartService::new(
-                pool,
-                Arc::new(LocalCache::new(100)),
-                Arc::new(LocalBus::default()),
-                Arc::new(SystemClock),
-                catalog,
-                limits.clone(),
-            );
+            let carts = cart_service(db.pool().await, Arc::new(LocalBus::default()));
             let viewer = viewer.clone();
             changes.push(tokio::spawn(async move { carts.add_item(Some(&viewer), "p1", 1).await }));
         }
@@ -407,6 +410,34 @@ mod carts_writes_and_outbox {
         let cart = pool.with_conn(async |c| carts::of(c, &viewer.shopper()).await).await.expect("read");
         let cart = cart.expect("one cart");
         assert_eq!((cart.version, cart.lines[0].quantity), (8, 8));
+    });
+
+    // An in-process bus's subscribers die with the process, so a cart change is published at
+    // commit and writes no outbox row; a bus that other instances hear gets it from the outbox,
+    // so that it survives this instance dying right after the commit.
+    on_both_backends!(cart_changes_go_through_the_outbox_only_for_other_instances, |backend: Backend| async move {
+        let db = TestDatabase::new(backend).await;
+        db.catalog().await.write_records(&[], &[record("p1", None, Some(50))]).await.expect("catalog");
+        let pool = db.pool().await;
+        let viewer = Viewer::Guest { session_id: "g1".into() };
+        let outbox = RecordingBus::default();
+        let pending = async || dispatch_pending(&pool, &outbox, Utc::now()).await.expect("dispatch");
+        assert_eq!(pending().await, 1, "the catalog load's event");
+
+        let local = Arc::new(LocalBus::default());
+        let mut pushed = local.subscribe(&cart_topic(&viewer.shopper()));
+        cart_service(pool.clone(), local).add_item(Some(&viewer), "p1", 1).await.expect("add");
+        let Some(Delivery::Event(event)) = pushed.next().await else { panic!("no push") };
+        assert!(event.payload.contains("\"version\":1"), "{}", event.payload);
+        assert_eq!(pending().await, 0, "no outbox row for an in-process bus");
+
+        let shared = Arc::new(RecordingBus::default());
+        cart_service(pool.clone(), shared.clone()).add_item(Some(&viewer), "p1", 1).await.expect("add");
+        assert!(shared.published.lock().expect("lock").is_empty(), "published by the outbox worker, not at commit");
+        assert_eq!(pending().await, 1);
+        let published = outbox.published.lock().expect("lock").last().cloned().expect("published");
+        assert_eq!(published.topic, cart_topic(&viewer.shopper()));
+        assert!(published.payload.contains("\"version\":2"), "{}", published.payload);
     });
 
     on_both_backends!(expired_and_abandoned_carts_are_deleted, |backend: Backend| async move {

@@ -230,7 +230,7 @@ impl CheckoutService {
                     if remaining != cart.lines {
                         let changed = cart.changed(remaining, now, cart.expires_at);
                         let (write, event) = carts::save(&changed)?;
-                        writes = writes.and_boxed(write).event(event);
+                        writes = self.carts.with_event(writes.and_boxed(write), event);
                         cart_after = Some(changed);
                     }
                 }

@@ -13,11 +13,14 @@ use crate::domain::auth::tokens::TokenIssuer;
 use crate::domain::cart::CartLimits;
 use crate::domain::search::Synonyms;
 use crate::domain::search::synonyms::DEFAULT_SYNONYMS;
-use crate::kv::{LocalBus, LocalCache, LocalFlashGate, LocalRateLimiter, RedisBackend, connect_redis};
+use crate::kv::{
+    LocalBus, LocalCache, LocalCartCache, LocalFlashGate, LocalRateLimiter, RedisBackend, SharedCartCache,
+    connect_redis,
+};
 use crate::metrics::Metrics;
 use crate::notifier::FileNotifier;
 use crate::payments::{StripeGateway, TestGateway};
-use crate::ports::{Cache, Clock, EventBus, FlashGate, Notifier, PaymentGateway, RateLimiter, SearchIndex};
+use crate::ports::{Cache, CartCache, Clock, EventBus, FlashGate, Notifier, PaymentGateway, RateLimiter, SearchIndex};
 use crate::search::{OpenSearchIndex, TantivyIndex};
 use crate::services::auth::AuthService;
 use crate::services::cart::CartService;
@@ -182,7 +185,7 @@ impl AppContext {
 /// What instances share in Redis, or this instance alone holds in process.
 struct SharedState {
     bus: Arc<dyn EventBus>,
-    cart_cache: Arc<dyn Cache>,
+    cart_cache: Arc<dyn CartCache>,
     search_cache: Arc<dyn Cache>,
     limiter: Arc<dyn RateLimiter>,
     flash_gate: Arc<dyn FlashGate>,
@@ -197,7 +200,7 @@ impl SharedState {
                     connect_redis(url.expose(), &config.redis_namespace).await.context("connecting to Redis")?;
                 Self {
                     bus: redis.bus(),
-                    cart_cache: redis.cache(),
+                    cart_cache: Arc::new(SharedCartCache(redis.cache())),
                     search_cache: redis.cache(),
                     limiter: redis.rate_limiter(),
                     flash_gate: redis.flash_gate(),
@@ -206,7 +209,7 @@ impl SharedState {
             }
             None => Self {
                 bus: Arc::new(LocalBus::default()),
-                cart_cache: Arc::new(LocalCache::new(CART_CACHE_ENTRIES)),
+                cart_cache: Arc::new(LocalCartCache::new(CART_CACHE_ENTRIES)),
                 search_cache: Arc::new(LocalCache::new(SEARCH_CACHE_ENTRIES)),
                 limiter: Arc::new(LocalRateLimiter::new(
                     RATE_LIMIT_KEYS,

@@ -2,16 +2,18 @@
 //! `app.rs` picks each one's adapter once, at start. The store is not behind a trait: one
 //! adapter (`db`) serves both databases, and services run their transactions on it directly.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 
+use crate::domain::cart::Cart;
 use crate::domain::flash::gate::{Attempt, GateAnswer};
 use crate::domain::limits::{Acquire, Admission, Quota};
 use crate::domain::notify::Notification;
-use crate::domain::primitives::Money;
+use crate::domain::primitives::{Money, Shopper};
 use crate::domain::search::{SearchDocument, SearchError, SearchHits, SearchRequest};
 
 /// A store failure. `Conflict` is a uniqueness or constraint violation the domain can explain;
@@ -47,6 +49,15 @@ pub trait Cache: Send + Sync {
     /// Stores `value` unless the entry holds a higher version, so a slow writer never replaces
     /// a newer document with an older one.
     async fn put_versioned(&self, key: &str, version: i64, value: &str, ttl: Duration) -> Result<(), CacheError>;
+}
+
+/// Carts kept between reads and changes, so that neither loads the row.
+#[async_trait]
+pub trait CartCache: Send + Sync {
+    async fn get(&self, owner: &Shopper) -> Result<Option<Arc<Cart>>, CacheError>;
+    /// Keeps `cart` for `ttl` unless a newer version of it is kept. `json` is the cart
+    /// serialized, when the caller has it already.
+    async fn put(&self, cart: &Arc<Cart>, json: Option<&str>, ttl: Duration) -> Result<(), CacheError>;
 }
 
 /// One event as it travels: a topic (whom it concerns) and a JSON payload.

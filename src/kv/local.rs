@@ -10,11 +10,14 @@ use moka::Expiry;
 use moka::ops::compute::Op;
 use tokio::sync::broadcast;
 
+use super::cart_key;
+use crate::domain::cart::Cart;
 use crate::domain::events::CATALOG_TOPICS;
 use crate::domain::flash::gate::{Attempt, GateAnswer, SaleGate};
 use crate::domain::limits::{Acquire, Admission, Quota, gcra};
+use crate::domain::primitives::Shopper;
 use crate::ports::{BusError, Delivery, Event, EventBus};
-use crate::ports::{Cache, CacheError, Clock, FlashGate, GateError, LimiterError, RateLimiter};
+use crate::ports::{Cache, CacheError, CartCache, Clock, FlashGate, GateError, LimiterError, RateLimiter};
 
 /// Events a slow subscriber may fall behind by before it is told it lagged.
 const TOPIC_BUFFER: usize = 64;
@@ -79,24 +82,24 @@ impl EventBus for LocalBus {
 }
 
 #[derive(Clone)]
-struct Entry {
+struct Entry<V> {
     version: i64,
-    value: Arc<str>,
+    value: V,
     ttl: Duration,
 }
 
 /// Each entry lives the TTL it was put with.
 struct PutTtl;
 
-impl Expiry<String, Entry> for PutTtl {
-    fn expire_after_create(&self, _key: &String, entry: &Entry, _created_at: Instant) -> Option<Duration> {
+impl<V> Expiry<String, Entry<V>> for PutTtl {
+    fn expire_after_create(&self, _key: &String, entry: &Entry<V>, _created_at: Instant) -> Option<Duration> {
         Some(entry.ttl)
     }
 
     fn expire_after_update(
         &self,
         _key: &String,
-        entry: &Entry,
+        entry: &Entry<V>,
         _at: Instant,
         _left: Option<Duration>,
     ) -> Option<Duration> {
@@ -104,29 +107,55 @@ impl Expiry<String, Entry> for PutTtl {
     }
 }
 
-/// A bounded in-process cache (moka: per-entry TTLs, eviction by recency and frequency).
-pub struct LocalCache {
-    entries: moka::sync::Cache<String, Entry>,
+/// A bounded in-process cache (moka: per-entry TTLs, eviction by recency and frequency) whose
+/// entries are replaced only by a version at least as new: of documents, or of carts
+/// (`LocalCartCache`).
+pub struct LocalCache<V = Arc<str>> {
+    entries: moka::sync::Cache<String, Entry<V>>,
 }
 
-impl LocalCache {
+/// Carts of this instance alone, kept as values: nobody else reads them, so they need not be
+/// serialized, and a read or change need not parse a 90-line cart.
+pub type LocalCartCache = LocalCache<Arc<Cart>>;
+
+impl<V: Clone + Send + Sync + 'static> LocalCache<V> {
     pub fn new(capacity: u64) -> Self {
         Self { entries: moka::sync::Cache::builder().max_capacity(capacity).expire_after(PutTtl).build() }
+    }
+
+    fn value(&self, key: &str) -> Option<V> {
+        self.entries.get(key).map(|entry| entry.value)
+    }
+
+    fn keep(&self, key: &str, version: i64, value: V, ttl: Duration) {
+        // Decided under the entry's lock, so two puts of one key cannot interleave.
+        self.entries.entry(key.to_owned()).and_compute_with(|current| match current {
+            Some(held) if held.value().version > version => Op::Nop,
+            _ => Op::Put(Entry { version, value, ttl }),
+        });
     }
 }
 
 #[async_trait]
 impl Cache for LocalCache {
     async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
-        Ok(self.entries.get(key).map(|entry| entry.value.to_string()))
+        Ok(self.value(key).map(|value| value.to_string()))
     }
 
     async fn put_versioned(&self, key: &str, version: i64, value: &str, ttl: Duration) -> Result<(), CacheError> {
-        // Decided under the entry's lock, so two puts of one key cannot interleave.
-        self.entries.entry(key.to_owned()).and_compute_with(|current| match current {
-            Some(held) if held.value().version > version => Op::Nop,
-            _ => Op::Put(Entry { version, value: value.into(), ttl }),
-        });
+        self.keep(key, version, value.into(), ttl);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl CartCache for LocalCartCache {
+    async fn get(&self, owner: &Shopper) -> Result<Option<Arc<Cart>>, CacheError> {
+        Ok(self.value(&cart_key(owner)))
+    }
+
+    async fn put(&self, cart: &Arc<Cart>, _json: Option<&str>, ttl: Duration) -> Result<(), CacheError> {
+        self.keep(&cart_key(&cart.owner), cart.version, cart.clone(), ttl);
         Ok(())
     }
 }
@@ -226,6 +255,20 @@ mod tests {
             present += usize::from(cache.get(key).await.expect("get").is_some());
         }
         assert_eq!(present, 2, "bounded to its capacity");
+    }
+
+    #[tokio::test]
+    async fn a_kept_cart_is_replaced_only_by_a_newer_version() {
+        let cache = LocalCartCache::new(10);
+        let owner = Shopper::Guest("g".to_owned());
+        let now = chrono::Utc::now();
+        let first = Cart::empty(&owner, now).changed(Vec::new(), now, None);
+        let second = Arc::new(first.changed(Vec::new(), now, None));
+        let ttl = Duration::from_secs(60);
+        cache.put(&second, None, ttl).await.expect("put");
+        cache.put(&Arc::new(first), None, ttl).await.expect("put");
+        assert_eq!(cache.get(&owner).await.expect("get").map(|cart| cart.version), Some(2));
+        assert!(cache.get(&Shopper::Guest("other".to_owned())).await.expect("get").is_none());
     }
 
     #[tokio::test]

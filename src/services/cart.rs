@@ -4,6 +4,7 @@
 //! written together (`db::rounds`): one statement, or one SQLite transaction, per round. How the
 //! event reaches subscriptions depends on the bus (`CartEvents`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -20,7 +21,7 @@ use crate::domain::catalog::Offer;
 use crate::domain::catalog::model::validate_id;
 use crate::domain::events::cart_topic;
 use crate::domain::primitives::Shopper;
-use crate::ports::{Cache, Clock, Delivery, EventBus, StoreError};
+use crate::ports::{CartCache, Clock, Delivery, EventBus, StoreError};
 use crate::services::catalog::CatalogService;
 
 pub type CartResult<T> = Result<T, CartError>;
@@ -45,17 +46,13 @@ enum CartEvents {
 #[derive(Clone)]
 pub struct CartService {
     db: Pool,
-    rounds: std::sync::Arc<WriteRounds>,
-    cache: std::sync::Arc<dyn Cache>,
-    bus: std::sync::Arc<dyn EventBus>,
+    rounds: Arc<WriteRounds>,
+    cache: Arc<dyn CartCache>,
+    bus: Arc<dyn EventBus>,
     events: CartEvents,
-    clock: std::sync::Arc<dyn Clock>,
+    clock: Arc<dyn Clock>,
     catalog: CatalogService,
     limits: CartLimits,
-}
-
-fn cache_key(owner: &Shopper) -> String {
-    format!("cart:{owner}")
 }
 
 fn too_busy() -> CartError {
@@ -65,9 +62,9 @@ fn too_busy() -> CartError {
 impl CartService {
     pub fn new(
         db: Pool,
-        cache: std::sync::Arc<dyn Cache>,
-        bus: std::sync::Arc<dyn EventBus>,
-        clock: std::sync::Arc<dyn Clock>,
+        cache: Arc<dyn CartCache>,
+        bus: Arc<dyn EventBus>,
+        clock: Arc<dyn Clock>,
         catalog: CatalogService,
         limits: CartLimits,
     ) -> Self {
@@ -90,12 +87,12 @@ impl CartService {
     }
 
     /// The viewer's cart; an empty one if there is none yet (or it expired).
-    pub async fn cart(&self, viewer: Option<&Viewer>) -> CartResult<Cart> {
+    pub async fn cart(&self, viewer: Option<&Viewer>) -> CartResult<Arc<Cart>> {
         self.load(&Viewer::shopper_or(viewer, CartError::Unauthenticated)?).await
     }
 
     /// Adds `quantity` to the product's line, creating it at today's price.
-    pub async fn add_item(&self, viewer: Option<&Viewer>, product_id: &str, quantity: i32) -> CartResult<Cart> {
+    pub async fn add_item(&self, viewer: Option<&Viewer>, product_id: &str, quantity: i32) -> CartResult<Arc<Cart>> {
         let shopper = Viewer::shopper_or(viewer, CartError::Unauthenticated)?;
         validate_product(product_id)?;
         self.check_quantity(quantity, 1)?;
@@ -108,7 +105,7 @@ impl CartService {
     }
 
     /// Sets the line's quantity; 0 removes it.
-    pub async fn update_item(&self, viewer: Option<&Viewer>, product_id: &str, quantity: i32) -> CartResult<Cart> {
+    pub async fn update_item(&self, viewer: Option<&Viewer>, product_id: &str, quantity: i32) -> CartResult<Arc<Cart>> {
         let shopper = Viewer::shopper_or(viewer, CartError::Unauthenticated)?;
         validate_product(product_id)?;
         self.check_quantity(quantity, 0)?;
@@ -124,7 +121,7 @@ impl CartService {
     }
 
     /// Removes the line; removing a line that is not there changes nothing.
-    pub async fn remove_item(&self, viewer: Option<&Viewer>, product_id: &str) -> CartResult<Cart> {
+    pub async fn remove_item(&self, viewer: Option<&Viewer>, product_id: &str) -> CartResult<Arc<Cart>> {
         let shopper = Viewer::shopper_or(viewer, CartError::Unauthenticated)?;
         validate_product(product_id)?;
         self.change(&shopper, None, |cart, _, _| Ok(rules::without(cart, product_id))).await
@@ -173,7 +170,7 @@ impl CartService {
                 })
                 .await?;
             if let Some((changed, capped)) = merged {
-                for cart in &changed {
+                for cart in changed {
                     self.remember(cart).await;
                 }
                 return Ok(capped);
@@ -183,7 +180,7 @@ impl CartService {
     }
 
     /// The viewer's cart now, then every change to it, in increasing versions, from any device.
-    pub async fn watch(&self, viewer: Option<&Viewer>) -> CartResult<BoxStream<'static, Cart>> {
+    pub async fn watch(&self, viewer: Option<&Viewer>) -> CartResult<BoxStream<'static, Arc<Cart>>> {
         let shopper = Viewer::shopper_or(viewer, CartError::Unauthenticated)?;
         // Subscribe before reading, so that no change between the two is missed.
         let deliveries = self.bus.subscribe(&cart_topic(&shopper));
@@ -194,7 +191,7 @@ impl CartService {
             |(mut deliveries, last, service, shopper)| async move {
                 loop {
                     let newer = match deliveries.next().await? {
-                        Delivery::Event(event) => serde_json::from_str::<Cart>(&event.payload).ok(),
+                        Delivery::Event(event) => serde_json::from_str::<Cart>(&event.payload).ok().map(Arc::new),
                         // Missed some: the current state says everything they would have.
                         Delivery::Lagged => service.load(&shopper).await.ok(),
                     };
@@ -224,14 +221,13 @@ impl CartService {
     }
 
     /// Keeps a cart another service changed (checkout takes the bought lines) in the cache.
-    pub async fn remember(&self, cart: &Cart) {
-        if let Ok(json) = serde_json::to_string(cart) {
-            self.cache_json(cart, &json).await;
-        }
+    pub async fn remember(&self, cart: Cart) {
+        self.keep(&Arc::new(cart), None).await;
     }
 
-    async fn cache_json(&self, cart: &Cart, json: &str) {
-        if let Err(err) = self.cache.put_versioned(&cache_key(&cart.owner), cart.version, json, CACHE_TTL).await {
+    /// Keeps `cart` in the cache; `json` is the cart serialized, when there is one at hand.
+    async fn keep(&self, cart: &Arc<Cart>, json: Option<&str>) {
+        if let Err(err) = self.cache.put(cart, json, CACHE_TTL).await {
             tracing::warn!(error = %err, "cart cache unavailable; the store stays the source of truth");
         }
     }
@@ -241,9 +237,9 @@ impl CartService {
         owner.is_guest().then(|| now + self.limits.guest_ttl)
     }
 
-    async fn load(&self, shopper: &Shopper) -> CartResult<Cart> {
-        let cached = match self.cache.get(&cache_key(shopper)).await {
-            Ok(hit) => hit.and_then(|json| serde_json::from_str::<Cart>(&json).ok()),
+    async fn load(&self, shopper: &Shopper) -> CartResult<Arc<Cart>> {
+        let cached = match self.cache.get(shopper).await {
+            Ok(hit) => hit,
             Err(err) => {
                 tracing::warn!(error = %err, "cart cache unavailable; reading the store");
                 None
@@ -255,17 +251,21 @@ impl CartService {
         }
     }
 
-    async fn reload(&self, shopper: &Shopper) -> CartResult<Cart> {
+    async fn reload(&self, shopper: &Shopper) -> CartResult<Arc<Cart>> {
         let now = self.clock.now();
         let stored = self.db.with_conn(async |c| carts::of(c, shopper).await).await?;
-        let cart = stored.unwrap_or_else(|| Cart::empty(shopper, now));
-        self.remember(&cart).await;
+        let cart = Arc::new(stored.unwrap_or_else(|| Cart::empty(shopper, now)));
+        self.keep(&cart, None).await;
         Ok(self.current(cart))
     }
 
     /// An expired cart shows (and continues) empty, at its stored version.
-    fn current(&self, cart: Cart) -> Cart {
-        if cart.is_expired(self.clock.now()) { Cart { lines: Vec::new(), ..cart } } else { cart }
+    fn current(&self, cart: Arc<Cart>) -> Arc<Cart> {
+        if cart.is_expired(self.clock.now()) {
+            Arc::new(Cart { lines: Vec::new(), ..Cart::clone(&cart) })
+        } else {
+            cart
+        }
     }
 
     fn check_quantity(&self, quantity: i32, min: i32) -> CartResult<()> {
@@ -280,7 +280,7 @@ impl CartService {
     /// The script of a cart change: read the cart and the product's offer (as browsing sees it;
     /// checkout checks the store's), let `decide` give the new lines (`None`: unchanged), write
     /// the next version with its event if the cart is still at the version read, else read again.
-    async fn change<F>(&self, shopper: &Shopper, product_id: Option<&str>, decide: F) -> CartResult<Cart>
+    async fn change<F>(&self, shopper: &Shopper, product_id: Option<&str>, decide: F) -> CartResult<Arc<Cart>>
     where
         F: Fn(&Cart, Option<&Offer>, DateTime<Utc>) -> CartResult<Option<Vec<CartLine>>>,
     {
@@ -292,7 +292,7 @@ impl CartService {
             };
             let now = self.clock.now();
             let Some(lines) = decide(&cart, offer.as_ref(), now)? else { return Ok(cart) };
-            let changed = cart.changed(lines, now, self.expiry(shopper, now));
+            let changed = Arc::new(cart.changed(lines, now, self.expiry(shopper, now)));
             let (write, event) = carts::save(&changed)?;
             // The event is the cart as the cache keeps it: serialized once.
             let json = event.payload.clone();
@@ -300,7 +300,7 @@ impl CartService {
             let saved =
                 self.rounds.write((changed.id.clone(), writes), "changing a cart").await.map_err(CartError::Store)?;
             if saved.first().is_some_and(|&n| n > 0) {
-                self.cache_json(&changed, &json).await;
+                self.keep(&changed, Some(&json)).await;
                 return Ok(changed);
             }
             cart = self.reload(shopper).await?;

@@ -217,7 +217,7 @@ mod carts_writes_and_outbox {
     use shop::domain::cart::CartLimits;
     use shop::domain::clock::SystemClock;
     use shop::domain::events::cart_topic;
-    use shop::kv::{LocalBus, LocalCache};
+    use shop::kv::{LocalBus, LocalCartCache};
     use shop::ports::{BusError, Delivery, Event, EventBus};
     use shop::services::cart::CartService;
     use shop::services::catalog::CatalogService;
@@ -389,7 +389,7 @@ mod carts_writes_and_outbox {
             retention: Duration::days(90),
         };
         let catalog = CatalogService::new(pool.clone(), Arc::new(SystemClock), "USD".to_owned());
-        CartService::new(pool, Arc::new(LocalCache::new(100)), bus, Arc::new(SystemClock), catalog, limits)
+        CartService::new(pool, Arc::new(LocalCartCache::new(100)), bus, Arc::new(SystemClock), catalog, limits)
     }
 
     on_both_backends!(concurrent_changes_of_one_cart_lose_none, |backend: Backend| async move {

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use async_graphql::{Context, ID, Object};
 use chrono::{DateTime, Utc};
 
@@ -6,7 +8,7 @@ use crate::domain::cart as domain;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::resolvers::{app, loaders};
 
-pub struct Cart(pub domain::Cart);
+pub struct Cart(pub Arc<domain::Cart>);
 
 #[Object]
 impl Cart {

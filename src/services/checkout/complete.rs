@@ -251,7 +251,7 @@ impl CheckoutService {
         match outcome {
             Ok(cart_after) => {
                 if let Some(cart) = cart_after {
-                    self.carts.remember(&cart).await;
+                    self.carts.remember(cart).await;
                 }
                 Ok(order)
             }

@@ -1,4 +1,4 @@
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use tokio::sync::OnceCell;
 
@@ -10,13 +10,15 @@ use crate::error::ApiResult;
 /// which on a busy machine (or in a debug build) is longer: 50 products then cost a dozen
 /// stock and category queries instead of one each.
 pub struct Related<T> {
-    keys: Vec<String>,
+    keys: Box<dyn Fn() -> Vec<String> + Send + Sync>,
     loaded: OnceCell<HashMap<String, T>>,
 }
 
 impl<T: Clone> Related<T> {
-    pub fn new(keys: impl IntoIterator<Item = String>) -> Self {
-        Related { keys: keys.into_iter().collect::<BTreeSet<_>>().into_iter().collect(), loaded: OnceCell::new() }
+    /// The set whose keys `keys` lists, asked only when an item first needs them: many sets are
+    /// never loaded (a cart's 90 products show no stock), and listing them was a cost of its own.
+    pub fn new(keys: impl Fn() -> Vec<String> + Send + Sync + 'static) -> Self {
+        Related { keys: Box::new(keys), loaded: OnceCell::new() }
     }
 
     /// The value related to `key`; the first call runs `load` with every key of the set.
@@ -25,7 +27,15 @@ impl<T: Clone> Related<T> {
         F: FnOnce(Vec<String>) -> Fut,
         Fut: Future<Output = ApiResult<HashMap<String, T>>>,
     {
-        let loaded = self.loaded.get_or_try_init(|| load(self.keys.clone())).await?;
+        let loaded = self
+            .loaded
+            .get_or_try_init(|| {
+                let mut keys = (self.keys)();
+                keys.sort_unstable();
+                keys.dedup();
+                load(keys)
+            })
+            .await?;
         Ok(loaded.get(key).cloned())
     }
 }

@@ -49,9 +49,11 @@ struct CategorySiblings {
 impl Category {
     /// Categories resolved together: the first to need its parent or children loads those of all.
     pub fn batch(categories: Vec<domain::Category>) -> Vec<Category> {
+        let parent_ids: Vec<String> = categories.iter().filter_map(|c| c.parent_id.clone()).collect();
+        let ids: Vec<String> = categories.iter().map(|c| c.id.clone()).collect();
         let siblings = Arc::new(CategorySiblings {
-            parents: Related::new(categories.iter().filter_map(|c| c.parent_id.clone())),
-            children: Related::new(categories.iter().map(|c| c.id.clone())),
+            parents: Related::new(move || parent_ids.clone()),
+            children: Related::new(move || ids.clone()),
         });
         categories
             .into_iter()
@@ -122,9 +124,11 @@ impl From<domain::Product> for Product {
 
 impl ProductSiblings {
     fn of(records: &[Arc<domain::Product>]) -> Arc<Self> {
+        let records: Arc<[Arc<domain::Product>]> = records.into();
+        let of_stock = records.clone();
         Arc::new(ProductSiblings {
-            stock: Related::new(records.iter().map(|p| p.id.clone())),
-            categories: Related::new(records.iter().filter_map(|p| p.category_id.clone())),
+            stock: Related::new(move || of_stock.iter().map(|p| p.id.clone()).collect()),
+            categories: Related::new(move || records.iter().filter_map(|p| p.category_id.clone()).collect()),
         })
     }
 }

@@ -297,7 +297,7 @@ impl Pool {
         let backend = if is_postgres_url(database_url) {
             let manager = AsyncDieselConnectionManager::new_with_config(
                 database_url,
-                manager_config(observer, |conn| futures::future::ok(conn).boxed()),
+                manager_config(observer, |conn| prepare_postgres(conn).boxed()),
             );
             Backends::Postgres(build_pool(manager, max_size)?)
         } else {
@@ -570,6 +570,17 @@ impl Instrumentation for QueryCounter {
             (self.0)(statement_scope());
         }
     }
+}
+
+/// The store's statements are prepared once per connection and look rows up by key, so one plan
+/// serves every execution. Left to itself, PostgreSQL plans a prepared statement's first five
+/// executions afresh, and keeps doing so for any statement whose custom plans look cheaper than
+/// its generic one: that cost 4% of purchases (472-474 -> 491-493/s in the checkout bench).
+async fn prepare_postgres(mut conn: AsyncPgConnection) -> ConnectionResult<AsyncPgConnection> {
+    conn.batch_execute("SET plan_cache_mode = force_generic_plan")
+        .await
+        .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+    Ok(conn)
 }
 
 /// WAL lets readers run beside the writer; the busy timeout (set first, since switching the

@@ -532,6 +532,12 @@ async fn postgres_prepares_the_store_s_updates_once_per_connection() {
 }
 
 #[tokio::test]
+async fn postgres_plans_the_store_s_statements_once() {
+    let Some((_db, pool)) = postgres_pool().await else { return };
+    assert_eq!(postgres_text(&pool, "current_setting('plan_cache_mode')").await, "force_generic_plan");
+}
+
+#[tokio::test]
 async fn postgres_compresses_cart_documents_with_lz4() {
     let Some((_db, pool)) = postgres_pool().await else { return };
     // 'l' is lz4; '' is the server's default (pglz).

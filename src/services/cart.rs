@@ -149,7 +149,7 @@ impl CartService {
                         if shopper == &guest { guest_cart = locked } else { user_cart = locked }
                     }
                     let Some(guest_cart) = guest_cart.filter(|cart| !cart.lines.is_empty()) else {
-                        return Ok(Some((Vec::new(), Vec::new())));
+                        return Ok((Vec::new(), Vec::new()));
                     };
                     let user_cart = user_cart.unwrap_or_else(|| Cart::empty(&user, now));
                     let products: Vec<String> = guest_cart.lines.iter().map(|l| l.product_id.clone()).collect();
@@ -162,18 +162,23 @@ impl CartService {
                     let writes = Writes::of(emptied_write).and_boxed(merged_write);
                     let writes = self.with_event(self.with_event(writes, emptied_event), merged_event);
                     let saved = writes.run(c, "merging carts").await?;
-                    // A first change of the user's cart from another device came first.
+                    // A first change of the user's cart from another device came first: the
+                    // error rolls the emptied guest cart back too, and the merge starts again.
                     if saved.contains(&0) {
-                        return Ok(None);
+                        return Err(too_busy());
                     }
-                    Ok::<_, CartError>(Some((vec![emptied, merged], capped)))
+                    Ok::<_, CartError>((vec![emptied, merged], capped))
                 })
-                .await?;
-            if let Some((changed, capped)) = merged {
-                for cart in changed {
-                    self.remember(cart).await;
+                .await;
+            match merged {
+                Ok((changed, capped)) => {
+                    for cart in changed {
+                        self.remember(cart).await;
+                    }
+                    return Ok(capped);
                 }
-                return Ok(capped);
+                Err(CartError::Store(StoreError::Conflict(_))) => continue,
+                Err(err) => return Err(err),
             }
         }
         Err(too_busy())

@@ -412,6 +412,60 @@ mod carts_writes_and_outbox {
         assert_eq!((cart.version, cart.lines[0].quantity), (8, 8));
     });
 
+    // Signing in merges the guest cart while another device makes the user's first cart: the
+    // merge's insert meets that cart and changes nothing, and the merge must start again rather
+    // than commit the emptied guest cart alone. PostgreSQL only: there the merge finds no user
+    // cart to lock while the device's insert is uncommitted; SQLite's writer lock keeps it out.
+    #[tokio::test]
+    async fn a_merge_that_meets_another_device_s_first_cart_loses_no_line() {
+        if !crate::helpers::postgres_enabled() {
+            return;
+        }
+        let db = TestDatabase::new(Backend::Postgres).await;
+        db.catalog().await.write_records(&[], &[record("p1", None, Some(50))]).await.expect("catalog");
+        let pool = db.pool().await;
+        let guest = Viewer::Guest { session_id: "g".into() };
+        let user = Viewer::User { user_id: "u".into(), is_admin: false };
+        let now = Utc::now();
+        assert_eq!(save(&pool, &Cart::empty(&guest.shopper(), now).changed(vec![line("p1", 2)], now, None)).await, 1);
+
+        // The other device's first cart: written, committed only when told.
+        let (commit, told) = tokio::sync::oneshot::channel::<()>();
+        let (write, _) =
+            carts::save(&Cart::empty(&user.shopper(), now).changed(vec![line("p1", 1)], now, None)).expect("save");
+        let device_pool = db.pool().await;
+        let device = tokio::spawn(async move {
+            device_pool
+                .transaction(async |c| {
+                    Writes::of(write).run(c, "a device's first cart").await?;
+                    let _ = told.await;
+                    Ok::<_, StoreError>(())
+                })
+                .await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let carts = cart_service(db.pool().await, Arc::new(LocalBus::default()));
+        let (merging_guest, merging_user) = (guest.clone(), user.clone());
+        let merge = tokio::spawn(async move { carts.merge_guest_cart(&merging_guest, &merging_user).await });
+        // The merge's insert of the user's cart now waits for the device's.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        commit.send(()).expect("device waiting");
+        device.await.expect("task").expect("device's cart");
+        merge.await.expect("task").expect("merge");
+
+        let stored = |shopper: Shopper| {
+            let pool = pool.clone();
+            async move { pool.with_conn(async |c| carts::of(c, &shopper).await).await.expect("read").expect("a cart") }
+        };
+        let user_cart = stored(user.shopper()).await;
+        assert_eq!(
+            user_cart.lines.iter().map(|l| (l.product_id.as_str(), l.quantity)).collect::<Vec<_>>(),
+            [("p1", 3)],
+            "the device's line and the guest's, added up"
+        );
+        assert!(stored(guest.shopper()).await.lines.is_empty());
+    }
+
     // An in-process bus's subscribers die with the process, so a cart change is published at
     // commit and writes no outbox row; a bus that other instances hear gets it from the outbox,
     // so that it survives this instance dying right after the commit.

@@ -21,7 +21,7 @@ use futures::future::BoxFuture;
 use tokio::sync::Notify;
 
 use super::log_sync::LogSync;
-use crate::ports::{Event, StoreError};
+use crate::ports::{Event, EventBus, StoreError};
 
 /// A SQLite connection whose statements run right where they are called. The pool runs a whole
 /// transaction (or read) in one blocking call (`blocking`), instead of handing every statement
@@ -132,23 +132,17 @@ pub enum Queue {
 }
 
 /// What committed writes set off: one wake-up per queue, shared by the pool (which wakes) and
-/// the workers (which wait), the listener told of products whose catalog data changed, and the
-/// publisher of events that go out at commit rather than through the outbox.
+/// the workers (which wait), and the listener told of products whose catalog data changed.
 #[derive(Default)]
 pub struct Wakers {
     outbox: Notify,
     notifications: Notify,
     saga_leases: Notify,
     catalog_changed: OnceLock<CatalogChanged>,
-    publish_committed: OnceLock<PublishCommitted>,
 }
 
 /// Told, after commit, of each catalog or stock event the committed work wrote.
 pub type CatalogChanged = Box<dyn Fn(&Event) + Send + Sync>;
-
-/// Given, after commit, the events the committed work left to publish then
-/// (`Writes::publish_at_commit`).
-pub type PublishCommitted = Box<dyn Fn(Vec<Event>) + Send + Sync>;
 
 impl Wakers {
     pub fn of(&self, queue: Queue) -> &Notify {
@@ -162,11 +156,6 @@ impl Wakers {
     /// Sets the one listener of catalog changes (the catalog read cache); later calls are ignored.
     pub fn on_catalog_changed(&self, listener: CatalogChanged) {
         let _ = self.catalog_changed.set(listener);
-    }
-
-    /// Sets the one publisher of events published at commit; later calls are ignored.
-    pub fn on_publish_committed(&self, publisher: PublishCommitted) {
-        let _ = self.publish_committed.set(publisher);
     }
 
     fn committed(&self, work: AfterCommit) {
@@ -183,10 +172,15 @@ impl Wakers {
             }
         }
         let published = work.published.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(publisher) = self.publish_committed.get()
-            && !published.is_empty()
-        {
-            publisher(published);
+        if !published.is_empty() {
+            // In a task of its own, so that publishing never holds up the committer.
+            tokio::spawn(async move {
+                for (bus, event) in published {
+                    if let Err(err) = bus.publish(std::slice::from_ref(&event)).await {
+                        tracing::warn!(error = %err, topic = %event.topic, "publishing a committed change failed");
+                    }
+                }
+            });
         }
     }
 }
@@ -197,8 +191,8 @@ struct AfterCommit {
     queued: AtomicU8,
     /// The catalog and stock events written.
     catalog: std::sync::Mutex<Vec<Event>>,
-    /// Events to publish once committed.
-    published: std::sync::Mutex<Vec<Event>>,
+    /// Events to publish once committed, each with its bus.
+    published: std::sync::Mutex<Vec<(Arc<dyn EventBus>, Event)>>,
 }
 
 /// A borrowed connection of either backend, and what its writes leave for after commit. Repository
@@ -226,9 +220,9 @@ impl Conn<'_> {
         self.after_commit.catalog.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(event);
     }
 
-    /// Notes an event to publish once this work is committed.
-    pub fn publish_at_commit(&mut self, event: Event) {
-        self.after_commit.published.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(event);
+    /// Notes an event to publish on `bus` once this work is committed.
+    pub fn publish_at_commit(&mut self, bus: Arc<dyn EventBus>, event: Event) {
+        self.after_commit.published.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((bus, event));
     }
 }
 

@@ -8,6 +8,8 @@
 //! comes back, so a conditional member (`UPDATE … WHERE available >= n`) can refuse the whole
 //! change by rolling the transaction back.
 
+use std::sync::Arc;
+
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::query_dsl::methods::ExecuteDsl;
@@ -18,7 +20,7 @@ use diesel_async::RunQueryDsl;
 use super::outbox::OutboxRow;
 use super::pool::{Backend, Conn, Queue};
 use super::store_error;
-use crate::ports::{Event, StoreResult};
+use crate::ports::{Event, EventBus, StoreResult};
 
 /// A write statement that runs on both backends.
 pub trait Write: Send + Sync + 'static {
@@ -44,7 +46,7 @@ where
 pub struct Writes {
     writes: Vec<Box<dyn Write>>,
     events: Vec<OutboxRow>,
-    at_commit: Vec<Event>,
+    at_commit: Vec<(Arc<dyn EventBus>, Event)>,
     queues: Vec<Queue>,
 }
 
@@ -77,10 +79,10 @@ impl Writes {
         self
     }
 
-    /// An event published once these writes commit (by the pool's publisher, whoever waits for
+    /// An event published on `bus` once these writes commit (by the pool, whoever waits for
     /// them), not kept in the outbox: for events whose readers would not outlive this process.
-    pub fn publish_at_commit(mut self, event: Event) -> Self {
-        self.at_commit.push(event);
+    pub fn publish_at_commit(mut self, bus: Arc<dyn EventBus>, event: Event) -> Self {
+        self.at_commit.push((bus, event));
         self
     }
 
@@ -99,7 +101,7 @@ impl Writes {
     ) -> StoreResult<Vec<Vec<usize>>> {
         // Per change, what follows its commit: catalog events name products whose cached reads
         // go stale, and events to publish.
-        let mut after_commit: Vec<(Vec<Event>, Vec<Event>)> = Vec::with_capacity(changes.len());
+        let mut after_commit: Vec<(Vec<Event>, Vec<_>)> = Vec::with_capacity(changes.len());
         for change in &mut changes {
             if !change.events.is_empty() {
                 conn.queued(Queue::Outbox);
@@ -131,8 +133,8 @@ impl Writes {
                 for event in catalog {
                     conn.catalog_changed(event);
                 }
-                for event in at_commit {
-                    conn.publish_at_commit(event);
+                for (bus, event) in at_commit {
+                    conn.publish_at_commit(bus, event);
                 }
             }
         }

@@ -69,20 +69,7 @@ impl CartService {
         limits: CartLimits,
     ) -> Self {
         let rounds = write_rounds(db.clone(), "changing a cart");
-        let events = if bus.reaches_other_instances() {
-            CartEvents::Outbox
-        } else {
-            let publisher = bus.clone();
-            db.wakers().on_publish_committed(Box::new(move |events| {
-                let bus = publisher.clone();
-                tokio::spawn(async move {
-                    if let Err(err) = bus.publish(&events).await {
-                        tracing::warn!(error = %err, "publishing cart changes failed");
-                    }
-                });
-            }));
-            CartEvents::AtCommit
-        };
+        let events = if bus.reaches_other_instances() { CartEvents::Outbox } else { CartEvents::AtCommit };
         Self { db, rounds, cache, bus, events, clock, catalog, limits }
     }
 
@@ -221,7 +208,7 @@ impl CartService {
     pub fn with_event(&self, writes: Writes, event: OutboxRow) -> Writes {
         match self.events {
             CartEvents::Outbox => writes.event(event),
-            CartEvents::AtCommit => writes.publish_at_commit(event.into_event()),
+            CartEvents::AtCommit => writes.publish_at_commit(self.bus.clone(), event.into_event()),
         }
     }
 

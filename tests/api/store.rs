@@ -481,7 +481,8 @@ mod carts_writes_and_outbox {
         let local = Arc::new(LocalBus::default());
         let mut pushed = local.subscribe(&cart_topic(&viewer.shopper()));
         cart_service(pool.clone(), local).add_item(Some(&viewer), "p1", 1).await.expect("add");
-        let Some(Delivery::Event(event)) = pushed.next().await else { panic!("no push") };
+        let next = tokio::time::timeout(std::time::Duration::from_secs(5), pushed.next()).await;
+        let Ok(Some(Delivery::Event(event))) = next else { panic!("no push within 5 s") };
         assert!(event.payload.contains("\"version\":1"), "{}", event.payload);
         assert_eq!(pending().await, 0, "no outbox row for an in-process bus");
 

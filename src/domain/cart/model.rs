@@ -15,7 +15,12 @@ pub struct CartLine {
 
 impl CartLine {
     pub fn total(&self) -> Money {
-        Money { cents: self.unit_price.cents * i64::from(self.quantity), currency: self.unit_price.currency.clone() }
+        Money { cents: self.total_cents(), currency: self.unit_price.currency.clone() }
+    }
+
+    /// The total's minor units, for sums (without copying the currency per line).
+    pub fn total_cents(&self) -> i64 {
+        self.unit_price.cents * i64::from(self.quantity)
     }
 }
 
@@ -46,7 +51,15 @@ impl Cart {
 
     /// The cart after a change to `lines`: the next version, changed `now`.
     pub fn changed(&self, lines: Vec<CartLine>, now: DateTime<Utc>, expires_at: Option<DateTime<Utc>>) -> Cart {
-        Cart { lines, version: self.version + 1, updated_at: now, expires_at, ..self.clone() }
+        // Field by field: `..self.clone()` would copy the old lines only to drop them.
+        Cart {
+            id: self.id.clone(),
+            owner: self.owner.clone(),
+            version: self.version + 1,
+            updated_at: now,
+            expires_at,
+            lines,
+        }
     }
 
     pub fn line(&self, product_id: &str) -> Option<&CartLine> {
@@ -60,7 +73,7 @@ impl Cart {
     /// Lines share one currency (adding enforces it); an empty cart is in `default_currency`.
     pub fn subtotal(&self, default_currency: &str) -> Money {
         let currency = self.lines.first().map_or(default_currency, |l| l.unit_price.currency.as_str()).to_owned();
-        Money { cents: self.lines.iter().map(|l| l.total().cents).sum(), currency }
+        Money { cents: self.lines.iter().map(CartLine::total_cents).sum(), currency }
     }
 
     pub fn is_expired(&self, now: DateTime<Utc>) -> bool {

@@ -63,7 +63,7 @@ pub fn with_quantity(
 
 /// Refuses lines whose total the shop could not show or charge (`Money::MAX_CENTS`).
 fn within_max_total(lines: Vec<CartLine>) -> CartResult<Vec<CartLine>> {
-    let total: i64 = lines.iter().map(|l| l.total().cents).sum();
+    let total: i64 = lines.iter().map(CartLine::total_cents).sum();
     if total > Money::MAX_CENTS {
         return Err(CartError::invalid(
             "quantity",

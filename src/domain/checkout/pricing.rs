@@ -43,7 +43,7 @@ impl PricingRules {
         if lines.iter().any(|l| l.unit_price.currency != currency) {
             return Err(CheckoutError::Conflict("the cart mixes currencies".to_owned()));
         }
-        let subtotal: i64 = lines.iter().map(|l| l.total().cents).sum();
+        let subtotal: i64 = lines.iter().map(CartLine::total_cents).sum();
         let shipping = if subtotal >= self.free_shipping_from_cents { 0 } else { self.shipping_cents };
         let rate = self.tax_basis_points.get(country).copied().unwrap_or(0);
         // Tax on goods and shipping, rounded half up to the minor unit.

@@ -22,6 +22,10 @@ use crate::domain::search::{SearchDocument, SearchError, SearchHits, SearchReque
 pub enum StoreError {
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A change found a write it requires (`Writes::require`) changing no row (its row had
+    /// moved on): nothing of it was kept.
+    #[error("refused while {0}: a write it requires changed no row")]
+    Refused(&'static str),
     #[error("store failure while {operation}: {source}")]
     Internal {
         operation: &'static str,

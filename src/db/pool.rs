@@ -500,9 +500,31 @@ impl Pool {
         T: Send,
         E: From<StoreError> + From<diesel::result::Error> + Send,
     {
+        self.single_change(f, false).await
+    }
+
+    /// `atomically`, and durable (the money path): on PostgreSQL as it is (a statement commits
+    /// durably by itself), on SQLite in a durable transaction.
+    pub async fn durably<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        for<'r, 's> F:
+            AsyncFnOnce(&'r mut Conn<'s>) -> Result<T, E> + AsyncFunc<&'r mut Conn<'s>, Result<T, E>, Fut: Send> + Send,
+        T: Send,
+        E: From<StoreError> + From<diesel::result::Error> + Send,
+    {
+        self.single_change(f, true).await
+    }
+
+    async fn single_change<T, E, F>(&self, f: F, durable: bool) -> Result<T, E>
+    where
+        for<'r, 's> F:
+            AsyncFnOnce(&'r mut Conn<'s>) -> Result<T, E> + AsyncFunc<&'r mut Conn<'s>, Result<T, E>, Fut: Send> + Send,
+        T: Send,
+        E: From<StoreError> + From<diesel::result::Error> + Send,
+    {
         match &self.backend {
             Backends::Postgres(_) => self.with_conn(f).await,
-            Backends::Sqlite { .. } => self.transaction(f).await,
+            Backends::Sqlite { .. } => self.run_transaction(f, durable).await,
         }
     }
 }

@@ -6,7 +6,8 @@
 //! PostgreSQL runs every member of one statement on the same snapshot: members must touch
 //! different rows, and none may depend on another's effect. Each member's rows-affected count
 //! comes back, so a conditional member (`UPDATE … WHERE available >= n`) can refuse the whole
-//! change by rolling the transaction back.
+//! change by rolling the transaction back; or, for a write the change cannot stand without
+//! (`require`), the statement itself fails, so that it needs no transaction.
 
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ use diesel_async::RunQueryDsl;
 use super::outbox::OutboxRow;
 use super::pool::{Backend, Conn, Queue};
 use super::store_error;
-use crate::ports::{Event, EventBus, StoreResult};
+use crate::ports::{Event, EventBus, StoreError, StoreResult};
 
 /// A write statement that runs on both backends.
 pub trait Write: Send + Sync + 'static {
@@ -41,6 +42,9 @@ where
     }
 }
 
+/// The constraint named by `refuse_change()`: PostgreSQL refused a change whose required write changed nothing.
+const REFUSED: &str = "change_refused";
+
 /// Writes and their events. The events are written (or published at commit) only if the first
 /// write changed a row: the first write is the change the events announce.
 pub struct Writes {
@@ -48,6 +52,8 @@ pub struct Writes {
     events: Vec<OutboxRow>,
     at_commit: Vec<(Arc<dyn EventBus>, Event)>,
     queues: Vec<Queue>,
+    /// Per write: the change stands only if it changes a row (`require`).
+    required: Vec<bool>,
 }
 
 impl Writes {
@@ -56,7 +62,24 @@ impl Writes {
     }
 
     pub fn of(first: Box<dyn Write>) -> Self {
-        Self { writes: vec![first], events: Vec::new(), at_commit: Vec::new(), queues: Vec::new() }
+        Self {
+            writes: vec![first],
+            events: Vec::new(),
+            at_commit: Vec::new(),
+            queues: Vec::new(),
+            required: vec![false],
+        }
+    }
+
+    /// Makes the change stand only if the write added last changes a row: otherwise running it
+    /// fails with `StoreError::Refused` and nothing of it stays. On PostgreSQL the statement
+    /// fails, so a change sent alone needs no transaction; on SQLite the error must roll back the
+    /// transaction it runs in.
+    pub fn require(mut self) -> Self {
+        if let Some(last) = self.required.last_mut() {
+            *last = true;
+        }
+        self
     }
 
     pub fn and(self, write: impl Write) -> Self {
@@ -65,6 +88,7 @@ impl Writes {
 
     pub fn and_boxed(mut self, write: Box<dyn Write>) -> Self {
         self.writes.push(write);
+        self.required.push(false);
         self
     }
 
@@ -102,6 +126,7 @@ impl Writes {
         // Per change, what follows its commit: catalog events name products whose cached reads
         // go stale, and events to publish.
         let mut after_commit: Vec<(Vec<Event>, Vec<_>)> = Vec::with_capacity(changes.len());
+        let required: Vec<Vec<bool>> = changes.iter().map(|change| change.required.clone()).collect();
         for change in &mut changes {
             if !change.events.is_empty() {
                 conn.queued(Queue::Outbox);
@@ -116,7 +141,12 @@ impl Writes {
             Backend::Postgres(pg) => {
                 let counts: Vec<i64> = RunQueryDsl::get_result(PgWrites { changes: &changes }, &mut **pg)
                     .await
-                    .map_err(store_error(operation))?;
+                    .map_err(|err| match &err {
+                        diesel::result::Error::DatabaseError(_, info) if info.constraint_name() == Some(REFUSED) => {
+                            StoreError::Refused(operation)
+                        }
+                        _ => store_error(operation)(err),
+                    })?;
                 let mut counts = counts.into_iter().map(|n| usize::try_from(n).unwrap_or_default());
                 changes.iter().map(|change| counts.by_ref().take(change.writes.len()).collect()).collect()
             }
@@ -127,6 +157,14 @@ impl Writes {
                 .await
                 .map_err(store_error(operation))?,
         };
+        // PostgreSQL refused such a change itself; SQLite ran it, and the error rolls it back.
+        let refused = required
+            .iter()
+            .zip(&counts)
+            .any(|(required, counts)| required.iter().zip(counts).any(|(&required, &count)| required && count == 0));
+        if refused {
+            return Err(StoreError::Refused(operation));
+        }
         // A change's events, and so the changes they name, were written only if its first write was.
         for ((catalog, at_commit), counts) in after_commit.into_iter().zip(&counts) {
             if counts.as_slice().first().is_some_and(|&n| n > 0) {
@@ -189,20 +227,29 @@ impl QueryFragment<Pg> for PgWrites<'_> {
             }
         }
         out.push_sql(" SELECT ARRAY[");
-        for i in 0..written {
+        let required = self.changes.iter().flat_map(|change| &change.required);
+        for (i, &required) in required.enumerate() {
             if i > 0 {
                 out.push_sql(", ");
             }
-            out.push_sql(&format!("(SELECT count(*) FROM w{i})"));
+            if required {
+                out.push_sql(&format!(
+                    "(SELECT CASE WHEN count(*) = 0 THEN refuse_change() ELSE count(*) END FROM w{i})"
+                ));
+            } else {
+                out.push_sql(&format!("(SELECT count(*) FROM w{i})"));
+            }
         }
         out.push_sql("]::bigint[]");
         Ok(())
     }
 
-    /// The SQL text of one change names its shape (which writes, how many events): it is the
-    /// cache key. Rounds of several changes rarely repeat a shape, so they are not kept.
+    /// The SQL text names the shape (which writes, how many events): it is the cache key. One
+    /// change, or two (an order with its cart), repeats a few shapes, and preparing such a
+    /// statement afresh cost more than the transaction it replaced; rounds of many changes
+    /// rarely repeat a shape, so they are not kept.
     fn is_safe_to_cache_prepared(&self, _backend: &Pg) -> QueryResult<bool> {
-        Ok(self.changes.len() == 1)
+        Ok(self.changes.len() <= 2)
     }
 }
 

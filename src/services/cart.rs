@@ -212,6 +212,17 @@ impl CartService {
         }
     }
 
+    /// Takes an order's lines out of the shopper's cart: what a purchase leaves, when the cart
+    /// changed between checkout's read and the order.
+    pub async fn take_bought(&self, shopper: &Shopper, bought: &[CartLine]) -> CartResult<()> {
+        self.change(shopper, None, |cart, _, _| {
+            let remaining = rules::without_bought(&cart.lines, bought);
+            Ok((remaining != cart.lines).then_some(remaining))
+        })
+        .await
+        .map(drop)
+    }
+
     /// Keeps a cart another service changed (checkout takes the bought lines) in the cache.
     pub async fn remember(&self, cart: Cart) {
         self.keep(&Arc::new(cart), None).await;
@@ -229,7 +240,8 @@ impl CartService {
         owner.is_guest().then(|| now + self.limits.guest_ttl)
     }
 
-    async fn load(&self, shopper: &Shopper) -> CartResult<Arc<Cart>> {
+    /// The shopper's cart as the cache (or else the store) has it; empty if there is none.
+    pub async fn load(&self, shopper: &Shopper) -> CartResult<Arc<Cart>> {
         let cached = match self.cache.get(shopper).await {
             Ok(hit) => hit,
             Err(err) => {

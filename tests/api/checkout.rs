@@ -173,6 +173,36 @@ on_both_backends!(a_checkout_reserves_prices_and_becomes_one_paid_order, |backen
     }
 });
 
+on_both_backends!(bought_lines_leave_a_cart_that_changed_behind_the_cache, |backend: Backend| async move {
+    use diesel::prelude::*;
+    use shop::db::Writes;
+    use shop::db::schema::carts;
+
+    let server = shop(backend).await;
+    set_stock(&server, P1, 5).await;
+    set_stock(&server, P2, 5).await;
+    let (guest, session) = reserved_guest(&server, &[(P1, 2)]).await;
+    add(&server, &guest, P2, 1).await;
+    // Another instance changed the cart since this one cached it: the order's write of the cart
+    // (at the cached version) misses, and the bought lines must still go.
+    let cart = server.data("{ cart { id version } }", json!({}), Some(&guest)).await;
+    let (id, version) = (cart["cart"]["id"].as_str().expect("id").to_owned(), cart["cart"]["version"].as_i64());
+    let bumped = diesel::update(carts::table.find(id)).set(carts::version.eq(carts::version + 1));
+    let db = &server.app().db;
+    db.atomically(async |c| Writes::new(bumped).run(c, "changing a cart elsewhere").await).await.expect("bumped");
+
+    let session_id = session["id"].as_str().expect("id");
+    let placed = place(&server, &guest, order_input(session_id, "pm_card_visa", "key-1")).await;
+    assert_eq!(placed["data"]["placeOrder"]["status"], "PAID", "{placed:#}");
+    let after = server.data("{ cart { version items { product { id } quantity } } }", json!({}), Some(&guest)).await;
+    assert_eq!(
+        after["cart"]["items"],
+        json!([{ "product": { "id": P2 }, "quantity": 1 }]),
+        "only the line added later stays"
+    );
+    assert_eq!(after["cart"]["version"].as_i64(), version.map(|v| v + 2), "the other change, then the purchase's");
+});
+
 on_both_backends!(two_hundred_buyers_race_for_the_last_ten_units, |backend: Backend| async move {
     let server = shop(backend).await;
     set_stock(&server, P1, 10).await;

@@ -145,6 +145,46 @@ on_both_backends!(a_batch_is_all_or_nothing, |backend: Backend| async move {
     assert_eq!(store.product_count().await.expect("count"), 0, "nothing of the failed batch remains");
 });
 
+on_both_backends!(a_change_keeps_nothing_when_a_write_it_requires_changes_nothing, |backend: Backend| async move {
+    let db = TestDatabase::new(backend).await;
+    let store = db.catalog().await;
+    store.write_records(&[], &[record("p1", None, Some(5)), record("p2", None, Some(5))]).await.expect("insert");
+    let pool = db.pool().await;
+    let now = Utc::now();
+    let change = |wanted: i32| {
+        Writes::new(inventory::reserve("p1", wanted))
+            .require()
+            .and(inventory::give_back("p2", 3, false))
+            .event(OutboxRow::stock(&["p1".to_owned(), "p2".to_owned()], now).expect("event"))
+    };
+    let available = async || {
+        let ids = ["p1".to_owned(), "p2".to_owned()];
+        let levels = pool.with_conn(async |c| inventory::stock_levels(c, &ids).await).await.expect("stock");
+        let mut available: Vec<_> = levels.iter().map(|l| (l.product_id.clone(), l.available)).collect();
+        available.sort();
+        available
+    };
+    // Claims what the outbox holds (so each look sees only what came since the last).
+    let new_events = async || {
+        let until = Utc::now() + Duration::hours(1);
+        let claimed = pool.atomically(async |c| shop::db::outbox::claim(c, 500, Utc::now(), until).await);
+        claimed.await.expect("outbox").len()
+    };
+    new_events().await;
+
+    // Ten units are not there: the required reservation changes nothing, so neither does the rest.
+    let refused = pool.atomically(async |c| change(10).run(c, "reserving").await).await;
+    assert!(matches!(refused, Err(StoreError::Refused(_))), "{refused:?}");
+    assert_eq!(available().await, [("p1".to_owned(), 5), ("p2".to_owned(), 5)]);
+    assert_eq!(new_events().await, 0, "no event of a refused change");
+
+    // The connection the refusal ran on serves the next change, which stands whole.
+    let counts = pool.atomically(async |c| change(2).run(c, "reserving").await).await.expect("reserved");
+    assert_eq!(counts, [1, 1]);
+    assert_eq!(available().await, [("p1".to_owned(), 3), ("p2".to_owned(), 8)]);
+    assert_eq!(new_events().await, 1, "the change's event");
+});
+
 on_both_backends!(users_and_admins, |backend: Backend| async move {
     let db = TestDatabase::new(backend).await;
     let pool = db.pool().await;

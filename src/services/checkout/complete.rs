@@ -13,7 +13,7 @@ use crate::domain::events::order_topic;
 use crate::domain::notify::{self, Notification};
 use crate::domain::orders::{Order, OrderStatus, PlacedOrder};
 use crate::domain::payments::{self as payment_rules, Payment, PaymentStatus};
-use crate::ports::{ChargeRequest, GatewayError};
+use crate::ports::{ChargeRequest, GatewayError, StoreError};
 use crate::services::orders::recipient_of;
 
 /// Sagas one recovery round takes; the rest wait for the next round.
@@ -185,8 +185,11 @@ impl CheckoutService {
 
     /// Creates the order (paid, or held for review when there is no charge): in one write the
     /// saga completes, the payment, the order and its first event are recorded, the reserved
-    /// units become sold, the session completes, the bought lines leave the cart, and the
-    /// confirmation and events are queued.
+    /// units become sold, the session completes, and the confirmation and events are queued;
+    /// the same statement takes the bought lines out of the cart if it is still at the version
+    /// read (a change that came between is followed by a change that takes them out). On
+    /// PostgreSQL that is one statement with no transaction around it, so no row (a hot
+    /// product's stock) stays locked across a round trip.
     pub(super) async fn finish(
         &self,
         saga: &Saga,
@@ -200,62 +203,52 @@ impl CheckoutService {
         let first = Order::placed_event(placed.clone(), status, charge.as_ref().map(|(id, _)| id.clone()));
         let order = Order::replay(std::slice::from_ref(&first))
             .ok_or_else(|| CheckoutError::Conflict("an order needs its PLACED event".to_owned()))?;
-        let now = self.clock.now();
         let owner = &placed.owner;
-        let outcome = self
-            .db
-            .durable_transaction(async |c| {
-                // Cart first: the lock order of checkout and cart changes (then stock rows).
-                let cart = carts::lock(c, owner).await?;
-                let mut writes = Writes::new(payments::advance_saga(
-                    &saga.id,
-                    (SagaStep::Charging, step),
-                    Some(&placed.id),
-                    None,
-                    now,
-                    now,
-                ))
+        let cart = self.carts.load(owner).await?;
+        let now = self.clock.now();
+        // The saga's step first: if another request (or recovery) made the order meanwhile,
+        // nothing of this one may stay.
+        let mut writes =
+            Writes::new(payments::advance_saga(&saga.id, (SagaStep::Charging, step), Some(&placed.id), None, now, now))
+                .require()
                 .and(orders::insert(&order)?)
                 .and(orders::append(&first)?)
                 .and(checkout::set_status(&placed.session_id, CheckoutStatus::Completed, now));
-                if let Some((payment_id, reference)) = &charge {
-                    writes = writes.and(payments::complete_payment(payment_id, reference, now));
-                }
-                for line in &placed.lines {
-                    writes = writes.and(inventory::sell(&line.product_id, line.quantity));
-                }
-                let mut cart_after = None;
-                if let Some(cart) = cart {
-                    let remaining = without_bought(&cart.lines, &placed.lines);
-                    if remaining != cart.lines {
-                        let changed = cart.changed(remaining, now, cart.expires_at);
-                        let (write, event) = carts::save(&changed)?;
-                        writes = self.carts.with_event(writes.and_boxed(write), event);
-                        cart_after = Some(changed);
+        if let Some((payment_id, reference)) = &charge {
+            writes = writes.and(payments::complete_payment(payment_id, reference, now));
+        }
+        for line in &placed.lines {
+            writes = writes.and(inventory::sell(&line.product_id, line.quantity));
+        }
+        if let Some(notification) = &notification {
+            writes = notifications::queue(writes, notification, now);
+        }
+        let made = writes
+            .event(OutboxRow::new(order_topic(owner), &first, now)?)
+            .event(OutboxRow::shopper_activity(owner, now)?);
+        let remaining = without_bought(&cart.lines, &placed.lines);
+        let cart_after = (remaining != cart.lines).then(|| cart.changed(remaining, now, cart.expires_at));
+        // Cart first: the lock order of checkout and cart changes (then stock rows).
+        let mut changes = Vec::with_capacity(2);
+        if let Some(changed) = &cart_after {
+            let (write, event) = carts::save(changed)?;
+            changes.push(self.carts.with_event(Writes::of(write), event));
+        }
+        changes.push(made);
+        match self.db.durably(async |c| Writes::run_together(changes, c, "creating an order").await).await {
+            Ok(counts) => {
+                match cart_after {
+                    Some(changed) if counts[0].first().is_some_and(|&n| n > 0) => self.carts.remember(changed).await,
+                    Some(_) => {
+                        if let Err(err) = self.carts.take_bought(owner, &placed.lines).await {
+                            tracing::warn!(%owner, error = %err, "the order's lines stay in the cart");
+                        }
                     }
-                }
-                if let Some(notification) = &notification {
-                    writes = notifications::queue(writes, notification, now);
-                }
-                let event = OutboxRow::new(order_topic(owner), &first, now)?;
-                let bought = OutboxRow::shopper_activity(owner, now)?;
-                let changed = writes.event(event).event(bought).run(c, "creating an order").await?;
-                if changed[0] == 0 {
-                    // The saga is no longer CHARGING: another request (or recovery) made the
-                    // order. Nothing of this one may stay.
-                    return Err(CheckoutError::PaymentInProgress);
-                }
-                Ok(cart_after)
-            })
-            .await;
-        match outcome {
-            Ok(cart_after) => {
-                if let Some(cart) = cart_after {
-                    self.carts.remember(cart).await;
+                    None => {}
                 }
                 Ok(order)
             }
-            Err(CheckoutError::PaymentInProgress) => {
+            Err(StoreError::Refused(_)) => {
                 let saga =
                     self.db.with_conn(async |c| payments::saga_by_key(c, owner, &saga.idempotency_key).await).await?;
                 match saga.and_then(|s| s.order_id) {
@@ -263,7 +256,7 @@ impl CheckoutService {
                     None => Err(CheckoutError::PaymentInProgress),
                 }
             }
-            Err(err) => Err(err),
+            Err(err) => Err(err.into()),
         }
     }
 

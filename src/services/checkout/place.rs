@@ -11,7 +11,7 @@ use crate::domain::checkout::{
 use crate::domain::orders::{Order, PlacedOrder};
 use crate::domain::payments::{self as payment_rules, Payment, PaymentStatus};
 use crate::domain::primitives::{Money, Shopper};
-use crate::ports::GatewayError;
+use crate::ports::{GatewayError, StoreError};
 
 const MAX_KEY_LEN: usize = 200;
 const MAX_PAYMENT_METHOD_LEN: usize = 100;
@@ -106,13 +106,12 @@ impl CheckoutService {
         };
         let payment = match self.claim(&saga, is_new, payment).await {
             Ok(payment) => payment,
-            Err(CheckoutError::PaymentInProgress) => {
-                return self.after_contention(&owner, &key, &hash, CheckoutError::PaymentInProgress).await;
-            }
-            Err(CheckoutError::Conflict(_)) => {
+            // Another request took the key or the session first (or the session ran out): answer
+            // as that request stands, or with why the session cannot be paid.
+            Err(CheckoutError::Store(StoreError::Refused(_))) => {
                 let session = self.own_session(viewer, &request.session_id).await?;
-                payable(&session, self.clock.now())?;
-                return Err(CheckoutError::PaymentInProgress);
+                let refusal = payable(&session, self.clock.now()).err().unwrap_or(CheckoutError::PaymentInProgress);
+                return self.after_contention(&owner, &key, &hash, refusal).await;
             }
             Err(other) => return Err(other),
         };
@@ -132,55 +131,47 @@ impl CheckoutService {
         }
     }
 
-    /// In one transaction: the session claimed for the saga and the saga recorded (new, or a
-    /// FAILED one taken up again) in one write, then the charge attempt, if there is one.
-    /// PAYMENT_IN_PROGRESS when another request holds the key, CONFLICT when the session cannot
-    /// be paid for now.
+    /// In one write: the session claimed for the saga, the saga recorded (new, or a FAILED one
+    /// taken up again), and the charge attempt, if there is one. Refused (nothing kept) when
+    /// another request holds the key or the session cannot be paid for now.
     async fn claim(&self, saga: &Saga, is_new: bool, amount: Option<Money>) -> CheckoutResult<Option<Payment>> {
         let now = saga.updated_at;
-        self.db
-            .durable_transaction(async |c| {
-                let attempt = if is_new { 1 } else { payments::attempts_of(c, &saga.id).await? + 1 };
-                let payment = amount.map(|amount| Payment {
-                    id: new_id("pay"),
-                    saga_id: saga.id.clone(),
-                    attempt,
-                    idempotency_key: payment_rules::attempt_key(&saga.id, attempt),
-                    status: PaymentStatus::Processing,
-                    amount,
-                    payment_method: saga.request.payment_method.clone(),
-                    gateway_reference: None,
-                    failure: None,
-                    created_at: now,
-                });
-                let session = &saga.request.session_id;
-                let recorded = Writes::new(checkout::claim(session, &saga.owner, &saga.id, now));
-                let recorded = if is_new {
-                    recorded.and(payments::insert_saga(saga)?)
-                } else {
-                    recorded.and(payments::advance_saga(
-                        &saga.id,
-                        (SagaStep::Failed, SagaStep::Charging),
-                        None,
-                        None,
-                        now,
-                        saga.lease_until,
-                    ))
-                };
-                let claimed = recorded.wakes(Queue::SagaLeases).run(c, "claiming a checkout for payment").await?;
-                if claimed[1] == 0 {
-                    return Err(CheckoutError::PaymentInProgress);
-                }
-                if claimed[0] == 0 {
-                    return Err(CheckoutError::Conflict("the checkout session cannot be paid now".to_owned()));
-                }
-                // After the saga is known to be this request's: the attempt refers to it.
-                if let Some(payment) = &payment {
-                    Writes::new(payments::insert_payment(payment, &saga.owner)).run(c, "recording a payment").await?;
-                }
-                Ok(payment)
-            })
-            .await
+        // Two requests retrying the same FAILED saga at once count the same attempt; only one
+        // of them takes the saga up again.
+        let attempt =
+            if is_new { 1 } else { self.db.with_conn(async |c| payments::attempts_of(c, &saga.id).await).await? + 1 };
+        let payment = amount.map(|amount| Payment {
+            id: new_id("pay"),
+            saga_id: saga.id.clone(),
+            attempt,
+            idempotency_key: payment_rules::attempt_key(&saga.id, attempt),
+            status: PaymentStatus::Processing,
+            amount,
+            payment_method: saga.request.payment_method.clone(),
+            gateway_reference: None,
+            failure: None,
+            created_at: now,
+        });
+        let claimed = Writes::new(checkout::claim(&saga.request.session_id, &saga.owner, &saga.id, now)).require();
+        let mut claimed = if is_new {
+            claimed.and(payments::insert_saga(saga)?)
+        } else {
+            claimed.and(payments::advance_saga(
+                &saga.id,
+                (SagaStep::Failed, SagaStep::Charging),
+                None,
+                None,
+                now,
+                saga.lease_until,
+            ))
+        }
+        .require()
+        .wakes(Queue::SagaLeases);
+        if let Some(payment) = &payment {
+            claimed = claimed.and(payments::insert_payment(payment, &saga.owner));
+        }
+        self.db.durably(async |c| claimed.run(c, "claiming a checkout for payment").await).await?;
+        Ok(payment)
     }
 
     /// What an existing saga answers to its key: its order, or an error; `None` to (re)try.

@@ -13,7 +13,8 @@ use diesel_async::pooled_connection::deadpool::{Object, Pool as DeadPool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, PoolError, RecyclingMethod};
 use diesel_async::sync_connection_wrapper::{SpawnBlocking, SyncConnectionWrapper};
 use diesel_async::{
-    AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, SimpleAsyncConnection, TransactionManager,
+    AnsiTransactionManager, AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, SimpleAsyncConnection,
+    TransactionManager,
 };
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures::FutureExt;
@@ -74,17 +75,49 @@ where
     for<'r> F: AsyncFnOnce(&'r mut SqliteConn) -> Result<T, E>,
     E: From<diesel::result::Error>,
 {
-    type Manager = <SqliteConn as AsyncConnection>::TransactionManager;
-    conn.spawn_blocking(|inner| {
-        diesel::connection::AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")
-    })
-    .await?;
+    let begin = async |conn: &mut SqliteConn| {
+        conn.spawn_blocking(|inner| {
+            diesel::connection::AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")
+        })
+        .await
+    };
+    transaction_begun_by(conn, begin, f).await
+}
+
+/// A PostgreSQL transaction. One off the money path commits without waiting for its log to
+/// reach the disk (`synchronous_commit = off`, set in the BEGIN's own round trip): like SQLite's
+/// `synchronous = NORMAL`, a crash may lose the last such commits, never part of one, and a
+/// durable commit flushes every commit before it. A reservation's commit then no longer holds a
+/// hot product's stock row while the disk syncs.
+async fn postgres_transaction<T, E, F>(conn: &mut AsyncPgConnection, durable: bool, f: F) -> Result<T, E>
+where
+    for<'r> F: AsyncFnOnce(&'r mut AsyncPgConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    let sql = if durable { "BEGIN" } else { "BEGIN; SET LOCAL synchronous_commit TO OFF" };
+    let begin = async |conn: &mut AsyncPgConnection| AnsiTransactionManager::begin_transaction_sql(conn, sql).await;
+    transaction_begun_by(conn, begin, f).await
+}
+
+/// `AsyncConnection::transaction`, with the transaction opened by `begin`.
+async fn transaction_begun_by<C, T, E, F>(
+    conn: &mut C,
+    begin: impl AsyncFnOnce(&mut C) -> diesel::QueryResult<()>,
+    f: F,
+) -> Result<T, E>
+where
+    C: AsyncConnection,
+    for<'r> F: AsyncFnOnce(&'r mut C) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    type Manager<C> = <C as AsyncConnection>::TransactionManager;
+    begin(conn).await?;
     match f(conn).await {
         Ok(value) => {
-            Manager::commit_transaction(conn).await?;
+            Manager::<C>::commit_transaction(conn).await?;
             Ok(value)
         }
-        Err(refused) => match Manager::rollback_transaction(conn).await {
+        Err(refused) => match Manager::<C>::rollback_transaction(conn).await {
             Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(refused),
             Err(rollback) => Err(rollback.into()),
         },
@@ -401,7 +434,7 @@ impl Pool {
 
     /// Runs `f` in one transaction: committed when it returns Ok, rolled back on Err (a store
     /// error, or a domain error that refuses the change). The queues its writes fed are woken
-    /// after the commit.
+    /// after the commit. Off the money path, its commit does not wait for the disk.
     pub async fn transaction<T, E, F>(&self, f: F) -> Result<T, E>
     where
         for<'r, 's> F:
@@ -413,10 +446,11 @@ impl Pool {
     }
 
     /// A transaction that must survive a power cut once committed: the money path (a payment
-    /// claimed before the gateway is called, an order made after it). PostgreSQL commits every
-    /// transaction so; SQLite, which otherwise syncs its log only at checkpoints
-    /// (`synchronous = NORMAL`), returns once a sync of the log has covered this commit
-    /// (`LogSync`: one sync for all the durable commits waiting, outside the writer lock).
+    /// claimed before the gateway is called, an order made after it). PostgreSQL commits it
+    /// with `synchronous_commit` on (other transactions turn it off); SQLite, which otherwise
+    /// syncs its log only at checkpoints (`synchronous = NORMAL`), returns once a sync of the
+    /// log has covered this commit (`LogSync`: one sync for all the durable commits waiting,
+    /// outside the writer lock).
     pub async fn durable_transaction<T, E, F>(&self, f: F) -> Result<T, E>
     where
         for<'r, 's> F:
@@ -438,11 +472,10 @@ impl Pool {
         let (value, durable_commit) = match &self.backend {
             Backends::Postgres(pool) => {
                 let mut obj = checkout(pool).await?;
-                let value = obj
-                    .transaction(async |c| {
-                        f(&mut Conn { backend: Backend::Postgres(c), after_commit: &after_commit }).await
-                    })
-                    .await?;
+                let value = postgres_transaction(&mut obj, durable, async |c| {
+                    f(&mut Conn { backend: Backend::Postgres(c), after_commit: &after_commit }).await
+                })
+                .await?;
                 (value, None)
             }
             Backends::Sqlite { pool, writer, log } => blocking(|| {

@@ -598,18 +598,32 @@ async fn postgres_pool() -> Option<(TestDatabase, shop::db::Pool)> {
 
 /// The text `sql` selects, read on the pool's PostgreSQL connection.
 async fn postgres_text(pool: &shop::db::Pool, sql: &str) -> String {
+    pool.with_conn(async |c| postgres_text_on(c, sql).await).await.expect(sql)
+}
+
+/// The text `sql` selects, read on a PostgreSQL connection (in whatever transaction it is in).
+async fn postgres_text_on(c: &mut shop::db::Conn<'_>, sql: &str) -> Result<String, StoreError> {
     use diesel_async::RunQueryDsl;
     use shop::db::pool::Backend as Connection;
 
-    pool.with_conn(async |c| match &mut c.backend {
+    match &mut c.backend {
         Connection::Postgres(pg) => diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(sql))
             .get_result::<String>(&mut **pg)
             .await
             .map_err(|err| StoreError::internal("reading a PostgreSQL setting", err)),
         Connection::Sqlite(_) => unreachable!("a PostgreSQL pool"),
-    })
-    .await
-    .expect(sql)
+    }
+}
+
+#[tokio::test]
+async fn postgres_waits_for_the_disk_only_on_the_money_path() {
+    let Some((_db, pool)) = postgres_pool().await else { return };
+    let setting = "current_setting('synchronous_commit')";
+    let off_the_money_path = pool.transaction(async |c| postgres_text_on(c, setting).await).await.expect("read");
+    let money_path = pool.durable_transaction(async |c| postgres_text_on(c, setting).await).await.expect("read");
+    assert_eq!((off_the_money_path.as_str(), money_path.as_str()), ("off", "on"));
+    // The setting ends with its transaction: a statement sent alone (a claim, an order) waits.
+    assert_eq!(postgres_text(&pool, setting).await, "on");
 }
 
 #[tokio::test]

@@ -48,12 +48,11 @@ const REFUSED: &str = "change_refused";
 /// Writes and their events. The events are written (or published at commit) only if the first
 /// write changed a row: the first write is the change the events announce.
 pub struct Writes {
-    writes: Vec<Box<dyn Write>>,
+    /// Each write, and whether the change stands only if it changes a row (`require`).
+    writes: Vec<(Box<dyn Write>, bool)>,
     events: Vec<OutboxRow>,
     at_commit: Vec<(Arc<dyn EventBus>, Event)>,
     queues: Vec<Queue>,
-    /// Per write: the change stands only if it changes a row (`require`).
-    required: Vec<bool>,
 }
 
 impl Writes {
@@ -62,13 +61,7 @@ impl Writes {
     }
 
     pub fn of(first: Box<dyn Write>) -> Self {
-        Self {
-            writes: vec![first],
-            events: Vec::new(),
-            at_commit: Vec::new(),
-            queues: Vec::new(),
-            required: vec![false],
-        }
+        Self { writes: vec![(first, false)], events: Vec::new(), at_commit: Vec::new(), queues: Vec::new() }
     }
 
     /// Makes the change stand only if the write added last changes a row: otherwise running it
@@ -76,8 +69,8 @@ impl Writes {
     /// fails, so a change sent alone needs no transaction; on SQLite the error must roll back the
     /// transaction it runs in.
     pub fn require(mut self) -> Self {
-        if let Some(last) = self.required.last_mut() {
-            *last = true;
+        if let Some((_, required)) = self.writes.last_mut() {
+            *required = true;
         }
         self
     }
@@ -87,8 +80,7 @@ impl Writes {
     }
 
     pub fn and_boxed(mut self, write: Box<dyn Write>) -> Self {
-        self.writes.push(write);
-        self.required.push(false);
+        self.writes.push((write, false));
         self
     }
 
@@ -126,7 +118,6 @@ impl Writes {
         // Per change, what follows its commit: catalog events name products whose cached reads
         // go stale, and events to publish.
         let mut after_commit: Vec<(Vec<Event>, Vec<_>)> = Vec::with_capacity(changes.len());
-        let required: Vec<Vec<bool>> = changes.iter().map(|change| change.required.clone()).collect();
         for change in &mut changes {
             if !change.events.is_empty() {
                 conn.queued(Queue::Outbox);
@@ -150,21 +141,17 @@ impl Writes {
                 let mut counts = counts.into_iter().map(|n| usize::try_from(n).unwrap_or_default());
                 changes.iter().map(|change| counts.by_ref().take(change.writes.len()).collect()).collect()
             }
-            Backend::Sqlite(sqlite) => sqlite
-                .spawn_blocking(move |sync| {
-                    changes.into_iter().map(|change| change.run_sqlite(sync)).collect::<QueryResult<Vec<_>>>()
-                })
-                .await
-                .map_err(store_error(operation))?,
+            Backend::Sqlite(sqlite) => {
+                let counts = sqlite
+                    .spawn_blocking(move |sync| {
+                        changes.into_iter().map(|change| change.run_sqlite(sync)).collect::<QueryResult<Vec<_>>>()
+                    })
+                    .await
+                    .map_err(store_error(operation))?;
+                // A refused change stopped at its required write; the error rolls back what ran.
+                counts.into_iter().collect::<Option<Vec<_>>>().ok_or(StoreError::Refused(operation))?
+            }
         };
-        // PostgreSQL refused such a change itself; SQLite ran it, and the error rolls it back.
-        let refused = required
-            .iter()
-            .zip(&counts)
-            .any(|(required, counts)| required.iter().zip(counts).any(|(&required, &count)| required && count == 0));
-        if refused {
-            return Err(StoreError::Refused(operation));
-        }
         // A change's events, and so the changes they name, were written only if its first write was.
         for ((catalog, at_commit), counts) in after_commit.into_iter().zip(&counts) {
             if counts.as_slice().first().is_some_and(|&n| n > 0) {
@@ -179,8 +166,16 @@ impl Writes {
         Ok(counts)
     }
 
-    fn run_sqlite(self, sync: &mut SqliteConnection) -> QueryResult<Vec<usize>> {
-        let counts = self.writes.into_iter().map(|write| write.run_sqlite(sync)).collect::<QueryResult<Vec<_>>>()?;
+    /// The rows each write changed; `None` when a required one changed none (the rest not run).
+    fn run_sqlite(self, sync: &mut SqliteConnection) -> QueryResult<Option<Vec<usize>>> {
+        let mut counts = Vec::with_capacity(self.writes.len());
+        for (write, required) in self.writes {
+            let count = write.run_sqlite(sync)?;
+            if required && count == 0 {
+                return Ok(None);
+            }
+            counts.push(count);
+        }
         if matches!(counts.as_slice(), [first, ..] if *first > 0) {
             // One row at a time: diesel wraps a multi-row INSERT on SQLite in a savepoint, two
             // statements more than the one or two events cost.
@@ -189,7 +184,7 @@ impl Writes {
                 ExecuteDsl::execute(insert, sync)?;
             }
         }
-        Ok(counts)
+        Ok(Some(counts))
     }
 }
 
@@ -206,7 +201,7 @@ impl QueryFragment<Pg> for PgWrites<'_> {
         let (mut written, mut announced) = (0, 0);
         for change in self.changes {
             let first = written;
-            for write in &change.writes {
+            for (write, _) in &change.writes {
                 if written > 0 {
                     out.push_sql(", ");
                 }
@@ -227,8 +222,8 @@ impl QueryFragment<Pg> for PgWrites<'_> {
             }
         }
         out.push_sql(" SELECT ARRAY[");
-        let required = self.changes.iter().flat_map(|change| &change.required);
-        for (i, &required) in required.enumerate() {
+        let required = self.changes.iter().flat_map(|change| change.writes.iter().map(|(_, required)| *required));
+        for (i, required) in required.enumerate() {
             if i > 0 {
                 out.push_sql(", ");
             }

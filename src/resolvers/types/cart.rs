@@ -10,13 +10,16 @@ use crate::resolvers::{app, loaders};
 
 pub struct Cart(pub Arc<domain::Cart>);
 
-#[Object]
+// `serial`: fields resolve one after another, without the set of concurrent futures each
+// object otherwise builds (a cart of 90 lines built 360 of them); none of these fields waits on
+// anything but an already batched load.
+#[Object(serial)]
 impl Cart {
     async fn id(&self) -> ID {
         ID(self.0.id.clone())
     }
 
-    async fn items(&self, ctx: &Context<'_>) -> ApiResult<Vec<CartItem>> {
+    async fn items(&self, ctx: &Context<'_>) -> ApiResult<Vec<CartItem<'_>>> {
         CartItem::batch(ctx, &self.0.lines).await
     }
 
@@ -39,14 +42,15 @@ impl Cart {
     }
 }
 
-pub struct CartItem {
-    line: domain::CartLine,
+/// A line of the cart, session or order being resolved, borrowed from it.
+pub struct CartItem<'a> {
+    line: &'a domain::CartLine,
     /// `None` if the product no longer exists.
     product: Option<Product>,
 }
 
-#[Object]
-impl CartItem {
+#[Object(serial)]
+impl CartItem<'_> {
     async fn product(&self) -> ApiResult<&Product> {
         self.existing_product()
     }
@@ -75,15 +79,12 @@ impl CartItem {
     }
 }
 
-impl CartItem {
+impl<'a> CartItem<'a> {
     /// Lines with their products, loaded in one batch (a cart may hold a hundred lines).
-    pub async fn batch(ctx: &Context<'_>, lines: &[domain::CartLine]) -> ApiResult<Vec<CartItem>> {
+    pub async fn batch(ctx: &Context<'_>, lines: &'a [domain::CartLine]) -> ApiResult<Vec<CartItem<'a>>> {
         let ids: Vec<String> = lines.iter().map(|line| line.product_id.clone()).collect();
         let mut products = loaders(ctx).products_by_ids(&ids).await?;
-        Ok(lines
-            .iter()
-            .map(|line| CartItem { product: products.remove(&line.product_id), line: line.clone() })
-            .collect())
+        Ok(lines.iter().map(|line| CartItem { product: products.remove(&line.product_id), line }).collect())
     }
 
     fn existing_product(&self) -> ApiResult<&Product> {

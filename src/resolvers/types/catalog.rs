@@ -9,7 +9,9 @@ use crate::error::ApiResult;
 use crate::loaders::Related;
 use crate::resolvers::loaders;
 
+// `serial` (here and on `Product`): see `Cart`.
 #[derive(SimpleObject, Clone, Debug)]
+#[graphql(serial)]
 pub struct Money {
     pub cent_amount: i32,
     pub currency_code: String,
@@ -133,7 +135,7 @@ impl ProductSiblings {
     }
 }
 
-#[Object]
+#[Object(serial)]
 impl Product {
     async fn id(&self) -> ID {
         ID(self.record.id.clone())

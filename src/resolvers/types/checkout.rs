@@ -60,7 +60,7 @@ impl CheckoutSession {
     }
 
     /// The cart's lines at the prices they will be charged at.
-    async fn items(&self, ctx: &Context<'_>) -> ApiResult<Vec<CartItem>> {
+    async fn items(&self, ctx: &Context<'_>) -> ApiResult<Vec<CartItem<'_>>> {
         CartItem::batch(ctx, &self.0.lines).await
     }
 
@@ -185,7 +185,7 @@ impl Order {
         self.0.status.into()
     }
 
-    async fn items(&self, ctx: &Context<'_>) -> ApiResult<Vec<CartItem>> {
+    async fn items(&self, ctx: &Context<'_>) -> ApiResult<Vec<CartItem<'_>>> {
         CartItem::batch(ctx, &self.0.placed.lines).await
     }
 

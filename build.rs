@@ -19,6 +19,9 @@ fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
     let playground = root.join("playground");
     println!("cargo:rerun-if-changed=playground");
+    // `embed_migrations!` reads migrations/ at compile time but cannot tell cargo so: without
+    // this, a new migration was left out of the binary until some source file changed.
+    println!("cargo:rerun-if-changed=migrations");
     let mut files = Vec::new();
     collect(&playground, &mut files);
     files.sort();

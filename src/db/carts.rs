@@ -66,7 +66,9 @@ fn serialized_lines(lines: &[CartLine]) -> StoreResult<String> {
     String::from_utf8(json).map_err(|err| StoreError::internal("serializing cart lines", err))
 }
 
-/// `{header}` becomes `{header,"lines":lines}`.
+/// What joins the header to the lines: `{header}` becomes `{header,"lines":lines}`.
+const LINES_KEY: &str = ",\"lines\":";
+
 fn cart_document(cart: &Cart, lines: &str) -> StoreResult<String> {
     let header = CartHeader {
         id: &cart.id,
@@ -77,8 +79,8 @@ fn cart_document(cart: &Cart, lines: &str) -> StoreResult<String> {
     };
     let mut document = to_json(&header, "serializing a cart")?;
     document.pop();
-    document.reserve(lines.len() + 10);
-    document.push_str(",\"lines\":");
+    document.reserve(LINES_KEY.len() + lines.len() + 1);
+    document.push_str(LINES_KEY);
     document.push_str(lines);
     document.push('}');
     Ok(document)
@@ -114,11 +116,7 @@ pub async fn lock(conn: &mut Conn<'_>, shopper: &Shopper) -> StoreResult<Option<
 /// changes no row when another change came first.
 pub fn save(cart: &Cart) -> StoreResult<(Box<dyn Write>, OutboxRow)> {
     let lines = serialized_lines(&cart.lines)?;
-    let event = OutboxRow {
-        topic: cart_topic(&cart.owner),
-        payload: cart_document(cart, &lines)?,
-        created_at: cart.updated_at.naive_utc(),
-    };
+    let event = OutboxRow::serialized(cart_topic(&cart.owner), cart_document(cart, &lines)?, cart.updated_at);
     let (id, version, updated_at, expires_at) =
         (cart.id.clone(), cart.version, cart.updated_at.naive_utc(), cart.expires_at.map(|at| at.naive_utc()));
     let write: Box<dyn Write> = if version <= 1 {

@@ -24,7 +24,12 @@ pub struct OutboxRow {
 
 impl OutboxRow {
     pub fn new<T: serde::Serialize>(topic: String, payload: &T, at: DateTime<Utc>) -> StoreResult<Self> {
-        Ok(Self { topic, payload: to_json(payload, "serializing an event")?, created_at: at.naive_utc() })
+        Ok(Self::serialized(topic, to_json(payload, "serializing an event")?, at))
+    }
+
+    /// An event whose payload is already JSON.
+    pub fn serialized(topic: String, payload: String, at: DateTime<Utc>) -> Self {
+        Self { topic, payload, created_at: at.naive_utc() }
     }
 
     /// The event that tells search and the catalog read cache (on every instance) which

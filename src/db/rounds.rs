@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use tokio::sync::oneshot;
 
 use super::pool::statement_scope;
-use super::{Pool, Writes, scoped};
+use super::scoped;
 use crate::ports::{StoreError, StoreResult};
 
 /// Writes one round: the outcome of each item, in the order given.
@@ -96,47 +96,12 @@ impl<I: Send + 'static, T: Send + 'static> Rounds<I, Result<T, String>> {
     }
 }
 
-/// Rounds of independent changes, each a `Writes` of one keyed row (a cart, say) and its events.
-/// A round's changes of distinct keys go in one `Writes::run_together`; a second change of a key
-/// already in the round goes in a later layer, after the first, so that PostgreSQL (which runs a
-/// statement on one snapshot) sees each change of a row after the one before.
-pub type WriteRounds = Rounds<(String, Writes), Result<Vec<usize>, String>>;
-
-/// Changes per round: enough to cover every connection of a busy server.
-const CHANGES_PER_ROUND: usize = 256;
-const WRITERS_AT_ONCE: usize = 2;
-
-pub fn write_rounds(db: Pool, operation: &'static str) -> Arc<WriteRounds> {
-    Rounds::new(CHANGES_PER_ROUND, WRITERS_AT_ONCE, move |round: Vec<(String, Writes)>| {
-        let db = db.clone();
-        async move {
-            let changes = round.len();
-            let written = db
-                .atomically(async |c| {
-                    let mut counts: Vec<Vec<usize>> = vec![Vec::new(); changes];
-                    for layer in layers(round) {
-                        let (places, writes): (Vec<usize>, Vec<Writes>) = layer.into_iter().unzip();
-                        for (place, written) in
-                            places.into_iter().zip(Writes::run_together(writes, c, operation).await?)
-                        {
-                            counts[place] = written;
-                        }
-                    }
-                    Ok::<_, StoreError>(counts)
-                })
-                .await;
-            match written {
-                Ok(counts) => counts.into_iter().map(Ok).collect(),
-                Err(err) => vec![Err(err.to_string()); changes],
-            }
-        }
-        .boxed()
-    })
-}
-
 /// The round split into layers of distinct keys, in queue order (a key's n-th change goes in
-/// layer n); each change with its place.
-fn layers<T>(round: Vec<(String, T)>) -> Vec<Vec<(usize, T)>> {
+/// layer n); each change with its place. Changes of distinct keys can be written together in
+/// one statement; a key's later change goes in a later layer, after the first, so that
+/// PostgreSQL (which runs a statement on one snapshot) sees each change of a row after the one
+/// before.
+pub fn layers<T>(round: Vec<(String, T)>) -> Vec<Vec<(usize, T)>> {
     let mut changes_of: HashMap<String, usize> = HashMap::new();
     let mut layers: Vec<Vec<(usize, T)>> = Vec::new();
     for (place, (key, writes)) in round.into_iter().enumerate() {

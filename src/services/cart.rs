@@ -1,8 +1,8 @@
 //! Carts: a change reads the cart (from the cache when it holds it) and the product's offer,
 //! decides the new lines with the pure rules, and writes the next version with its event, if no
 //! other change came first; otherwise it reads again and retries. Changes of many carts are
-//! written together (`db::rounds`): one statement, or one SQLite transaction, per round. How the
-//! event reaches subscriptions depends on the bus (`CartEvents`).
+//! written together (`db::carts::rounds`): one statement, or one SQLite transaction, per round.
+//! How the event reaches subscriptions depends on the bus (`Announce`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream};
 use futures::{StreamExt, future};
 
+use crate::db::carts::{Announce, CartChange, CartRounds};
 use crate::db::outbox::OutboxRow;
-use crate::db::rounds::{WriteRounds, write_rounds};
 use crate::db::{Pool, Writes, carts, inventory};
 use crate::domain::auth::Viewer;
 use crate::domain::cart::rules::{self, CartLimits};
@@ -30,26 +30,13 @@ const CACHE_TTL: Duration = Duration::from_secs(3600);
 /// Tries of a change that keeps meeting newer versions (another device's changes).
 const ATTEMPTS: usize = 20;
 
-/// How a committed cart change reaches subscriptions; chosen once, from the bus.
-#[derive(Clone, Copy)]
-enum CartEvents {
-    /// Written with the change, published by the outbox worker: subscribers on other instances
-    /// hear of it even if this instance dies right after the commit.
-    Outbox,
-    /// Published at commit (by whoever commits it, even if the caller has gone). The bus reaches
-    /// only this process's subscriptions, which die with it, and a new subscription starts from
-    /// the stored cart: the outbox's promise buys nothing there, and its row (the whole cart)
-    /// would be inserted, claimed and deleted for every change.
-    AtCommit,
-}
-
 #[derive(Clone)]
 pub struct CartService {
     db: Pool,
-    rounds: Arc<WriteRounds>,
+    rounds: Arc<CartRounds>,
     cache: Arc<dyn CartCache>,
     bus: Arc<dyn EventBus>,
-    events: CartEvents,
+    announce: Announce,
     clock: Arc<dyn Clock>,
     catalog: CatalogService,
     limits: CartLimits,
@@ -68,9 +55,9 @@ impl CartService {
         catalog: CatalogService,
         limits: CartLimits,
     ) -> Self {
-        let rounds = write_rounds(db.clone(), "changing a cart");
-        let events = if bus.reaches_other_instances() { CartEvents::Outbox } else { CartEvents::AtCommit };
-        Self { db, rounds, cache, bus, events, clock, catalog, limits }
+        let announce = Announce::of(bus.clone());
+        let rounds = carts::rounds(db.clone(), announce.clone());
+        Self { db, rounds, cache, bus, announce, clock, catalog, limits }
     }
 
     /// The viewer's cart; an empty one if there is none yet (or it expired).
@@ -206,10 +193,7 @@ impl CartService {
     /// `writes` that store a cart change (here, or in checkout, which takes the bought lines),
     /// with the change's event.
     pub fn with_event(&self, writes: Writes, event: OutboxRow) -> Writes {
-        match self.events {
-            CartEvents::Outbox => writes.event(event),
-            CartEvents::AtCommit => writes.publish_at_commit(self.bus.clone(), event.into_event()),
-        }
+        self.announce.with_event(writes, event)
     }
 
     /// Takes an order's lines out of the shopper's cart: what a purchase leaves, when the cart
@@ -297,13 +281,10 @@ impl CartService {
             let now = self.clock.now();
             let Some(lines) = decide(&cart, offer.as_ref(), now)? else { return Ok(cart) };
             let changed = Arc::new(cart.changed(lines, now, self.expiry(shopper, now)));
-            let (write, event) = carts::save(&changed)?;
+            let change = CartChange::of(&changed)?;
             // The event is the cart as the cache keeps it: serialized once.
-            let json = event.payload.clone();
-            let writes = self.with_event(Writes::of(write), event);
-            let saved =
-                self.rounds.write((changed.id.clone(), writes), "changing a cart").await.map_err(CartError::Store)?;
-            if saved.first().is_some_and(|&n| n > 0) {
+            let json = change.document().to_owned();
+            if self.rounds.write(change, "changing a cart").await.map_err(CartError::Store)? {
                 self.keep(&changed, Some(&json)).await;
                 return Ok(changed);
             }

@@ -248,6 +248,7 @@ async fn write_layer(conn: &mut Conn<'_>, layer: Vec<CartChange>, announce: &Ann
         return Ok(counts.iter().map(|counts| counts.as_slice().first().is_some_and(|&n| n > 0)).collect());
     };
     let (columns, announcements) = PgCartColumns::of(layer, announce);
+    // Payloads are gathered only for events that go in the outbox (see `PgCartColumns::of`).
     let statement = if columns.payloads.is_empty() { SAVE_CARTS } else { SAVE_CARTS_AND_EVENTS };
     let statement = diesel::sql_query(statement)
         .bind::<Array<Text>, _>(&columns.ids)
@@ -352,7 +353,8 @@ macro_rules! save_carts_sql {
 
 const SAVE_CARTS: &str = save_carts_sql!("");
 
-/// The same, with each written change's event in the outbox.
+/// The same, with each written change's event in the outbox, dated (like `CartChange::of`'s
+/// event) when the cart changed.
 const SAVE_CARTS_AND_EVENTS: &str = save_carts_sql!(
     ", announced AS (INSERT INTO outbox (topic, payload, created_at) \
      SELECT e.topic, e.payload, e.updated_at FROM unnest($1::text[], $7::text[], $8::text[], $4::timestamp[]) \

@@ -12,7 +12,7 @@ pub struct CatalogQuery;
 impl CatalogQuery {
     async fn product(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<Product>> {
         validate_id("id", &id)?;
-        Ok(loaders(ctx).products_by_ids(std::slice::from_ref(&id.0)).await?.remove(&id.0))
+        Ok(loaders(ctx).products_in_order(std::slice::from_ref(&id.0)).await?.pop().flatten())
     }
 
     /// Category tree roots.

@@ -34,8 +34,7 @@ impl RecommendationQuery {
 }
 
 async fn products_in_order(ctx: &Context<'_>, ids: Vec<String>) -> ApiResult<Vec<Product>> {
-    let products = loaders(ctx).products_by_ids(&ids).await?;
-    Ok(ids.iter().filter_map(|id| products.get(id).cloned()).collect())
+    Ok(loaders(ctx).products_in_order(&ids).await?.into_iter().flatten().collect())
 }
 
 #[derive(Default)]

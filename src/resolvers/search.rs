@@ -25,9 +25,8 @@ impl SearchQuery {
             .search
             .search(query.as_deref(), category.as_deref(), filter, sort, first, after.as_deref())
             .await?;
-        let products = loaders(ctx).products_by_ids(&page.hits.product_ids).await?;
         // In the index's order; a product deleted since it was indexed is left out.
-        let nodes = page.hits.product_ids.iter().filter_map(|id| products.get(id).cloned()).collect();
+        let nodes = loaders(ctx).products_in_order(&page.hits.product_ids).await?.into_iter().flatten().collect();
         Ok(ProductSearchResult {
             total_count: i32::try_from(page.hits.total).unwrap_or(i32::MAX),
             nodes,

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use async_graphql::{Context, ID, Object};
 use chrono::{DateTime, Utc};
 
-use super::{Money, Product};
+use super::{Money, Product, SerialList};
 use crate::domain::cart as domain;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::resolvers::{app, loaders};
@@ -19,7 +19,7 @@ impl Cart {
         ID(self.0.id.clone())
     }
 
-    async fn items(&self, ctx: &Context<'_>) -> ApiResult<Vec<CartItem<'_>>> {
+    async fn items(&self, ctx: &Context<'_>) -> ApiResult<SerialList<CartItem<'_>>> {
         CartItem::batch(ctx, &self.0.lines).await
     }
 
@@ -81,10 +81,10 @@ impl CartItem<'_> {
 
 impl<'a> CartItem<'a> {
     /// Lines with their products, loaded in one batch (a cart may hold a hundred lines).
-    pub async fn batch(ctx: &Context<'_>, lines: &'a [domain::CartLine]) -> ApiResult<Vec<CartItem<'a>>> {
-        let ids: Vec<String> = lines.iter().map(|line| line.product_id.clone()).collect();
-        let mut products = loaders(ctx).products_by_ids(&ids).await?;
-        Ok(lines.iter().map(|line| CartItem { product: products.remove(&line.product_id), line }).collect())
+    pub async fn batch(ctx: &Context<'_>, lines: &'a [domain::CartLine]) -> ApiResult<SerialList<CartItem<'a>>> {
+        let ids: Vec<&str> = lines.iter().map(|line| line.product_id.as_str()).collect();
+        let products = loaders(ctx).products_in_order(&ids).await?;
+        Ok(SerialList(lines.iter().zip(products).map(|(line, product)| CartItem { line, product }).collect()))
     }
 
     fn existing_product(&self) -> ApiResult<&Product> {

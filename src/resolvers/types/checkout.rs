@@ -1,7 +1,7 @@
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
-use super::{CartItem, Money, PageInfo};
+use super::{CartItem, Money, PageInfo, SerialList};
 use crate::domain::checkout as domain;
 use crate::domain::orders;
 use crate::domain::payments;
@@ -60,7 +60,7 @@ impl CheckoutSession {
     }
 
     /// The cart's lines at the prices they will be charged at.
-    async fn items(&self, ctx: &Context<'_>) -> ApiResult<Vec<CartItem<'_>>> {
+    async fn items(&self, ctx: &Context<'_>) -> ApiResult<SerialList<CartItem<'_>>> {
         CartItem::batch(ctx, &self.0.lines).await
     }
 
@@ -185,7 +185,7 @@ impl Order {
         self.0.status.into()
     }
 
-    async fn items(&self, ctx: &Context<'_>) -> ApiResult<Vec<CartItem<'_>>> {
+    async fn items(&self, ctx: &Context<'_>) -> ApiResult<SerialList<CartItem<'_>>> {
         CartItem::batch(ctx, &self.0.placed.lines).await
     }
 

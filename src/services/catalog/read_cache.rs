@@ -147,9 +147,9 @@ impl CatalogReadCache {
         Ok(found.remove(ROOTS).unwrap_or_default())
     }
 
-    /// The products the cache holds of `ids`, and the ids it lacks.
-    pub fn held_products(&self, ids: &[String]) -> (HashMap<String, Arc<Product>>, Vec<String>) {
-        held(&self.products, ids)
+    /// The product, if the cache holds it.
+    pub fn held_product(&self, id: &str) -> Option<Arc<Product>> {
+        self.products.get(id)
     }
 
     /// The stock levels the cache holds of `ids`, and the ids it lacks.

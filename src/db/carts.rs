@@ -64,8 +64,8 @@ struct CartHeader<'a> {
 }
 
 /// About the length of one serialized line: the lines' buffer is sized once instead of
-/// growing (and copying) a dozen times on the way to 13 KB.
-const LINE_JSON_BYTES: usize = 160;
+/// growing (and copying) a dozen times on the way to 5 KB.
+const LINE_JSON_BYTES: usize = 56;
 
 fn serialized_lines(lines: &[CartLine]) -> StoreResult<String> {
     let mut json = Vec::with_capacity(2 + LINE_JSON_BYTES * lines.len());

@@ -19,7 +19,7 @@ impl RecommendationQuery {
     ) -> ApiResult<Vec<Product>> {
         let intent = intent.unwrap_or(RecommendationIntent::Related).into();
         let ids = app(ctx).recommendations.for_product(&product_id, intent, first.unwrap_or(10)).await?;
-        products_in_order(ctx, ids).await
+        existing_products(ctx, ids).await
     }
 
     /// Personal picks for the caller (user or guest session); popular and trending products for a newcomer or anonymous caller.
@@ -29,11 +29,12 @@ impl RecommendationQuery {
         #[graphql(default = 10)] first: Option<i32>,
     ) -> ApiResult<Vec<Product>> {
         let ids = app(ctx).recommendations.for_shopper(viewer(ctx), first.unwrap_or(10)).await?;
-        products_in_order(ctx, ids).await
+        existing_products(ctx, ids).await
     }
 }
 
-async fn products_in_order(ctx: &Context<'_>, ids: Vec<String>) -> ApiResult<Vec<Product>> {
+/// The products of `ids` in their order, leaving out any deleted since they were picked.
+async fn existing_products(ctx: &Context<'_>, ids: Vec<String>) -> ApiResult<Vec<Product>> {
     Ok(loaders(ctx).products_in_order(&ids).await?.into_iter().flatten().collect())
 }
 

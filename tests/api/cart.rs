@@ -92,10 +92,14 @@ on_both_backends!(a_cart_changes_one_version_at_a_time, |backend: Backend| async
 
 on_both_backends!(prices_are_captured_when_added, |backend: Backend| async move {
     let server = shop(backend, ServerOptions::default()).await;
-    set_stock(&server, P1, 10).await;
     let guest = server.guest_token().await;
-    add(&server, &guest, P1, 2).await;
-    let before = cart(&server, &guest).await["items"][0].clone();
+    for product in [P2, P1, P3] {
+        set_stock(&server, product, 10).await;
+        add(&server, &guest, product, 2).await;
+    }
+    // The cart read keeps the three products in the read cache; repricing P1 drops it alone, so
+    // the next read takes P2 and P3 from the cache and P1 from the store, and keeps line order.
+    let before = cart(&server, &guest).await["items"][1].clone();
     assert_eq!(before["priceChanged"], false);
     let admin = server.admin_token().await;
     let upsert = "mutation($i: ProductInput!) { adminUpsertProduct(input: $i) { id } }";
@@ -106,10 +110,16 @@ on_both_backends!(prices_are_captured_when_added, |backend: Backend| async move 
             Some(&admin),
         )
         .await;
-    let after = cart(&server, &guest).await["items"][0].clone();
+    let repriced = cart(&server, &guest).await;
+    let in_order: Vec<String> = quantities(&repriced).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(in_order, [P2, P1, P3], "lines keep their order whichever products were cached");
+    let after = repriced["items"][1].clone();
     assert_eq!(after["unitPrice"], before["unitPrice"]);
     assert_eq!(after["currentPrice"]["centAmount"], 123);
     assert_eq!(after["priceChanged"], true);
+    for unchanged in [0, 2] {
+        assert_eq!(repriced["items"][unchanged]["priceChanged"], false, "line {unchanged}");
+    }
 });
 
 on_both_backends!(bad_cart_input_is_refused_and_changes_nothing, |backend: Backend| async move {

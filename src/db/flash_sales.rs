@@ -362,7 +362,9 @@ pub async fn holds(conn: &mut Conn<'_>, sale_id: &str, lapsed_by: Option<DateTim
 /// A hold's units go back to the sale (out of reserved stock) and its entry is EXPIRED.
 pub async fn release_hold(conn: &mut Conn<'_>, sale_id: &str, session: &CheckoutSession) -> StoreResult<()> {
     for line in &session.lines {
-        Writes::new(inventory::sell(&line.product_id, line.quantity)).run(conn, "releasing a hold").await?;
+        Writes::new(inventory::take_from_reserved(&line.product_id, line.quantity))
+            .run(conn, "releasing a hold")
+            .await?;
         on_conn!(conn, c => diesel::update(flash_sales::table.find(sale_id))
             .set(flash_sales::remaining.eq(flash_sales::remaining + line.quantity))
             .prepared()

@@ -1,17 +1,20 @@
 //! Stock levels and their moves. The conditional `reserve` is the one serialization point of
-//! stock on both backends; CHECK constraints keep every count non-negative.
+//! stock on both backends; CHECK constraints keep every count non-negative. Sold units leave
+//! reserved through pending sales (`sell`, `settle_sales`), so that an order never locks a
+//! stock row.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 use diesel_async::RunQueryDsl;
 
-use super::pool::{Conn, execute_batch, on_conn};
+use super::pool::{Conn, Queue, execute_batch, on_conn};
 use super::prepared::PrepareOnce;
-use super::schema::{inventory, products};
-use super::writes::Write;
+use super::schema::{inventory, products, stock_sales};
+use super::writes::{Write, Writes};
 use super::{INSERT_CHUNK, converted, store_error};
+use crate::domain::cart::model::CartLine;
 use crate::domain::catalog::model::{Offer, StockLevel};
 use crate::domain::primitives::Money;
 use crate::ports::{StoreError, StoreResult};
@@ -39,10 +42,27 @@ impl TryFrom<InventoryRow> for StockLevel {
     }
 }
 
+/// Units sold and not yet settled out of reserved (`sell`).
+#[derive(Insertable)]
+#[diesel(table_name = stock_sales)]
+struct StockSaleRow {
+    product_id: String,
+    quantity: i32,
+}
+
+/// A stock row's reserved count less its sales not yet settled, so that no read sees the lag.
+const RESERVED_LESS_UNSETTLED: &str = "CAST(inventory.reserved - COALESCE((SELECT SUM(stock_sales.quantity) \
+    FROM stock_sales WHERE stock_sales.product_id = inventory.product_id), 0) AS INTEGER)";
+
 pub async fn stock_levels(conn: &mut Conn<'_>, product_ids: &[String]) -> StoreResult<Vec<StockLevel>> {
     let rows: Vec<InventoryRow> = on_conn!(conn, c => inventory::table
         .filter(inventory::product_id.eq_any(product_ids))
-        .select(InventoryRow::as_select())
+        .select((
+            inventory::product_id,
+            inventory::available,
+            diesel::dsl::sql::<diesel::sql_types::Integer>(RESERVED_LESS_UNSETTLED),
+            inventory::version,
+        ))
         .load(c)
         .await)
     .map_err(store_error("loading stock levels"))?;
@@ -141,10 +161,58 @@ pub fn hold(product_id: &str, quantity: i32) -> impl Write {
         .set((inventory::reserved.eq(inventory::reserved + quantity), inventory::version.eq(inventory::version + 1)))
 }
 
-/// Reserved units leave stock: sold (an order was made), or back to the flash sale they came from.
-pub fn sell(product_id: &str, quantity: i32) -> impl Write {
+/// Reserved units leave stock: sold units being settled, or held units going back to the
+/// flash sale they came from.
+pub fn take_from_reserved(product_id: &str, quantity: i32) -> impl Write {
     diesel::update(inventory::table.find(product_id.to_owned()))
         .set((inventory::reserved.eq(inventory::reserved - quantity), inventory::version.eq(inventory::version + 1)))
+}
+
+/// The lines' units are sold: added to `writes` as pending sales, which the stock-sales worker
+/// (woken by them) takes out of reserved in batches. An insert locks no stock row, so orders
+/// for one hot product do not queue behind each other's durable commit.
+pub fn sell(mut writes: Writes, lines: &[CartLine]) -> Writes {
+    for line in lines {
+        let sale = StockSaleRow { product_id: line.product_id.clone(), quantity: line.quantity };
+        writes = writes.and(diesel::insert_into(stock_sales::table).values(sale));
+    }
+    writes.wakes(Queue::StockSales)
+}
+
+/// Settles up to `limit` pending sales, oldest first: deletes them and takes their units out of
+/// their products' reserved counts, one write per product in product order. Run it in a
+/// transaction, so that both happen or neither; two settling at once take different sales.
+/// Returns how many it settled.
+pub async fn settle_sales(conn: &mut Conn<'_>, limit: i64) -> StoreResult<usize> {
+    let oldest = diesel::alias!(stock_sales as oldest);
+    let oldest = oldest.select(oldest.field(stock_sales::id)).order(oldest.field(stock_sales::id)).limit(limit);
+    let taken: Vec<(String, i32)> = on_conn!(conn, c => diesel::delete(stock_sales::table)
+        .filter(stock_sales::id.eq_any(oldest))
+        .returning((stock_sales::product_id, stock_sales::quantity))
+        .prepared()
+        .get_results(c)
+        .await)
+    .map_err(store_error("taking pending sales"))?;
+    let mut sold: BTreeMap<&str, i32> = BTreeMap::new();
+    for (product_id, quantity) in &taken {
+        *sold.entry(product_id).or_default() += quantity;
+    }
+    let mut products = sold.into_iter();
+    if let Some((first, units)) = products.next() {
+        let settled = products.fold(Writes::new(take_from_reserved(first, units)), |writes, (product_id, units)| {
+            writes.and(take_from_reserved(product_id, units))
+        });
+        settled.run(conn, "settling sales").await?;
+    }
+    Ok(taken.len())
+}
+
+/// Whether any sale waits to be settled: the timer's cheap look.
+pub async fn any_unsettled(conn: &mut Conn<'_>) -> StoreResult<bool> {
+    on_conn!(conn, c => diesel::select(diesel::dsl::exists(stock_sales::table.select(stock_sales::id)))
+        .get_result(c)
+        .await)
+    .map_err(store_error("looking for pending sales"))
 }
 
 /// Units come back to available: from a reservation (`from_reserved`) or from a cancelled order.

@@ -162,6 +162,12 @@ pub enum Queue {
     Notifications = 2,
     /// A saga was leased for charging or refunding: recovery must look when the lease ends.
     SagaLeases = 4,
+    /// An order sold units: the stock-sales worker takes them out of reserved.
+    StockSales = 8,
+}
+
+impl Queue {
+    const ALL: [Queue; 4] = [Queue::Outbox, Queue::Notifications, Queue::SagaLeases, Queue::StockSales];
 }
 
 /// What committed writes set off: one wake-up per queue, shared by the pool (which wakes) and
@@ -171,6 +177,7 @@ pub struct Wakers {
     outbox: Notify,
     notifications: Notify,
     saga_leases: Notify,
+    stock_sales: Notify,
     catalog_changed: OnceLock<CatalogChanged>,
 }
 
@@ -183,6 +190,7 @@ impl Wakers {
             Queue::Outbox => &self.outbox,
             Queue::Notifications => &self.notifications,
             Queue::SagaLeases => &self.saga_leases,
+            Queue::StockSales => &self.stock_sales,
         }
     }
 
@@ -193,7 +201,7 @@ impl Wakers {
 
     fn committed(&self, work: AfterCommit) {
         let queued = work.queued.into_inner();
-        for queue in [Queue::Outbox, Queue::Notifications, Queue::SagaLeases] {
+        for queue in Queue::ALL {
             if queued & queue as u8 != 0 {
                 self.of(queue).notify_one();
             }

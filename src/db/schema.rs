@@ -39,6 +39,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    stock_sales (id) {
+        id -> BigInt,
+        product_id -> Text,
+        quantity -> Integer,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> Text,
         email -> Text,
@@ -254,6 +262,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     categories,
     products,
     inventory,
+    stock_sales,
     users,
     refresh_tokens,
     carts,

@@ -14,6 +14,7 @@ mod notifications;
 mod outbox;
 mod recommender;
 mod search;
+mod stock_sales;
 mod sweeper;
 
 use std::time::Duration;
@@ -25,9 +26,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::app::AppContext;
-use crate::db::scoped;
+use crate::db::{Queue, scoped};
 use crate::domain::events::CATALOG_TOPICS;
-use crate::ports::Delivery;
+use crate::ports::{Delivery, StoreError};
 
 pub use outbox::dispatch_pending;
 
@@ -55,6 +56,7 @@ impl Workers {
         workers.supervise("worker:shopper-activity", app, recommender::follow_activity);
         workers.supervise("worker:category-lists", app, recommender::refresh_category_lists);
         workers.supervise("worker:flash-sales", app, flash_sales::run);
+        workers.supervise("worker:stock-sales", app, stock_sales::run);
         workers.once("worker:catalog-setup", catalog_setup::run(app.clone()));
         workers
     }
@@ -148,5 +150,40 @@ async fn next_round(cancel: &CancellationToken, wake: Option<&Notify>, period: D
     tokio::select! {
         () = cancel.cancelled() => None,
         round = woken => Some(round),
+    }
+}
+
+/// A queue's worker: runs `round` each time a committed write wakes `queue` or `poll` passes,
+/// until cancelled; a failed round is logged and the next one tries again.
+async fn serve_queue(
+    app: AppContext,
+    cancel: CancellationToken,
+    (queue, poll): (Queue, Duration),
+    failed: &'static str,
+    round: impl AsyncFn(&AppContext, Round) -> Result<usize, StoreError>,
+) {
+    let wake = app.db.wakers().clone();
+    while let Some(next) = next_round(&cancel, Some(wake.of(queue)), poll).await {
+        if let Err(err) = round(&app, next).await {
+            tracing::warn!(error = %err, "{failed}; retrying");
+        }
+    }
+}
+
+/// Whether a round has work to do. A woken worker waits `coalesce` for more writes, to take them
+/// together; on the timer, one cheap look (`pending`, counted under `idle_scope`, apart from the
+/// work it finds) decides.
+async fn has_work(
+    round: Round,
+    coalesce: Duration,
+    idle_scope: &'static str,
+    pending: impl Future<Output = Result<bool, StoreError>>,
+) -> Result<bool, StoreError> {
+    match round {
+        Round::Woken => {
+            tokio::time::sleep(coalesce).await;
+            Ok(true)
+        }
+        Round::Timer => scoped(idle_scope, pending).await,
     }
 }

@@ -6,9 +6,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use super::{Round, next_round};
+use super::{Round, has_work, serve_queue};
 use crate::app::AppContext;
-use crate::db::{Pool, Queue, Writes, outbox, scoped};
+use crate::db::{Pool, Queue, Writes, outbox};
 use crate::ports::{Event, EventBus, StoreError};
 
 const DISPATCH_BATCH: i64 = 500;
@@ -24,23 +24,13 @@ const CLAIM: chrono::Duration = chrono::Duration::seconds(30);
 const IDLE_SCOPE: &str = "worker:outbox-idle";
 
 pub async fn run(app: AppContext, cancel: CancellationToken) {
-    let wake = app.db.wakers().clone();
-    while let Some(round) = next_round(&cancel, Some(wake.of(Queue::Outbox)), DISPATCH_POLL).await {
-        if let Err(err) = dispatch(&app, round).await {
-            tracing::warn!(error = %err, "publishing the outbox failed; retrying");
-        }
-    }
+    serve_queue(app, cancel, (Queue::Outbox, DISPATCH_POLL), "publishing the outbox failed", dispatch).await;
 }
 
 /// Dispatches what is pending; on the timer, only after one cheap look finds something.
 async fn dispatch(app: &AppContext, round: Round) -> Result<usize, StoreError> {
-    match round {
-        Round::Woken => tokio::time::sleep(COALESCE).await,
-        Round::Timer => {
-            if !scoped(IDLE_SCOPE, app.db.with_conn(async |c| outbox::any_pending(c).await)).await? {
-                return Ok(0);
-            }
-        }
+    if !has_work(round, COALESCE, IDLE_SCOPE, app.db.with_conn(async |c| outbox::any_pending(c).await)).await? {
+        return Ok(0);
     }
     dispatch_pending(&app.db, app.bus.as_ref(), app.clock.now()).await
 }

@@ -8,10 +8,12 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::{Value, json};
 use shop::config::Config;
-use shop::db::{inventory, orders};
+use shop::db::{Writes, inventory, orders};
+use shop::domain::cart::CartLine;
 use shop::domain::clock::ManualClock;
 use shop::domain::orders::Order;
 use shop::domain::payments::RetryPolicy;
+use shop::domain::primitives::Money;
 use shop::payments::{LedgerEntry, TestGateway};
 
 use crate::helpers::{
@@ -50,13 +52,21 @@ pub(crate) async fn set_stock(server: &TestServer, product: &str, quantity: i32)
     server.data(OFFER, json!({ "p": product, "q": quantity }), Some(&admin)).await;
 }
 
-/// (available, reserved) of a product, straight from the store.
 /// The store's stock of the product (not the browsing cache's), as (available, reserved).
 pub(crate) async fn stock(server: &TestServer, product: &str) -> (i32, i32) {
     let ids = [product.to_owned()];
     let levels = server.app().db.with_conn(async |c| inventory::stock_levels(c, &ids).await).await.expect("stock");
     let level = levels.first().expect("inventory row");
     (level.available, level.reserved)
+}
+
+/// Waits (up to 5 s) until no sold units wait to leave reserved stock.
+async fn wait_until_sales_settle(server: &TestServer) {
+    let started = std::time::Instant::now();
+    while server.app().db.with_conn(async |c| inventory::any_unsettled(c).await).await.expect("pending sales") {
+        assert!(started.elapsed() < Duration::from_secs(5), "sold units were never settled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 pub(crate) async fn add(server: &TestServer, token: &str, product: &str, quantity: i32) {
@@ -138,6 +148,9 @@ on_both_backends!(a_checkout_reserves_prices_and_becomes_one_paid_order, |backen
         (Some("PLACED"), Some("PAID"))
     );
     assert_eq!(stock(&server, P1).await, (3, 0), "sold units are neither available nor reserved");
+    // The order wrote its sales as pending; the stock-sales worker, woken by it, settles them.
+    wait_until_sales_settle(&server).await;
+    assert_eq!(stock(&server, P1).await, (3, 0), "settled, the stock row itself holds the counts");
 
     let replay = place(&server, &guest, order_input(&session_id, "pm_card_visa", "key-1")).await;
     assert_eq!(replay["data"]["placeOrder"]["id"], order["id"], "a replayed key returns the same order");
@@ -175,7 +188,6 @@ on_both_backends!(a_checkout_reserves_prices_and_becomes_one_paid_order, |backen
 
 on_both_backends!(bought_lines_leave_a_cart_that_changed_behind_the_cache, |backend: Backend| async move {
     use diesel::prelude::*;
-    use shop::db::Writes;
     use shop::db::schema::carts;
 
     let server = shop(backend).await;
@@ -201,6 +213,28 @@ on_both_backends!(bought_lines_leave_a_cart_that_changed_behind_the_cache, |back
         "only the line added later stays"
     );
     assert_eq!(after["cart"]["version"].as_i64(), version.map(|v| v + 2), "the other change, then the purchase's");
+});
+
+on_both_backends!(sales_another_process_left_are_settled_on_the_timer, |backend: Backend| async move {
+    let server = shop(backend).await;
+    set_stock(&server, P1, 5).await;
+    // Another process (an instance that stopped before its worker ran, say) reserved and sold
+    // two units: its writes wake no worker of this server.
+    let elsewhere = shop::db::Pool::open(&server.app().config.store_url(), 1, std::sync::Arc::new(|_| ()))
+        .await
+        .expect("another process's pool");
+    let line = CartLine {
+        product_id: P1.to_owned(),
+        quantity: 2,
+        unit_price: Money { cents: 1500, currency: "USD".to_owned() },
+        added_at: Utc::now(),
+    };
+    let sold = inventory::sell(Writes::new(inventory::reserve(P1, 2)), &[line]);
+    elsewhere.atomically(async |c| sold.run(c, "another process's order").await).await.expect("sold");
+    assert!(elsewhere.with_conn(async |c| inventory::any_unsettled(c).await).await.expect("look"), "pending");
+    assert_eq!(stock(&server, P1).await, (3, 0), "pending sales are not counted as reserved");
+    wait_until_sales_settle(&server).await;
+    assert_eq!(stock(&server, P1).await, (3, 0), "settled into the stock row");
 });
 
 on_both_backends!(two_hundred_buyers_race_for_the_last_ten_units, |backend: Backend| async move {

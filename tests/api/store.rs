@@ -246,6 +246,55 @@ on_both_backends!(refresh_tokens_work_once_and_replay_is_detected, |backend: Bac
     pool.ping().await.expect("ping");
 });
 
+fn line(product: &str, quantity: i32) -> CartLine {
+    CartLine {
+        product_id: product.to_owned(),
+        quantity,
+        unit_price: Money { cents: 1999, currency: "USD".to_owned() },
+        added_at: Utc::now(),
+    }
+}
+
+on_both_backends!(each_sale_leaves_reserved_stock_once_whoever_settles_it, |backend: Backend| async move {
+    let db = TestDatabase::new(backend).await;
+    db.catalog()
+        .await
+        .write_records(&[], &[record("p1", None, Some(100)), record("p2", None, Some(100))])
+        .await
+        .expect("insert");
+    let pool = db.pool().await;
+    let reserved = async || {
+        let ids = ["p1".to_owned(), "p2".to_owned()];
+        let mut levels = pool.with_conn(async |c| inventory::stock_levels(c, &ids).await).await.expect("stock");
+        levels.sort_by(|a, b| a.product_id.cmp(&b.product_id));
+        levels.iter().map(|l| (l.available, l.reserved)).collect::<Vec<_>>()
+    };
+    // Forty orders: each reserves its units and sells them, as a checkout and its order do.
+    for n in 0..40 {
+        let (product, quantity) = if n % 2 == 0 { ("p1", 1) } else { ("p2", 2) };
+        let order = inventory::sell(Writes::new(inventory::reserve(product, quantity)), &[line(product, quantity)]);
+        pool.atomically(async |c| order.run(c, "an order").await).await.expect("order");
+    }
+    assert_eq!(reserved().await, [(80, 0), (60, 0)], "sold units are not reserved, settled or not");
+
+    // Four settlers at once, in small batches: each sale is taken by exactly one of them.
+    let settler = async || {
+        let mut settled = 0;
+        loop {
+            match pool.transaction(async |c| inventory::settle_sales(c, 3).await).await.expect("settle") {
+                0 => return settled,
+                n => settled += n,
+            }
+        }
+    };
+    let settled: usize = futures::future::join_all((0..4).map(|_| settler())).await.into_iter().sum();
+    assert_eq!(settled, 40, "every sale settled once");
+    assert!(!pool.with_conn(async |c| inventory::any_unsettled(c).await).await.expect("look"));
+    // With nothing pending, the stock rows themselves hold these counts: a sale taken twice
+    // would have broken the non-negative check, one deleted but not applied would show here.
+    assert_eq!(reserved().await, [(80, 0), (60, 0)]);
+});
+
 mod carts_writes_and_outbox {
     use std::sync::{Arc, Mutex};
 
@@ -288,15 +337,6 @@ mod carts_writes_and_outbox {
 
         fn reaches_other_instances(&self) -> bool {
             true
-        }
-    }
-
-    fn line(product: &str, quantity: i32) -> CartLine {
-        CartLine {
-            product_id: product.to_owned(),
-            quantity,
-            unit_price: Money { cents: 1999, currency: "USD".to_owned() },
-            added_at: Utc::now(),
         }
     }
 

@@ -185,11 +185,11 @@ impl CheckoutService {
 
     /// Creates the order (paid, or held for review when there is no charge): in one write the
     /// saga completes, the payment, the order and its first event are recorded, the reserved
-    /// units become sold, the session completes, and the confirmation and events are queued;
-    /// the same statement takes the bought lines out of the cart if it is still at the version
-    /// read (a change that came between is followed by a change that takes them out). On
-    /// PostgreSQL that is one statement with no transaction around it, so no row (a hot
-    /// product's stock) stays locked across a round trip.
+    /// units are sold (as pending sales: no stock row is locked through the durable commit),
+    /// the session completes, and the confirmation and events are queued; the same statement
+    /// takes the bought lines out of the cart if it is still at the version read (a change that
+    /// came between is followed by a change that takes them out). On PostgreSQL that is one
+    /// statement with no transaction around it, so no row stays locked across a round trip.
     pub(super) async fn finish(
         &self,
         saga: &Saga,
@@ -217,9 +217,7 @@ impl CheckoutService {
         if let Some((payment_id, reference)) = &charge {
             writes = writes.and(payments::complete_payment(payment_id, reference, now));
         }
-        for line in &placed.lines {
-            writes = writes.and(inventory::sell(&line.product_id, line.quantity));
-        }
+        writes = inventory::sell(writes, &placed.lines);
         if let Some(notification) = &notification {
             writes = notifications::queue(writes, notification, now);
         }
@@ -228,7 +226,7 @@ impl CheckoutService {
             .event(OutboxRow::shopper_activity(owner, now)?);
         let remaining = without_bought(&cart.lines, &placed.lines);
         let cart_after = (remaining != cart.lines).then(|| cart.changed(remaining, now, cart.expires_at));
-        // Cart first: the lock order of checkout and cart changes (then stock rows).
+        // Cart first: the lock order of checkout and cart changes. An order locks no stock row.
         let mut changes = Vec::with_capacity(2);
         if let Some(changed) = &cart_after {
             let (write, event) = carts::save(changed)?;

@@ -269,26 +269,40 @@ on_both_backends!(each_sale_leaves_reserved_stock_once_whoever_settles_it, |back
         levels.sort_by(|a, b| a.product_id.cmp(&b.product_id));
         levels.iter().map(|l| (l.available, l.reserved)).collect::<Vec<_>>()
     };
-    // Forty orders: each reserves its units and sells them, as a checkout and its order do.
-    for n in 0..40 {
+    // An order reserves its units and sells them, as a checkout and its order do.
+    let order = async |n: i32| {
         let (product, quantity) = if n % 2 == 0 { ("p1", 1) } else { ("p2", 2) };
         let order = inventory::sell(Writes::new(inventory::reserve(product, quantity)), &[line(product, quantity)]);
         pool.atomically(async |c| order.run(c, "an order").await).await.expect("order");
+    };
+    for n in 0..10 {
+        order(n).await;
     }
-    assert_eq!(reserved().await, [(80, 0), (60, 0)], "sold units are not reserved, settled or not");
+    assert_eq!(reserved().await, [(95, 0), (90, 0)], "sold units are not reserved before they are settled");
 
-    // Four settlers at once, in small batches: each sale is taken by exactly one of them.
+    // Thirty more orders while four settlers take what is pending: each sale is taken by
+    // exactly one of them.
+    let ordering = std::sync::atomic::AtomicBool::new(true);
+    let orders = async {
+        for n in 10..40 {
+            order(n).await;
+            tokio::task::yield_now().await;
+        }
+        ordering.store(false, std::sync::atomic::Ordering::SeqCst);
+    };
     let settler = async || {
         let mut settled = 0;
         loop {
-            match pool.transaction(async |c| inventory::settle_sales(c, 3).await).await.expect("settle") {
-                0 => return settled,
-                n => settled += n,
+            let last_round = !ordering.load(std::sync::atomic::Ordering::SeqCst);
+            settled += pool.transaction(async |c| inventory::settle_sales(c).await).await.expect("settle");
+            if last_round {
+                return settled;
             }
+            tokio::task::yield_now().await;
         }
     };
-    let settled: usize = futures::future::join_all((0..4).map(|_| settler())).await.into_iter().sum();
-    assert_eq!(settled, 40, "every sale settled once");
+    let (_, settled) = futures::join!(orders, futures::future::join_all((0..4).map(|_| settler())));
+    assert_eq!(settled.iter().sum::<usize>(), 40, "every sale settled once");
     assert!(!pool.with_conn(async |c| inventory::any_unsettled(c).await).await.expect("look"));
     // With nothing pending, the stock rows themselves hold these counts: a sale taken twice
     // would have broken the non-negative check, one deleted but not applied would show here.

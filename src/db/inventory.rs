@@ -203,11 +203,9 @@ pub async fn settle_sales(conn: &mut Conn<'_>) -> StoreResult<usize> {
     for (product_id, quantity) in &taken {
         *sold.entry(product_id).or_default() += quantity;
     }
-    let mut products = sold.into_iter();
-    if let Some((first, units)) = products.next() {
-        let settled = products.fold(Writes::new(take_from_reserved(first, units)), |writes, (product_id, units)| {
-            writes.and(take_from_reserved(product_id, units))
-        });
+    if let Some(settled) =
+        Writes::each(sold.into_iter().map(|(product_id, units)| take_from_reserved(product_id, units)))
+    {
         settled.run(conn, "settling sales").await?;
     }
     Ok(taken.len())

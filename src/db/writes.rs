@@ -75,6 +75,13 @@ impl Writes {
         self
     }
 
+    /// The writes in order, as one change; `None` when there are none.
+    pub fn each<W: Write>(writes: impl IntoIterator<Item = W>) -> Option<Self> {
+        let mut writes = writes.into_iter();
+        let first = Self::new(writes.next()?);
+        Some(writes.fold(first, Self::and))
+    }
+
     pub fn and(self, write: impl Write) -> Self {
         self.and_boxed(Box::new(write))
     }

@@ -153,37 +153,43 @@ async fn next_round(cancel: &CancellationToken, wake: Option<&Notify>, period: D
     }
 }
 
-/// A queue's worker: runs `round` each time a committed write wakes `queue` or `poll` passes,
-/// until cancelled; a failed round is logged and the next one tries again.
-async fn serve_queue(
-    app: AppContext,
-    cancel: CancellationToken,
-    (queue, poll): (Queue, Duration),
-    failed: &'static str,
-    round: impl AsyncFn(&AppContext, Round) -> Result<usize, StoreError>,
-) {
-    let wake = app.db.wakers().clone();
-    while let Some(next) = next_round(&cancel, Some(wake.of(queue)), poll).await {
-        if let Err(err) = round(&app, next).await {
-            tracing::warn!(error = %err, "{failed}; retrying");
-        }
-    }
-}
-
-/// Whether a round has work to do. A woken worker waits `coalesce` for more writes, to take them
-/// together; on the timer, one cheap look (`pending`, counted under `idle_scope`, apart from the
-/// work it finds) decides.
-async fn has_work(
-    round: Round,
+/// A worker of one queue: woken by committed writes that give it work, it waits `coalesce`
+/// for more to take them together; on its `poll` timer it first takes one cheap look, counted
+/// under `idle_scope` apart from the work it finds, and works only if something is pending.
+struct QueueWorker {
+    queue: Queue,
+    poll: Duration,
     coalesce: Duration,
     idle_scope: &'static str,
-    pending: impl Future<Output = Result<bool, StoreError>>,
-) -> Result<bool, StoreError> {
-    match round {
-        Round::Woken => {
-            tokio::time::sleep(coalesce).await;
-            Ok(true)
+    /// What the log says when a round fails (the next round tries again).
+    failed: &'static str,
+}
+
+impl QueueWorker {
+    /// Runs rounds of `work` until cancelled; `pending` is the timer's look.
+    async fn serve(
+        &self,
+        app: AppContext,
+        cancel: CancellationToken,
+        pending: impl AsyncFn(&AppContext) -> Result<bool, StoreError>,
+        work: impl AsyncFn(&AppContext) -> Result<usize, StoreError>,
+    ) {
+        let wake = app.db.wakers().clone();
+        while let Some(round) = next_round(&cancel, Some(wake.of(self.queue)), self.poll).await {
+            let worked = match round {
+                Round::Woken => {
+                    tokio::time::sleep(self.coalesce).await;
+                    work(&app).await
+                }
+                Round::Timer => match scoped(self.idle_scope, pending(&app)).await {
+                    Ok(true) => work(&app).await,
+                    Ok(false) => Ok(0),
+                    Err(err) => Err(err),
+                },
+            };
+            if let Err(err) = worked {
+                tracing::warn!(error = %err, "{}; retrying", self.failed);
+            }
         }
-        Round::Timer => scoped(idle_scope, pending).await,
     }
 }

@@ -6,33 +6,30 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use super::{Round, has_work, serve_queue};
+use super::QueueWorker;
 use crate::app::AppContext;
 use crate::db::{Pool, Queue, Writes, outbox};
 use crate::ports::{Event, EventBus, StoreError};
 
 const DISPATCH_BATCH: i64 = 500;
 /// Writes of this process wake the worker; the timer finds what they do not: a failed
-/// publish, another process's writes (`shop import`, another instance's crash).
-const DISPATCH_POLL: Duration = Duration::from_secs(1);
-/// A woken worker waits this long for more writes to publish them together: a round costs
-/// two statements whatever it carries, and events follow each other closely under load.
-const COALESCE: Duration = Duration::from_millis(5);
+/// publish, another process's writes (`shop import`, another instance's crash). A woken worker
+/// waits 5 ms for more writes to publish them together: a round costs two statements whatever
+/// it carries, and events follow each other closely under load.
+const WORKER: QueueWorker = QueueWorker {
+    queue: Queue::Outbox,
+    poll: Duration::from_secs(1),
+    coalesce: Duration::from_millis(5),
+    idle_scope: "worker:outbox-idle",
+    failed: "publishing the outbox failed",
+};
 /// How long a claimed batch is its dispatcher's before another may publish it again.
 const CLAIM: chrono::Duration = chrono::Duration::seconds(30);
-/// The timer's look at the outbox, counted apart from the work it finds.
-const IDLE_SCOPE: &str = "worker:outbox-idle";
 
 pub async fn run(app: AppContext, cancel: CancellationToken) {
-    serve_queue(app, cancel, (Queue::Outbox, DISPATCH_POLL), "publishing the outbox failed", dispatch).await;
-}
-
-/// Dispatches what is pending; on the timer, only after one cheap look finds something.
-async fn dispatch(app: &AppContext, round: Round) -> Result<usize, StoreError> {
-    if !has_work(round, COALESCE, IDLE_SCOPE, app.db.with_conn(async |c| outbox::any_pending(c).await)).await? {
-        return Ok(0);
-    }
-    dispatch_pending(&app.db, app.bus.as_ref(), app.clock.now()).await
+    let pending = async |app: &AppContext| app.db.with_conn(async |c| outbox::any_pending(c).await).await;
+    let dispatch = async |app: &AppContext| dispatch_pending(&app.db, app.bus.as_ref(), app.clock.now()).await;
+    WORKER.serve(app, cancel, pending, dispatch).await;
 }
 
 /// Publishes everything pending; returns how many events went out. Each batch is claimed, then

@@ -9,15 +9,14 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use shop::config::Config;
 use shop::db::{Writes, inventory, orders};
-use shop::domain::cart::CartLine;
 use shop::domain::clock::ManualClock;
 use shop::domain::orders::Order;
 use shop::domain::payments::RetryPolicy;
-use shop::domain::primitives::Money;
 use shop::payments::{LedgerEntry, TestGateway};
 
 use crate::helpers::{
-    Backend, ServerOptions, ShopProcess, Subscription, TestDatabase, TestServer, error_code, gql, gql_response,
+    Backend, ServerOptions, ShopProcess, Subscription, TestDatabase, TestServer, cart_line, error_code, gql,
+    gql_response,
 };
 use crate::on_both_backends;
 
@@ -223,13 +222,7 @@ on_both_backends!(sales_another_process_left_are_settled_on_the_timer, |backend:
     let elsewhere = shop::db::Pool::open(&server.app().config.store_url(), 1, std::sync::Arc::new(|_| ()))
         .await
         .expect("another process's pool");
-    let line = CartLine {
-        product_id: P1.to_owned(),
-        quantity: 2,
-        unit_price: Money { cents: 1500, currency: "USD".to_owned() },
-        added_at: Utc::now(),
-    };
-    let sold = inventory::sell(Writes::new(inventory::reserve(P1, 2)), &[line]);
+    let sold = inventory::sell(Writes::new(inventory::reserve(P1, 2)), &[cart_line(P1, 2)]);
     elsewhere.atomically(async |c| sold.run(c, "another process's order").await).await.expect("sold");
     assert!(elsewhere.with_conn(async |c| inventory::any_unsettled(c).await).await.expect("look"), "pending");
     assert_eq!(stock(&server, P1).await, (3, 0), "pending sales are not counted as reserved");

@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 use shop::app::AppContext;
 use shop::config::{Config, Secret};
 use shop::db::Pool;
+use shop::domain::cart::CartLine;
 use shop::domain::clock::{ManualClock, SystemClock};
+use shop::domain::primitives::Money;
 use shop::ports::Clock;
 use shop::server::{self, RunningServer};
 use shop::services::catalog::CatalogService;
@@ -338,6 +340,17 @@ impl TestServer {
         text.lines()
             .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.trim().parse().ok()))
             .unwrap_or_else(|| panic!("metric {name} missing in:\n{text}"))
+    }
+}
+
+/// A cart line of `quantity` units of `product` at $19.99, added now: for writing stock moves
+/// and carts straight to the store.
+pub fn cart_line(product: &str, quantity: i32) -> CartLine {
+    CartLine {
+        product_id: product.to_owned(),
+        quantity,
+        unit_price: Money { cents: 1999, currency: "USD".to_owned() },
+        added_at: chrono::Utc::now(),
     }
 }
 

@@ -5,14 +5,14 @@ use shop::db::outbox::OutboxRow;
 use shop::db::{Writes, carts, catalog, checkout, inventory, users};
 use shop::domain::auth::User;
 use shop::domain::auth::model::{NewRefreshToken, RefreshTokenUse};
-use shop::domain::cart::{Cart, CartLine};
+use shop::domain::cart::Cart;
 use shop::domain::catalog::model::{Category, ProductRecord, category_levels, parse_category_path};
 use shop::domain::catalog::{Attribute, CatalogError, Product};
 use shop::domain::checkout::{CheckoutSession, CheckoutStatus, Totals};
 use shop::domain::primitives::{Money, Shopper};
 use shop::ports::StoreError;
 
-use crate::helpers::{Backend, TestDatabase};
+use crate::helpers::{Backend, TestDatabase, cart_line};
 use crate::on_both_backends;
 
 fn record(id: &str, category: Option<&Category>, stock: Option<i32>) -> ProductRecord {
@@ -246,15 +246,6 @@ on_both_backends!(refresh_tokens_work_once_and_replay_is_detected, |backend: Bac
     pool.ping().await.expect("ping");
 });
 
-fn line(product: &str, quantity: i32) -> CartLine {
-    CartLine {
-        product_id: product.to_owned(),
-        quantity,
-        unit_price: Money { cents: 1999, currency: "USD".to_owned() },
-        added_at: Utc::now(),
-    }
-}
-
 on_both_backends!(each_sale_leaves_reserved_stock_once_whoever_settles_it, |backend: Backend| async move {
     let db = TestDatabase::new(backend).await;
     db.catalog()
@@ -272,7 +263,8 @@ on_both_backends!(each_sale_leaves_reserved_stock_once_whoever_settles_it, |back
     // An order reserves its units and sells them, as a checkout and its order do.
     let order = async |n: i32| {
         let (product, quantity) = if n % 2 == 0 { ("p1", 1) } else { ("p2", 2) };
-        let order = inventory::sell(Writes::new(inventory::reserve(product, quantity)), &[line(product, quantity)]);
+        let order =
+            inventory::sell(Writes::new(inventory::reserve(product, quantity)), &[cart_line(product, quantity)]);
         pool.atomically(async |c| order.run(c, "an order").await).await.expect("order");
     };
     for n in 0..10 {
@@ -369,11 +361,11 @@ mod carts_writes_and_outbox {
 
         // Microseconds, as both backends store them.
         let now = shop::ports::Clock::now(&shop::domain::clock::SystemClock);
-        let first = Cart::empty(&owner, now).changed(vec![line("p1", 2)], now, None);
+        let first = Cart::empty(&owner, now).changed(vec![cart_line("p1", 2)], now, None);
         assert_eq!(save(&pool, &first).await, 1);
         assert_eq!(pool.with_conn(async |c| carts::of(c, &owner).await).await.expect("read"), Some(first.clone()));
         assert_eq!(save(&pool, &first).await, 0, "a second writer of version 1 changes nothing");
-        let second = first.changed(vec![line("p1", 3)], now, None);
+        let second = first.changed(vec![cart_line("p1", 3)], now, None);
         assert_eq!(save(&pool, &second).await, 1);
         assert_eq!(save(&pool, &second).await, 0, "a stale version 2 changes nothing");
 
@@ -395,7 +387,7 @@ mod carts_writes_and_outbox {
             id: "chk-1".into(),
             owner: Shopper::Guest("g".into()),
             status: CheckoutStatus::Reserved,
-            lines: vec![line("p1", 3)],
+            lines: vec![cart_line("p1", 3)],
             totals: Totals { subtotal: 1, shipping: 0, tax: 0, total: 1, currency: "USD".into() },
             saga_id: None,
             expires_at: now + Duration::minutes(10),
@@ -428,7 +420,7 @@ mod carts_writes_and_outbox {
         let now = Utc::now();
         let mut cart = Cart::empty(&Shopper::Guest("g1".into()), now);
         for quantity in 1..=3 {
-            cart = cart.changed(vec![line("p1", quantity)], now, None);
+            cart = cart.changed(vec![cart_line("p1", quantity)], now, None);
             assert_eq!(save(&pool, &cart).await, 1);
         }
         let bus = RecordingBus::default();
@@ -521,12 +513,15 @@ mod carts_writes_and_outbox {
         let guest = Viewer::Guest { session_id: "g".into() };
         let user = Viewer::User { user_id: "u".into(), is_admin: false };
         let now = Utc::now();
-        assert_eq!(save(&pool, &Cart::empty(&guest.shopper(), now).changed(vec![line("p1", 2)], now, None)).await, 1);
+        assert_eq!(
+            save(&pool, &Cart::empty(&guest.shopper(), now).changed(vec![cart_line("p1", 2)], now, None)).await,
+            1
+        );
 
         // The other device's first cart: written, committed only when told.
         let (commit, told) = tokio::sync::oneshot::channel::<()>();
         let (write, _) =
-            carts::save(&Cart::empty(&user.shopper(), now).changed(vec![line("p1", 1)], now, None)).expect("save");
+            carts::save(&Cart::empty(&user.shopper(), now).changed(vec![cart_line("p1", 1)], now, None)).expect("save");
         let device_pool = db.pool().await;
         let device = tokio::spawn(async move {
             device_pool

@@ -52,11 +52,8 @@ fn new_id(prefix: &str) -> String {
 /// Units of `lines` back to available stock (from reserved, or sold when `from_reserved` is
 /// false), with the stock event that keeps search and browsing current.
 fn stock_back(lines: &[CartLine], from_reserved: bool, now: DateTime<Utc>) -> StoreResult<Option<Writes>> {
-    let Some((first, rest)) = lines.split_first() else { return Ok(None) };
-    let mut writes = Writes::new(inventory::give_back(&first.product_id, first.quantity, from_reserved));
-    for line in rest {
-        writes = writes.and(inventory::give_back(&line.product_id, line.quantity, from_reserved));
-    }
+    let back = lines.iter().map(|line| inventory::give_back(&line.product_id, line.quantity, from_reserved));
+    let Some(writes) = Writes::each(back) else { return Ok(None) };
     let products: Vec<String> = lines.iter().map(|l| l.product_id.clone()).collect();
     Ok(Some(writes.event(OutboxRow::stock(&products, now)?)))
 }
